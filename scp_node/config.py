@@ -1,0 +1,229 @@
+"""Typed settings for the node.
+
+The defaults below *are* the embedded default configuration: ``scp-node serve`` with no file works as
+is. A TOML file (``--config FILE`` or ``SCP_NODE_CONFIG``) overrides them, and every key can be overridden
+again by an environment variable ``SCP_NODE_<SECTION>__<KEY>`` (for example
+``SCP_NODE_DICOM__PORT=104``). ``docs/configuration.md`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SCP_NODE_"
+
+
+def _ae_title(value: str) -> str:
+    """An AE title is 1-16 characters of the default repertoire, no backslash (PS3.5 §6.2, AE)."""
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 16 or "\\" in stripped or not stripped.isprintable():
+        raise ValueError(f"invalid AE title {value!r}: 1-16 printable characters, no backslash")
+    return stripped
+
+
+class TlsSettings(BaseModel):
+    """DICOM TLS (PS3.15 Annex B.9): server certificate and optional client verification."""
+
+    enabled: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = Field(None, description="CA bundle; when set, clients must present a cert")
+
+
+class DicomSettings(BaseModel):
+    """The DICOM upper-layer listener (C-ECHO, C-STORE, Storage Commitment)."""
+
+    ae_title: str = "LSTV_NODE"
+    bind_host: str = "127.0.0.1"
+    port: int = 11112
+    allowed_calling_aes: list[str] = Field(default_factory=list)
+    check_called_ae: bool = True
+    max_associations: int = 10
+    maximum_pdu_size: int = 0
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 60.0
+    network_timeout_s: float = 120.0
+    syntax_policy: Literal["sender", "uncompressed", "compressed"] = "sender"
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @field_validator("allowed_calling_aes")
+    @classmethod
+    def _check_allowed(cls, values: list[str]) -> list[str]:
+        return [_ae_title(v) for v in values]
+
+
+class StorageSettings(BaseModel):
+    """Where accepted instances and the SQLite index live."""
+
+    data_dir: Path = Path("var")
+    min_free_mb: int = 512
+    fsync: bool = True
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite3"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+
+class HttpSettings(BaseModel):
+    """The HTTP server: DICOMweb (STOW/QIDO/WADO) plus /healthz, /readyz, /metrics."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8042
+    root: str = "/dicom-web"
+    auth: Literal["token", "none"] = "token"
+    token: SecretStr | None = None
+    max_request_mb: int = 2048
+    max_parts: int = 5000
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+class ModelSettings(BaseModel):
+    """The spine-level localizer and the LSTV screen."""
+
+    weights: Path | None = Field(None, description="checkpoint; empty = the packaged reference weights")
+    device: str = "auto"
+    mc_samples: int = 8
+    cpu_threads: int = 0
+    max_batch: int = 64
+    lstv_threshold: float | None = None
+    review_margin: float = 0.1
+
+
+class SeriesRules(BaseModel):
+    """How the sagittal T2 series is chosen among a study's series."""
+
+    description_include: list[str] = Field(
+        default_factory=lambda: ["t2", "T2"]
+    )
+    description_exclude: list[str] = Field(default_factory=lambda: ["stir", "STIR", "t1", "T1"])
+    max_normal_deviation_deg: float = 20.0
+    min_slices: int = 3
+
+
+class ReportSettings(BaseModel):
+    """The DICOM SR (TID 1500) the node produces, and the optional Secondary Capture."""
+
+    series_number: int = 9901
+    series_description: str = "AI LSTV screen (research, not for clinical use)"
+    sc_series_number: int = 9902
+    sc_series_description: str = "AI LSTV screen overlay (research, not for clinical use)"
+    secondary_capture: bool = True
+    institution_name: str = ""
+    device_name: str = "scp-node"
+    manufacturer: str = "scp-node project"
+
+
+class Destination(BaseModel):
+    """Where results go: a DIMSE Storage SCP or a STOW-RS endpoint."""
+
+    kind: Literal["dimse", "stow"] = "dimse"
+    ae_title: str = "PACS"
+    host: str = "127.0.0.1"
+    port: int = 4242
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    url: str = ""
+    token: SecretStr | None = None
+
+
+class DeliverySettings(BaseModel):
+    """Outbox delivery of results (retries with exponential backoff and jitter, then dead letter)."""
+
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    default_destinations: list[str] = Field(default_factory=list)
+    reply_to_sender: dict[str, str] = Field(default_factory=dict)
+    max_attempts: int = 8
+    backoff_initial_s: float = 2.0
+    backoff_max_s: float = 300.0
+    poll_interval_s: float = 1.0
+
+
+class PipelineSettings(BaseModel):
+    """Study completion and the job queue."""
+
+    quiet_seconds: float = 10.0
+    max_wait_seconds: float = 600.0
+    queue_size: int = 32
+    poll_interval_s: float = 0.5
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    """All of the node's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    series: SeriesRules = Field(default_factory=SeriesRules)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _CONFIG_FILE_FOR_LOAD.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+_CONFIG_FILE_FOR_LOAD: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the embedded defaults, then ``config_file`` (TOML), then the environment.
+
+    ``config_file`` falls back to the ``SCP_NODE_CONFIG`` environment variable.
+    """
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+    _CONFIG_FILE_FOR_LOAD["path"] = path
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE_FOR_LOAD["path"] = None

@@ -1,0 +1,69 @@
+"""The analysis result: what the model found in one study, handed from `pipeline` to `report`.
+
+Plain data only (no torch, no pydicom), so the report and the tests can build one by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DISC_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+
+
+@dataclass(frozen=True)
+class LevelFinding:
+    """One disc level as the localizer placed it, with its uncertainty terms.
+
+    ``pixel_xy`` is (column, row) on the slice ``sop_instance_uid``, in pixel units with (0, 0) at the
+    centre of the top-left pixel, i.e. the DICOM SCOORD convention minus 0.5 (PS3.3 C.18.6.1.2 uses
+    the top-left corner of the image; the report adds the 0.5). ``patient_xyz`` is in mm (patient
+    coordinate system, PS3.3 C.7.6.2.1.1). Entropies are in bits.
+    """
+
+    level: str
+    sop_instance_uid: str
+    slice_index: int
+    pixel_xy: tuple[float, float]
+    patient_xyz: tuple[float, float, float]
+    peak_confidence: float
+    entropy: float
+    spatial_entropy: float
+    predictive_entropy: float | None = None
+    mutual_information: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which algorithm and which weights produced a result (for the SR's algorithm identification)."""
+
+    name: str
+    version: str
+    weights_sha256: str
+    clinical_use: bool = False
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The outcome of the LSTV screen on one study.
+
+    ``applicable`` is False when the study holds no usable sagittal T2 series; ``reason`` says why.
+    """
+
+    study_instance_uid: str
+    applicable: bool
+    reason: str = ""
+    series_instance_uid: str = ""
+    levels: tuple[LevelFinding, ...] = ()
+    lstv_score: float = 0.0
+    lstv_threshold: float = 0.0
+    lstv_suspected: bool = False
+    needs_review: bool = False
+    model: ModelIdentity | None = None
+    device: str = ""
+    inference_ms: float = 0.0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for ``scp-node infer --json`` and the job record)."""
+        return asdict(self)
