@@ -53,7 +53,7 @@ class DicomSettings(BaseModel):
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 120.0
-    syntax_policy: Literal["sender", "uncompressed", "compressed"] = "sender"
+    syntax_policy: Literal["compressed", "uncompressed"] = "compressed"
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @field_validator("ae_title")

@@ -1,0 +1,5 @@
+import sys
+
+from scp_node.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of ``scp-node``; see :mod:`scp_node.cli`."""

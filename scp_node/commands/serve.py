@@ -1,0 +1,39 @@
+"""``scp-node serve``: run the node until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any
+
+from scp_node.cli import add_config_argument
+from scp_node.config import load_settings
+from scp_node.observe import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the node (DICOM listener, DICOMweb, pipeline)")
+    add_config_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    setup_logging(settings.log.level, settings.log.format)
+    from scp_node.node import Node
+
+    node = Node(settings)
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        node.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    node.start()
+    node.wait()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,193 @@
+"""The DICOM listener: pynetdicom AE with C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
+
+Presentation contexts come from :mod:`scp_node.codecs`: every storage SOP class with the uncompressed
+syntaxes plus only the compressed syntaxes this install proved it decodes. pynetdicom picks, for each
+proposed context, the first syntax of *our* list that the sender proposed, so the order of the list is
+the negotiation policy (``dicom.syntax_policy``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from scp_node.codecs import UNCOMPRESSED, Capabilities
+from scp_node.config import DicomSettings
+from scp_node.ingest.receiver import Origin, Receiver, Rejected
+
+log = logging.getLogger(__name__)
+
+STATUS_SUCCESS = 0x0000
+STATUS_UNEXPECTED = 0xC000
+
+
+def transfer_syntax_order(caps: Capabilities, policy: str) -> list[UID]:
+    """Our accepted syntaxes in preference order: ``compressed`` keeps the sender's compressed
+    syntax when it proposes one; ``uncompressed`` takes Explicit/Implicit VR LE when offered."""
+    compressed = list(caps.decodable)
+    uncompressed = list(UNCOMPRESSED)
+    return compressed + uncompressed if policy == "compressed" else uncompressed + compressed
+
+
+def status_dataset(status: int, comment: str) -> Dataset:
+    """A C-STORE response status with an Error Comment (0000,0902), at most 64 characters."""
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+def server_ssl_context(settings: DicomSettings) -> ssl.SSLContext | None:
+    """DICOM TLS (PS3.15 Annex B.9); client certificates are required when a CA file is set."""
+    tls = settings.tls
+    if not tls.enabled:
+        return None
+    if tls.cert_file is None or tls.key_file is None:
+        raise ValueError("dicom.tls.enabled needs dicom.tls.cert_file and dicom.tls.key_file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.ca_file is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(str(tls.ca_file))
+    return context
+
+
+class DimseServer:
+    """Owns the pynetdicom AE and its listening socket."""
+
+    def __init__(
+        self,
+        settings: DicomSettings,
+        receiver: Receiver,
+        caps: Capabilities,
+        admit: Callable[[], str | None] | None = None,
+        extra_handlers: list[tuple[Any, Callable[..., Any]]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.receiver = receiver
+        self.admit = admit
+        self.ae = self._build_ae(caps)
+        self._handlers: list[tuple[Any, Callable[..., Any]]] = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+            *(extra_handlers or []),
+        ]
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    def _build_ae(self, caps: Capabilities) -> AE:
+        s = self.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.maximum_pdu_size = s.maximum_pdu_size
+        ae.maximum_associations = s.max_associations
+        ae.acse_timeout = s.acse_timeout_s
+        ae.dimse_timeout = s.dimse_timeout_s
+        ae.network_timeout = s.network_timeout_s
+        ae.require_called_aet = s.check_called_ae
+        ae.require_calling_aet = list(s.allowed_calling_aes)
+        syntaxes = transfer_syntax_order(caps, s.syntax_policy)
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, syntaxes)
+        log.info(
+            "DICOM AE %s: %d storage SOP classes x %d transfer syntaxes (policy %s): %s",
+            s.ae_title, len(AllStoragePresentationContexts), len(syntaxes), s.syntax_policy,
+            ", ".join(str(u) for u in syntaxes),
+        )
+        return ae
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1]) if self._server else self.settings.port
+
+    def start(self) -> None:
+        s = self.settings
+        self._server = self.ae.start_server(
+            (s.bind_host, s.port),
+            block=False,
+            evt_handlers=self._handlers,
+            ssl_context=server_ssl_context(s),
+        )
+        log.info(
+            "DICOM listener %s on %s:%d%s", s.ae_title, s.bind_host, self.port,
+            " (TLS)" if s.tls.enabled else "",
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.ae.shutdown()
+
+    # --- event handlers: each returns a status and never raises into the association ---
+
+    @staticmethod
+    def _peer(event: Any) -> str:
+        requestor = event.assoc.requestor
+        return f"{requestor.address}:{requestor.port}"
+
+    def _on_echo(self, event: Any) -> int:
+        log.info("C-ECHO from %s (%s)", event.assoc.requestor.ae_title, self._peer(event))
+        return STATUS_SUCCESS
+
+    def _on_store(self, event: Any) -> int | Dataset:
+        request = event.request
+        origin = Origin(
+            calling_ae=str(event.assoc.requestor.ae_title).strip(),
+            called_ae=str(event.assoc.acceptor.ae_title).strip(),
+            peer=self._peer(event),
+            source="dimse",
+        )
+        try:
+            if self.admit is not None and (busy := self.admit()):
+                raise Rejected(0xA700, busy)
+            self.receiver.store_dataset(
+                request.DataSet.getvalue(),
+                UID(event.context.transfer_syntax),
+                origin,
+                command_sop_class=str(request.AffectedSOPClassUID),
+                command_sop_instance=str(request.AffectedSOPInstanceUID),
+            )
+        except Rejected as exc:
+            log.warning(
+                "C-STORE refused sop=%s from=%s status=0x%04X: %s",
+                request.AffectedSOPInstanceUID, origin.calling_ae, exc.status, exc.reason,
+            )
+            return status_dataset(exc.status, exc.reason)
+        except Exception as exc:  # never raise into the association
+            log.exception("C-STORE failed sop=%s: %s", request.AffectedSOPInstanceUID, exc)
+            return status_dataset(STATUS_UNEXPECTED, f"internal error: {type(exc).__name__}")
+        return STATUS_SUCCESS
+
+    def _on_accepted(self, event: Any) -> None:
+        log.info(
+            "association accepted from %s (%s) to %s",
+            event.assoc.requestor.ae_title, self._peer(event), event.assoc.acceptor.ae_title,
+        )
+
+    def _on_rejected(self, event: Any) -> None:
+        primitive = event.assoc.acceptor.primitive
+        reason = getattr(primitive, "reason_str", None) or getattr(primitive, "result_reason", "?")
+        log.warning(
+            "association rejected from %s calling=%s called=%s: %s",
+            self._peer(event), event.assoc.requestor.ae_title, event.assoc.acceptor.ae_title, reason,
+        )
+
+    def _on_released(self, event: Any) -> None:
+        log.info("association released by %s (%s)", event.assoc.requestor.ae_title, self._peer(event))
+
+    def _on_aborted(self, event: Any) -> None:
+        log.warning("association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event))

@@ -1,0 +1,258 @@
+"""One place where any received instance is checked, spooled durably and indexed.
+
+Used by the DIMSE C-STORE handler and by STOW-RS. The order is the node's durability promise: the
+file is fsynced and renamed into the spool, *then* indexed, *then* the caller answers Success.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import pydicom.uid as uids
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+
+from scp_node import __version__
+from scp_node.store.index import InstanceIndex, InstanceRecord
+from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
+
+log = logging.getLogger(__name__)
+
+IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1.77.1")
+IMPLEMENTATION_VERSION_NAME = f"SCPNODE_{__version__}"[:16]
+
+
+class Rejected(Exception):
+    """An instance the node refuses, with the DIMSE status (PS3.4 Annex B.2.3) and a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+#: DIMSE C-STORE failure statuses used by the node (PS3.4 Table B.2-1; 0xCxxx "cannot understand").
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_SOP_CLASS_MISMATCH = 0xA900
+STATUS_CANNOT_PARSE = 0xC100
+STATUS_MISSING_UID = 0xC101
+STATUS_INCOMPLETE = 0xC102
+STATUS_UID_MISMATCH = 0xC103
+STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer syntax not supported"
+STATUS_PROCESSING_FAILURE = 0x0110
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent an instance and how."""
+
+    calling_ae: str = ""
+    called_ae: str = ""
+    peer: str = ""
+    source: str = "dimse"
+
+
+@dataclass(frozen=True)
+class Header:
+    """The identifying attributes read from a received data set."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    patient_id: str
+
+
+def _is_implicit_little(transfer_syntax: UID) -> tuple[bool, bool]:
+    if transfer_syntax == uids.ImplicitVRLittleEndian:
+        return True, True
+    if transfer_syntax == uids.ExplicitVRBigEndian:
+        return False, False
+    return False, True
+
+
+def parse_dataset(raw: bytes, transfer_syntax: UID) -> Dataset:
+    """Parse a whole encoded data set (no Part 10 header) and check it is complete.
+
+    pydicom reads truncated data silently, so the checks are ours: every byte consumed, no
+    reader warning (e.g. a missing sequence delimiter), and native Pixel Data of the size its
+    attributes promise (PS3.5 §8.1.1).
+    """
+    if transfer_syntax == uids.DeflatedExplicitVRLittleEndian:
+        try:
+            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise Rejected(STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}") from exc
+    implicit, little = _is_implicit_little(transfer_syntax)
+    stream = io.BytesIO(raw)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds = read_dataset(stream, implicit, little)
+    except Exception as exc:
+        raise Rejected(STATUS_CANNOT_PARSE, f"data set cannot be parsed: {exc}") from exc
+    if stream.tell() != len(raw):
+        raise Rejected(STATUS_CANNOT_PARSE, "data set has trailing bytes that are not elements")
+    _check_pixel_data_complete(ds, transfer_syntax)
+    return ds
+
+
+def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
+    if "PixelData" not in ds:
+        if "Rows" in ds and "Columns" in ds:
+            raise Rejected(STATUS_INCOMPLETE, "image attributes present but Pixel Data is missing")
+        return
+    if transfer_syntax.is_encapsulated:
+        return
+    try:
+        expected = (
+            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise Rejected(STATUS_INCOMPLETE, f"image pixel module incomplete: {exc}") from exc
+    expected_bytes = (expected + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected_bytes:
+        raise Rejected(
+            STATUS_INCOMPLETE,
+            f"Pixel Data truncated: {actual} bytes, attributes need {expected_bytes}",
+        )
+
+
+def read_header(ds: Dataset) -> Header:
+    try:
+        return Header(
+            sop_class_uid=check_uid(ds.get("SOPClassUID"), "SOPClassUID"),
+            sop_instance_uid=check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID"),
+            study_uid=check_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID"),
+            series_uid=check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID"),
+            modality=str(ds.get("Modality", "") or ""),
+            patient_id=str(ds.get("PatientID", "") or ""),
+        )
+    except InvalidUID as exc:
+        raise Rejected(STATUS_MISSING_UID, str(exc)) from exc
+
+
+def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> FileMetaDataset:
+    """The Part 10 File Meta Information for a received data set (PS3.10 §7.1)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = header.sop_class_uid
+    meta.MediaStorageSOPInstanceUID = header.sop_instance_uid
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if calling_ae:
+        meta.SourceApplicationEntityTitle = calling_ae
+    return meta
+
+
+class Receiver:
+    """Checks, spools and indexes instances; calls ``on_stored`` after each one is durable."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        index: InstanceIndex,
+        accepted_syntaxes: list[UID],
+        on_stored: Callable[[InstanceRecord], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.index = index
+        self.accepted = set(accepted_syntaxes)
+        self.on_stored = on_stored
+
+    def store_dataset(
+        self,
+        raw: bytes,
+        transfer_syntax: UID,
+        origin: Origin,
+        command_sop_class: str | None = None,
+        command_sop_instance: str | None = None,
+    ) -> InstanceRecord:
+        """Store an encoded data set as received over DIMSE (PS3.7 §9.1.1 C-STORE)."""
+        if transfer_syntax not in self.accepted:
+            raise Rejected(
+                STATUS_SYNTAX_NOT_SUPPORTED, f"transfer syntax {transfer_syntax} is not accepted"
+            )
+        header = read_header(parse_dataset(raw, transfer_syntax))
+        if command_sop_instance and command_sop_instance != header.sop_instance_uid:
+            raise Rejected(STATUS_UID_MISMATCH, "SOP Instance UID differs from the C-STORE request")
+        if command_sop_class and command_sop_class != header.sop_class_uid:
+            raise Rejected(STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request")
+        meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
+
+        def write(handle: BinaryIO) -> None:
+            handle.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
+            handle.write(raw)
+
+        return self._commit(header, transfer_syntax, origin, write, len(raw))
+
+    def store_part10(self, data: bytes, origin: Origin) -> InstanceRecord:
+        """Store a complete Part 10 file (as a STOW-RS part carries it, PS3.18 §10.5)."""
+        stream = io.BytesIO(data)
+        try:
+            read_preamble(stream, force=False)
+            meta = _read_file_meta_info(stream)
+        except Exception as exc:
+            raise Rejected(STATUS_CANNOT_PARSE, f"not a DICOM Part 10 file: {exc}") from exc
+        transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+        if not transfer_syntax:
+            raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax UID")
+        raw = data[stream.tell():]
+        return self.store_dataset(raw, transfer_syntax, origin)
+
+    def _commit(
+        self,
+        header: Header,
+        transfer_syntax: UID,
+        origin: Origin,
+        write: Callable[[BinaryIO], None],
+        size_hint: int,
+    ) -> InstanceRecord:
+        path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
+        started = time.perf_counter()
+        try:
+            size = self.spool.write(path, write, size_hint)
+        except OutOfSpace as exc:
+            raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
+        except OSError as exc:
+            raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
+        record = InstanceRecord(
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
+            study_uid=header.study_uid,
+            series_uid=header.series_uid,
+            transfer_syntax=str(transfer_syntax),
+            path=path,
+            size=size,
+            modality=header.modality,
+            patient_id=header.patient_id,
+            calling_ae=origin.calling_ae,
+            called_ae=origin.called_ae,
+            peer=origin.peer,
+            source=origin.source,
+            received_at=time.time(),
+        )
+        new = self.index.add(record)
+        log.info(
+            "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
+            header.sop_instance_uid, header.study_uid, transfer_syntax, transfer_syntax.name,
+            size, origin.calling_ae or origin.peer, origin.source,
+            "" if new else " (duplicate, replaced)", (time.perf_counter() - started) * 1000,
+        )
+        if self.on_stored is not None:
+            self.on_stored(record)
+        return record
+

@@ -1,0 +1,72 @@
+"""Logging set-up (text or one JSON object per line, never PHI) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INSTANCES_RECEIVED = Counter(
+    "scp_node_instances_received_total",
+    "Instances stored, by transfer syntax, calling AE and ingress",
+    ["transfer_syntax", "calling_ae", "source"],
+)
+BYTES_RECEIVED = Counter(
+    "scp_node_bytes_received_total",
+    "Bytes of instances stored, by transfer syntax, calling AE and ingress",
+    ["transfer_syntax", "calling_ae", "source"],
+)
+INSTANCES_REFUSED = Counter(
+    "scp_node_instances_refused_total", "Instances refused, by status", ["status", "source"]
+)
+DECODE_FAILURES = Counter(
+    "scp_node_decode_failures_total", "Pixel decode failures by plugin", ["plugin", "transfer_syntax"]
+)
+QUEUE_DEPTH = Gauge("scp_node_job_queue_depth", "Jobs waiting for the model worker")
+JOB_OUTCOMES = Counter("scp_node_jobs_total", "Finished jobs by outcome", ["outcome"])
+INFERENCE_SECONDS = Histogram(
+    "scp_node_inference_seconds", "Model inference time per study",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+END_TO_END_SECONDS = Histogram(
+    "scp_node_end_to_end_seconds",
+    "Last instance received to SR acknowledged by the destination",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and exception text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once. Log lines name UIDs, AE titles and addresses, never
+    patient name, ID or birth date (the node's code never logs those attributes)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # pynetdicom logs every PDU at DEBUG and, at INFO, each association's details: keep it terse.
+    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,1 @@
+"""Durable state: the spool of received files and the SQLite index (instances, jobs, outbox)."""

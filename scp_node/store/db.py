@@ -1,0 +1,76 @@
+"""The SQLite index: one file, WAL journal, one connection per thread.
+
+Each store module declares its own tables in a ``SCHEMA`` string and lists it in ``SCHEMAS`` below;
+:class:`Database` creates them all (``CREATE TABLE IF NOT EXISTS``) when it opens the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMAS: dict[str, str] = {}
+#: Store modules that declare tables.
+STORE_MODULES: tuple[str, ...] = ("index", "jobs", "outbox")
+
+
+def register_schema(name: str, ddl: str) -> None:
+    """Called by each store module at import time with its ``CREATE ... IF NOT EXISTS`` statements."""
+    SCHEMAS[name] = ddl
+
+
+class Database:
+    """Thread-safe access to the index: each thread gets its own connection to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._import_all_schemas()
+        conn = self.connection()
+        for ddl in SCHEMAS.values():
+            conn.executescript(ddl)  # CREATE ... IF NOT EXISTS: idempotent
+
+    @staticmethod
+    def _import_all_schemas() -> None:
+        # Importing the modules registers their schemas.
+        for name in STORE_MODULES:
+            try:
+                importlib.import_module(f"scp_node.store.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"scp_node.store.{name}":
+                    raise
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error)."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,138 @@
+"""Index of received instances and their studies (SQLite tables ``instances`` and ``studies``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scp_node.store.db import Database, register_schema
+
+register_schema(
+    "index",
+    """
+    CREATE TABLE IF NOT EXISTS instances (
+        sop_instance_uid TEXT PRIMARY KEY,
+        sop_class_uid    TEXT NOT NULL,
+        study_uid        TEXT NOT NULL,
+        series_uid       TEXT NOT NULL,
+        transfer_syntax  TEXT NOT NULL,
+        modality         TEXT NOT NULL DEFAULT '',
+        patient_id       TEXT NOT NULL DEFAULT '',
+        path             TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        calling_ae       TEXT NOT NULL DEFAULT '',
+        called_ae        TEXT NOT NULL DEFAULT '',
+        peer             TEXT NOT NULL DEFAULT '',
+        source           TEXT NOT NULL DEFAULT 'dimse',
+        received_at      REAL NOT NULL,
+        times_received   INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX IF NOT EXISTS instances_study ON instances (study_uid, series_uid);
+    CREATE TABLE IF NOT EXISTS studies (
+        study_uid         TEXT PRIMARY KEY,
+        first_received_at REAL NOT NULL,
+        last_received_at  REAL NOT NULL,
+        calling_ae        TEXT NOT NULL DEFAULT '',
+        source            TEXT NOT NULL DEFAULT 'dimse'
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One stored instance, as the index knows it."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax: str
+    path: Path
+    size: int
+    modality: str = ""
+    patient_id: str = ""
+    calling_ae: str = ""
+    called_ae: str = ""
+    peer: str = ""
+    source: str = "dimse"
+    received_at: float = 0.0
+
+
+class InstanceIndex:
+    """Adds and looks up instances; an instance is added only after its file is durable."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, rec: InstanceRecord) -> bool:
+        """Index ``rec`` (the file is already in place). Returns False if it was a duplicate.
+
+        A duplicate SOP Instance UID replaces the earlier record (the file was replaced too).
+        """
+        now = rec.received_at or time.time()
+        with self.db.transaction() as conn:
+            existed = conn.execute(
+                "SELECT 1 FROM instances WHERE sop_instance_uid = ?", (rec.sop_instance_uid,)
+            ).fetchone()
+            conn.execute(
+                """
+                INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,
+                    transfer_syntax, modality, patient_id, path, size, calling_ae, called_ae, peer,
+                    source, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (sop_instance_uid) DO UPDATE SET
+                    sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
+                    series_uid = excluded.series_uid, transfer_syntax = excluded.transfer_syntax,
+                    modality = excluded.modality, patient_id = excluded.patient_id,
+                    path = excluded.path, size = excluded.size, calling_ae = excluded.calling_ae,
+                    called_ae = excluded.called_ae, peer = excluded.peer, source = excluded.source,
+                    received_at = excluded.received_at,
+                    times_received = instances.times_received + 1
+                """,
+                (
+                    rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid,
+                    rec.transfer_syntax, rec.modality, rec.patient_id, str(rec.path), rec.size,
+                    rec.calling_ae, rec.called_ae, rec.peer, rec.source, now,
+                ),
+            )
+            conn.execute(
+                """
+                INSERT INTO studies (study_uid, first_received_at, last_received_at, calling_ae, source)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (study_uid) DO UPDATE SET
+                    last_received_at = excluded.last_received_at,
+                    calling_ae = excluded.calling_ae, source = excluded.source
+                """,
+                (rec.study_uid, now, now, rec.calling_ae, rec.source),
+            )
+        return existed is None
+
+    def get(self, sop_instance_uid: str) -> InstanceRecord | None:
+        row = self.db.connection().execute(
+            "SELECT * FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,)
+        ).fetchone()
+        return _record(row) if row else None
+
+    def for_study(self, study_uid: str) -> list[InstanceRecord]:
+        rows = self.db.connection().execute(
+            "SELECT * FROM instances WHERE study_uid = ? ORDER BY series_uid, received_at",
+            (study_uid,),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.db.connection().execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+
+
+def _record(row: object) -> InstanceRecord:
+    r = dict(row)  # type: ignore[call-overload]
+    return InstanceRecord(
+        sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],
+        study_uid=r["study_uid"], series_uid=r["series_uid"],
+        transfer_syntax=r["transfer_syntax"], path=Path(r["path"]), size=r["size"],
+        modality=r["modality"], patient_id=r["patient_id"], calling_ae=r["calling_ae"],
+        called_ae=r["called_ae"], peer=r["peer"], source=r["source"],
+        received_at=r["received_at"],
+    )

@@ -1,0 +1,115 @@
+"""The spool: received instances as files, written atomically (temp file → fsync → rename).
+
+Layout: ``<data>/spool/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``; temporary files live in
+``<data>/spool/.tmp`` on the same file system so the rename is atomic (POSIX rename(2)).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+#: A UID is up to 64 characters of digits and dots, components without leading zeros (PS3.5 §9.1).
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+class InvalidUID(ValueError):
+    """A UID that is empty, too long or not made of digits and dots (never used as a path)."""
+
+
+class OutOfSpace(OSError):
+    """The spool's file system is below its free-space floor (or full)."""
+
+
+def check_uid(value: object, what: str) -> str:
+    """``value`` as a valid UID string, or :class:`InvalidUID` (guards the spool against paths)."""
+    text = str(value or "").strip().rstrip("\0")
+    if not text:
+        raise InvalidUID(f"{what} is missing")
+    if len(text) > 64 or not _UID_RE.match(text):
+        raise InvalidUID(f"{what} is not a valid UID")
+    return text
+
+
+class Spool:
+    """Writes and finds instance files under ``root``."""
+
+    def __init__(self, root: Path, min_free_bytes: int = 0, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.tmp_dir = self.root / ".tmp"
+        self.min_free_bytes = min_free_bytes
+        self.fsync = fsync
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        return (
+            self.root
+            / check_uid(study_uid, "StudyInstanceUID")
+            / check_uid(series_uid, "SeriesInstanceUID")
+            / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm"
+        )
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_space(self, incoming_bytes: int = 0) -> None:
+        """Raise :class:`OutOfSpace` when writing ``incoming_bytes`` would cross the floor."""
+        free = self.free_bytes()
+        if free - incoming_bytes < self.min_free_bytes:
+            raise OutOfSpace(
+                errno.ENOSPC,
+                f"spool free space {free // 2**20} MiB is below the floor "
+                f"{self.min_free_bytes // 2**20} MiB",
+            )
+
+    def write(self, final: Path, writer: Callable[[BinaryIO], None], size_hint: int = 0) -> int:
+        """Write a file through ``writer`` into a temp file, fsync it, rename it to ``final``.
+
+        Returns the size written. On any error the temp file is removed and nothing appears at
+        ``final``; ENOSPC becomes :class:`OutOfSpace`.
+        """
+        self.check_space(size_hint)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                writer(handle)
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+                size = handle.tell()
+            os.replace(tmp, final)
+            if self.fsync:
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC and not isinstance(exc, OutOfSpace):
+                raise OutOfSpace(errno.ENOSPC, f"spool file system full: {exc}") from exc
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return size
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temp files left by a crash (they were never acknowledged); returns the count."""
+        count = 0
+        for leftover in self.tmp_dir.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
