@@ -1,0 +1,254 @@
+"""StudyResult → Comprehensive 3D SR holding a TID 1500 Measurement Report (PS3.16 TID 1500).
+
+Content tree (``docs/report.md`` lists every code):
+
+- TID 1500 Imaging Measurement Report, observer = the node as a device (TID 1004)
+- one TID 1411 planar ROI group per disc level: POINT SCOORD on the source slice, tracking identifier
+  (level name + deterministic UID), finding site (SCT disc level), numeric measurements (TID 300) each
+  with algorithm identification (TID 4019)
+- one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected / Needs review /
+  Screen applicable (SCT yes/no), and Comment TEXT items (reason when not applicable, warnings)
+
+SCOORD convention: ``LevelFinding.pixel_xy`` has (0, 0) at the centre of the top-left pixel; DICOM
+SCOORD Graphic Data has (0, 0) at the top-left corner of that pixel (PS3.3 C.18.6.1.2, the pixel's
+centre is 0.5\\0.5), and highdicom stores Graphic Data as given, so the report adds 0.5 to both.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes as std_codes
+
+from scp_node import __version__
+from scp_node.config import ReportSettings
+from scp_node.report import codes
+from scp_node.report.evidence import copy_patient_study, study_evidence
+from scp_node.report.uids import device_uid, instance_uid, series_uid, tracking_uid
+from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+
+#: SCOORD Graphic Data = pixel centre coordinates + this offset (see module docstring).
+SCOORD_OFFSET = 0.5
+MODEL_NAME = "scp-node"
+
+
+def sr_uids(result: StudyResult, sources: Sequence[Dataset]) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) of the SR for ``result`` on ``sources`` (deterministic)."""
+    sop_uids = [str(ds.SOPInstanceUID) for ds in sources]
+    return (
+        series_uid("sr", result.study_instance_uid, result.model),
+        instance_uid("sr", result.study_instance_uid, sop_uids, result.model),
+    )
+
+
+def _algorithm(model: ModelIdentity | None) -> hd.sr.AlgorithmIdentification | None:
+    if model is None:
+        return None
+    return hd.sr.AlgorithmIdentification(
+        name=model.name, version=model.version, parameters=[f"weights sha256 {model.weights_sha256}"]
+    )
+
+
+def _observation_context(settings: ReportSettings) -> hd.sr.ObservationContext:
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=device_uid(settings.device_name, __version__),
+        name=settings.device_name,
+        manufacturer_name=settings.manufacturer,
+        model_name=f"{MODEL_NAME} {__version__}",
+    )
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=std_codes.DCM.Device, observer_identifying_attributes=device
+        )
+    )
+
+
+def _measurement(
+    name: pydicom.sr.coding.Code,
+    value: float | None,
+    unit: pydicom.sr.coding.Code,
+    algorithm: hd.sr.AlgorithmIdentification | None,
+) -> list[hd.sr.Measurement]:
+    """A TID 300 numeric measurement, or nothing when the value is absent or not finite."""
+    if value is None or not math.isfinite(float(value)):
+        return []
+    return [hd.sr.Measurement(name=name, value=float(value), unit=unit, algorithm_id=algorithm)]
+
+
+def _level_group(
+    finding: LevelFinding,
+    source: Dataset,
+    sr_sop_uid: str,
+    algorithm: hd.sr.AlgorithmIdentification | None,
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1411 group for one disc level: POINT on its slice plus the uncertainty terms."""
+    col, row = finding.pixel_xy
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POINT,
+        graphic_data=np.array([[col + SCOORD_OFFSET, row + SCOORD_OFFSET]], dtype=float),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+    )
+    site = codes.DISC_LEVEL_SITES.get(finding.level)
+    measurements = [
+        *_measurement(codes.PEAK_CONFIDENCE, finding.peak_confidence, codes.UNIT_ONE, algorithm),
+        *_measurement(codes.ENTROPY, finding.entropy, codes.UNIT_BIT, algorithm),
+        *_measurement(codes.SPATIAL_ENTROPY, finding.spatial_entropy, codes.UNIT_BIT, algorithm),
+        *_measurement(
+            codes.PREDICTIVE_ENTROPY, finding.predictive_entropy, codes.UNIT_BIT, algorithm
+        ),
+        *_measurement(
+            codes.MUTUAL_INFORMATION, finding.mutual_information, codes.UNIT_BIT, algorithm
+        ),
+    ]
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=tracking_uid(sr_sop_uid, finding.level), identifier=finding.level
+        ),
+        referenced_region=region,
+        finding_type=codes.DISC_LOCALIZATION,
+        finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
+        algorithm_id=algorithm,
+        measurements=measurements,
+    )
+
+
+def _comment(text: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=codes.COMMENT, value=text[:10000], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+
+
+def _study_group(
+    result: StudyResult, sr_sop_uid: str, algorithm: hd.sr.AlgorithmIdentification | None
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group with the study-level outcome (or, when not applicable, the reason)."""
+    evaluations = [
+        hd.sr.QualitativeEvaluation(codes.SCREEN_APPLICABLE, codes.yes_no(result.applicable))
+    ]
+    measurements: list[hd.sr.Measurement] = []
+    if result.applicable:
+        evaluations.append(
+            hd.sr.QualitativeEvaluation(codes.LSTV_SUSPECTED, codes.yes_no(result.lstv_suspected))
+        )
+        measurements += _measurement(codes.LSTV_SCORE, result.lstv_score, codes.UNIT_ONE, algorithm)
+        measurements += _measurement(
+            codes.LSTV_THRESHOLD, result.lstv_threshold, codes.UNIT_ONE, algorithm
+        )
+    evaluations.append(
+        hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
+    )
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=tracking_uid(sr_sop_uid, "LSTV screen"), identifier="LSTV screen"
+        ),
+        finding_type=codes.LSTV_SCREEN,
+        finding_sites=[hd.sr.FindingSite(codes.LUMBOSACRAL_SPINE)],
+        algorithm_id=algorithm,
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations,
+    )
+    texts = []
+    if not result.applicable:
+        texts.append(f"Not applicable: {result.reason or 'no reason given'}")
+    texts += [f"Warning: {w}" for w in result.warnings]
+    container = group[0]
+    for text in texts:
+        container.ContentSequence.append(_comment(text))
+    return group
+
+
+def build_sr(
+    result: StudyResult, source_datasets: Sequence[Dataset], settings: ReportSettings
+) -> hd.sr.Comprehensive3DSR:
+    """The SR for ``result``; ``source_datasets`` are the study's instances (headers suffice)."""
+    evidence = study_evidence(result.study_instance_uid, source_datasets)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in evidence}
+    series, sop = sr_uids(result, evidence)
+    algorithm = _algorithm(result.model)
+    groups: list[
+        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ] = []
+    if result.applicable:
+        for finding in result.levels:
+            source = by_uid.get(finding.sop_instance_uid)
+            if source is None:
+                raise ValueError(
+                    f"level {finding.level} references {finding.sop_instance_uid}, "
+                    "which is not among the source datasets"
+                )
+            groups.append(_level_group(finding, source, sop, algorithm))
+    groups.append(_study_group(result, sop, algorithm))
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(settings),
+        procedure_reported=codes.PROCEDURE_MR,
+        imaging_measurements=groups,
+    )
+    research = result.model is None or not result.model.clinical_use
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=report[0],
+        series_instance_uid=series,
+        series_number=settings.series_number,
+        sop_instance_uid=sop,
+        instance_number=1,
+        manufacturer=settings.manufacturer,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        institution_name=settings.institution_name or None,
+        series_description=settings.series_description,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=__version__,
+        content_qualification="RESEARCH" if research else "PRODUCT",
+        coding_schemes=[codes.private_coding_scheme()],
+    )
+    copy_patient_study(sr, evidence[0])
+    return sr
+
+
+def build_reports(
+    result: StudyResult, source_datasets: list[Dataset], settings: ReportSettings
+) -> list[Dataset]:
+    """The SR, then (``settings.secondary_capture``, applicable results only) the overlay image."""
+    from scp_node.report.sc import build_sc  # Pillow only when needed
+
+    reports: list[Dataset] = [build_sr(result, source_datasets, settings)]
+    if settings.secondary_capture:
+        sc = build_sc(result, source_datasets, settings)
+        if sc is not None:
+            reports.append(sc)
+    return reports
+
+
+def write_dataset(ds: Dataset, out: Path) -> Path:
+    """Write ``ds`` as a DICOM file (PS3.10) at ``out``: temp file, fsync, rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            ds.save_as(handle, enforce_file_format=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, out)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def write_sr_for_result(
+    result: StudyResult, source_paths: list[Path], out: Path, settings: ReportSettings
+) -> Path:
+    """Build the SR for ``result`` from the source files (headers only) and write it to ``out``."""
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in source_paths]
+    return write_dataset(build_sr(result, sources, settings), out)
