@@ -1,9 +1,9 @@
-"""Every coded concept the report uses, in one place (PS3.16: SCT, DCM, UCUM; plus one private scheme).
+"""Every coded concept the report uses, in one place (PS3.16: SCT, DCM, UCUM, private).
 
-Standard codes are used wherever one exists (disc levels, yes/no, comment, units). The uncertainty terms
-and the LSTV flags have no standard concept, so they live in the private coding scheme ``99SCPNODE``
-(a "99" designator is a local scheme, PS3.16 §8.2), declared in the SR's Coding Scheme Identification
-Sequence (PS3.3 C.12.1.1.4).
+Standard codes are used wherever one exists (disc levels, yes/no, comment, units). The uncertainty
+terms and the LSTV flags have no standard concept, so they live in the private coding scheme
+``99SCPNODE`` (a "99" designator is a local scheme, PS3.16 §8.2), declared in the SR's Coding
+Scheme Identification Sequence (PS3.3 C.12.1.1.4).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def private_coding_scheme() -> CodingSchemeIdentificationItem:
     )
 
 
-# --- Document (TID 1500) -----------------------------------------------------------------------
+# --- Document (TID 1500) -------------------------------------------------------------------------
 #: Procedure reported (TID 1500 row 4): SCT "Magnetic resonance imaging" (CID 100).
 PROCEDURE_MR = Code("113091000", "SCT", "Magnetic resonance imaging")
 #: Finding site of the study-level group.
@@ -45,18 +45,18 @@ DISC_LEVEL_SITES: dict[str, Code] = {
     "L5-S1": Code("243927000", "SCT", "Level of L5/S1 intervertebral disc"),
 }
 
-# --- Values (SCT) ----------------------------------------------------------------------------------
+# --- Values (SCT) --------------------------------------------------------------------------------
 YES = Code("373066001", "SCT", "Yes")
 NO = Code("373067005", "SCT", "No")
 
-# --- Text (DCM) ------------------------------------------------------------------------------------
+# --- Text (DCM) ----------------------------------------------------------------------------------
 COMMENT = Code("121106", "DCM", "Comment")
 
-# --- Units (UCUM, PS3.16 CID 7181 / UCUM) -----------------------------------------------------------
+# --- Units (UCUM, PS3.16 CID 7181 / UCUM) --------------------------------------------------------
 UNIT_ONE = Code("1", "UCUM", "no units")
 UNIT_BIT = Code("bit", "UCUM", "bit")
 
-# --- Private concepts (99SCPNODE) -----------------------------------------------------------------
+# --- Private concepts (99SCPNODE) ----------------------------------------------------------------
 DISC_LOCALIZATION = _private("DISCLOC", "Disc localization")
 LSTV_SCREEN = _private("LSTVSCREEN", "LSTV screen")
 PEAK_CONFIDENCE = _private("PEAKCONF", "Peak confidence")

@@ -1,8 +1,8 @@
-"""Source instances as SR evidence: header-only copies of one study (PS3.3 C.17.2, SR Document General).
+"""Source instances as SR evidence: header-only copies of one study (PS3.3 C.17.2).
 
-highdicom copies the Patient and General Study attributes from the first evidence dataset; this module
-makes sure they exist (Type 2: present, maybe empty) and lists the extra Patient/Study attributes the
-node copies as well, so that ``dcentvfy`` finds the SR and its sources consistent.
+highdicom copies the Patient and General Study attributes from the first evidence dataset; this
+module makes sure they exist (Type 2: present, maybe empty) and lists the extra Patient/Study
+attributes the node copies as well, so that ``dcentvfy`` finds the SR and its sources consistent.
 """
 
 from __future__ import annotations
@@ -13,19 +13,42 @@ from pydicom.dataset import Dataset
 
 #: Type 2 attributes highdicom reads from evidence[0] (Patient, General Study modules).
 _REQUIRED_TYPE2 = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
 )
 
 #: Further Patient / Patient Study / General Study attributes copied when the source has them.
 EXTRA_PATIENT_STUDY = (
-    "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence",
-    "PatientBirthTime", "EthnicGroup", "PatientComments", "PatientIdentityRemoved",
-    "DeidentificationMethod", "DeidentificationMethodCodeSequence", "QualityControlSubject",
-    "StudyDescription", "IssuerOfAccessionNumberSequence", "ProcedureCodeSequence",
-    "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "ReferencedStudySequence",
-    "PatientAge", "PatientSize", "PatientWeight", "AdmittingDiagnosesDescription",
-    "AdditionalPatientHistory", "PatientSexNeutered", "Occupation",
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "OtherPatientIDsSequence",
+    "PatientBirthTime",
+    "EthnicGroup",
+    "PatientComments",
+    "PatientIdentityRemoved",
+    "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    "QualityControlSubject",
+    "StudyDescription",
+    "IssuerOfAccessionNumberSequence",
+    "ProcedureCodeSequence",
+    "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy",
+    "ReferencedStudySequence",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "AdmittingDiagnosesDescription",
+    "AdditionalPatientHistory",
+    "PatientSexNeutered",
+    "Occupation",
 )
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -48,13 +71,13 @@ def header_copy(ds: Dataset) -> Dataset:
 def study_evidence(study_uid: str, sources: Sequence[Dataset]) -> list[Dataset]:
     """Header copies of ``sources``; all must belong to ``study_uid`` (one SR is one study)."""
     if not sources:
-        raise ValueError("an SR needs at least one source instance (patient and study come from it)")
+        raise ValueError(
+            "an SR needs at least one source instance (patient and study come from it)"
+        )
     evidence = []
     for ds in sources:
         if str(ds.get("StudyInstanceUID", "")) != study_uid:
-            raise ValueError(
-                f"source {ds.get('SOPInstanceUID', '?')} is not in study {study_uid}"
-            )
+            raise ValueError(f"source {ds.get('SOPInstanceUID', '?')} is not in study {study_uid}")
         evidence.append(header_copy(ds))
     return evidence
 

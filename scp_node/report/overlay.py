@@ -15,7 +15,9 @@ MIN_SIZE = 512
 GREEN, AMBER, RED, WHITE = (40, 220, 90), (255, 190, 40), (255, 60, 60), (255, 255, 255)
 
 
-def to_uint8(pixels: np.ndarray, center: float | None = None, width: float | None = None) -> np.ndarray:
+def to_uint8(
+    pixels: np.ndarray, center: float | None = None, width: float | None = None
+) -> np.ndarray:
     """Window ``pixels`` to 8 bits (VOI window if given, else the 1st-99th percentile)."""
     data = pixels.astype(np.float64)
     if center is not None and width is not None and width > 1:
@@ -64,5 +66,7 @@ def draw_overlay(gray: np.ndarray, result: StudyResult, levels: list[LevelFindin
         lines.append("NEEDS REVIEW")
     for i, text in enumerate(lines):
         colour = RED if text == "NEEDS REVIEW" or verdict == "SUSPECTED" and i == 1 else WHITE
-        draw.text((8, 6 + 18 * i), text, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        draw.text(
+            (8, 6 + 18 * i), text, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0)
+        )
     return np.asarray(image, dtype=np.uint8)

@@ -1,7 +1,7 @@
 """The optional Secondary Capture overlay (PS3.3 A.8.1, SC Image IOD) in the same study as the SR.
 
-The slice chosen is the one most disc levels were placed on (ties: the lowest level's slice). Its UIDs
-are deterministic like the SR's (:mod:`scp_node.report.uids`, kind "sc").
+The slice chosen is the one most disc levels were placed on (ties: the lowest level's slice).
+Its UIDs are deterministic like the SR's (:mod:`scp_node.report.uids`, kind "sc").
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -46,17 +47,19 @@ def _orientation_letter(vector: Sequence[float]) -> str:
     return text or "L"
 
 
-def _window(ds: Dataset) -> tuple[float | None, float | None]:
-    def first(value: object) -> float | None:
-        if value is None or value == "":
-            return None
-        try:
-            return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str)
-                         else value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
+def _first_float(value: object) -> float | None:
+    """The first value of a DS/multi-valued DS element as a float, or None."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        value = value[0] if len(value) else None
+    try:
+        return float(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
 
-    return first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+
+def _window(ds: Dataset) -> tuple[float | None, float | None]:
+    """VOI LUT window (PS3.3 C.11.2) of ``ds``, when it has one."""
+    return _first_float(ds.get("WindowCenter")), _first_float(ds.get("WindowWidth"))
 
 
 def build_sc(
@@ -84,6 +87,8 @@ def build_sc(
     scale = scale_for(*gray.shape)
     spacing = source.get("PixelSpacing")
     sop_uids = [str(ds.SOPInstanceUID) for ds in source_datasets]
+    # highdicom's hint says tuple[int, int]; Pixel Spacing is DS (decimal), so Any here.
+    sc_spacing: Any = (float(spacing[0]) / scale, float(spacing[1]) / scale) if spacing else None
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
         pixel_array=rgb,
@@ -95,7 +100,7 @@ def build_sc(
         sop_instance_uid=instance_uid("sc", result.study_instance_uid, sop_uids, result.model),
         instance_number=1,
         manufacturer=settings.manufacturer,
-        pixel_spacing=(float(spacing[0]) / scale, float(spacing[1]) / scale) if spacing else None,
+        pixel_spacing=sc_spacing,
         patient_orientation=(
             _orientation_letter([float(v) for v in orientation[:3]]),
             _orientation_letter([float(v) for v in orientation[3:]]),
@@ -110,5 +115,7 @@ def build_sc(
     sc.ImageType = ["DERIVED", "SECONDARY"]
     if settings.institution_name:
         sc.InstitutionName = settings.institution_name
+    if "Laterality" not in sc:
+        sc.Laterality = ""  # General Series, Type 2C: the spine is not a paired structure
     copy_patient_study(sc, source)
     return sc

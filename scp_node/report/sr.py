@@ -3,11 +3,12 @@
 Content tree (``docs/report.md`` lists every code):
 
 - TID 1500 Imaging Measurement Report, observer = the node as a device (TID 1004)
-- one TID 1411 planar ROI group per disc level: POINT SCOORD on the source slice, tracking identifier
-  (level name + deterministic UID), finding site (SCT disc level), numeric measurements (TID 300) each
-  with algorithm identification (TID 4019)
-- one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected / Needs review /
-  Screen applicable (SCT yes/no), and Comment TEXT items (reason when not applicable, warnings)
+- one TID 1411 planar ROI group per disc level: POINT SCOORD on the source slice, tracking
+  identifier (level name + deterministic UID), finding site (SCT disc level), numeric measurements
+  (TID 300) each with algorithm identification (TID 4019)
+- one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected /
+  Needs review / Screen applicable (SCT yes/no), and Comment TEXT
+  items (reason when not applicable, warnings)
 
 SCOORD convention: ``LevelFinding.pixel_xy`` has (0, 0) at the centre of the top-left pixel; DICOM
 SCOORD Graphic Data has (0, 0) at the top-left corner of that pixel (PS3.3 C.18.6.1.2, the pixel's
@@ -27,6 +28,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as std_codes
+from pydicom.sr.coding import Code
 
 from scp_node import __version__
 from scp_node.config import ReportSettings
@@ -41,7 +43,7 @@ MODEL_NAME = "scp-node"
 
 
 def sr_uids(result: StudyResult, sources: Sequence[Dataset]) -> tuple[str, str]:
-    """(SeriesInstanceUID, SOPInstanceUID) of the SR for ``result`` on ``sources`` (deterministic)."""
+    """(SeriesInstanceUID, SOPInstanceUID) of the SR (deterministic)."""
     sop_uids = [str(ds.SOPInstanceUID) for ds in sources]
     return (
         series_uid("sr", result.study_instance_uid, result.model),
@@ -53,7 +55,9 @@ def _algorithm(model: ModelIdentity | None) -> hd.sr.AlgorithmIdentification | N
     if model is None:
         return None
     return hd.sr.AlgorithmIdentification(
-        name=model.name, version=model.version, parameters=[f"weights sha256 {model.weights_sha256}"]
+        name=model.name,
+        version=model.version,
+        parameters=[f"weights sha256 {model.weights_sha256}"],
     )
 
 
@@ -72,9 +76,9 @@ def _observation_context(settings: ReportSettings) -> hd.sr.ObservationContext:
 
 
 def _measurement(
-    name: pydicom.sr.coding.Code,
+    name: Code,
     value: float | None,
-    unit: pydicom.sr.coding.Code,
+    unit: Code,
     algorithm: hd.sr.AlgorithmIdentification | None,
 ) -> list[hd.sr.Measurement]:
     """A TID 300 numeric measurement, or nothing when the value is absent or not finite."""
@@ -122,7 +126,9 @@ def _level_group(
 
 def _comment(text: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(
-        name=codes.COMMENT, value=text[:10000], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        name=codes.COMMENT,
+        value=text[:10000],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
     )
 
 

@@ -1,7 +1,7 @@
-"""Deterministic UIDs for the node's outputs (PS3.5 §9, derived with ``generate_uid(entropy_srcs=...)``).
+"""Deterministic UIDs for the node's outputs (PS3.5 §9, ``generate_uid(entropy_srcs=...)``).
 
-The same study, the same source instances and the same model (name, version, weights) always give the
-same UIDs, so a re-run *replaces* the earlier SR in the PACS instead of adding a second one:
+The same study, the same source instances and the same model (name, version, weights) always give
+the same UIDs, so a re-run *replaces* the earlier SR in the PACS instead of adding a second one:
 
 - series UID  = f(kind, StudyInstanceUID, model name/version/weights sha256)
 - SOP UID     = f(kind, StudyInstanceUID, sorted source SOP Instance UIDs, model ...)
