@@ -13,6 +13,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import pydicom.uid as uids
@@ -114,9 +115,14 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
         return
     if transfer_syntax.is_encapsulated:
         return
+    # Native YBR_FULL_422 stores two samples per pixel (Y Y Cb Cr per pair, PS3.3 C.7.6.3.1.2).
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        samples = 2
+    else:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
     try:
         expected = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            int(ds.Rows) * int(ds.Columns) * samples
             * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
         )
     except (AttributeError, TypeError, ValueError) as exc:
@@ -212,6 +218,42 @@ class Receiver:
             raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax UID")
         raw = data[stream.tell():]
         return self.store_dataset(raw, transfer_syntax, origin)
+
+    def store_part10_file(
+        self, path: Path, origin: Origin, expect_study_uid: str | None = None
+    ) -> InstanceRecord:
+        """Store a Part 10 file from disk, e.g. a spooled STOW-RS part (PS3.18 §10.5).
+
+        With ``expect_study_uid`` (the study of a ``POST .../studies/{uid}`` URL), an instance of
+        another study is refused with 0xA900 before anything is written (PS3.18 §10.5.3).
+        The upload temp file is left to the caller; only the data set is held in memory.
+        """
+        with open(path, "rb") as stream:
+            try:
+                read_preamble(stream, force=False)
+                meta = _read_file_meta_info(stream)
+            except Exception as exc:
+                raise Rejected(STATUS_CANNOT_PARSE, f"not a DICOM Part 10 file: {exc}") from exc
+            transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+            if not transfer_syntax:
+                raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax")
+            if transfer_syntax not in self.accepted:
+                reason = f"transfer syntax {transfer_syntax} is not accepted"
+                raise Rejected(STATUS_SYNTAX_NOT_SUPPORTED, reason)
+            raw = stream.read()
+        header = read_header(parse_dataset(raw, transfer_syntax))
+        if expect_study_uid is not None and header.study_uid != expect_study_uid:
+            raise Rejected(
+                STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
+            )
+        meta_out = file_meta_for(header, transfer_syntax, origin.calling_ae)
+
+        def write(handle: BinaryIO) -> None:
+            handle.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(handle, meta_out, enforce_standard=True)  # type: ignore[arg-type]
+            handle.write(raw)
+
+        return self._commit(header, transfer_syntax, origin, write, len(raw))
 
     def _commit(
         self,

@@ -1,0 +1,196 @@
+"""QIDO-RS searches (PS3.18 §10.6) answered from the instance index.
+
+Matching runs in SQL on the keys the index holds (StudyInstanceUID, SeriesInstanceUID,
+SOPInstanceUID, SOPClassUID, Modality / ModalitiesInStudy, PatientID); the other returned
+attributes are read from one stored instance's header per result. Keys the node cannot match on
+are ignored and reported in a ``Warning: 299`` header (PS3.18 §8.3.4.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from scp_node.ingest.web_json import (
+    copy_fields,
+    encode,
+    field_name,
+    parse_field,
+    read_header,
+    retrieve_url,
+    without_bulk_data,
+)
+from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
+
+MAX_LIMIT = 1000
+
+
+class Level(Enum):
+    STUDY = "study"
+    SERIES = "series"
+    INSTANCE = "instance"
+
+
+def _tags(*keywords: str) -> tuple[int, ...]:
+    return tuple(t for t in (parse_field(k) for k in keywords) if t is not None)
+
+
+#: Attributes returned by default per level (PS3.18 §10.6.3.3, Tables 10.6.3-3 to -5).
+DEFAULT_FIELDS: dict[Level, tuple[int, ...]] = {
+    Level.STUDY: _tags(
+        "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber",
+        "ReferringPhysicianName", "TimezoneOffsetFromUTC", "PatientName", "PatientID",
+        "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDescription",
+    ),
+    Level.SERIES: _tags(
+        "SpecificCharacterSet", "Modality", "TimezoneOffsetFromUTC", "SeriesDescription",
+        "SeriesInstanceUID", "SeriesNumber", "PerformedProcedureStepStartDate",
+        "PerformedProcedureStepStartTime", "StudyInstanceUID",
+    ),
+    Level.INSTANCE: _tags(
+        "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "TimezoneOffsetFromUTC",
+        "InstanceNumber", "Rows", "Columns", "BitsAllocated", "NumberOfFrames",
+        "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+    ),
+}
+
+_MATCH_KEYS = {
+    "StudyInstanceUID": "study_uids",
+    "SeriesInstanceUID": "series_uids",
+    "SOPInstanceUID": "sop_instance_uids",
+    "SOPClassUID": "sop_class_uids",
+    "Modality": "modality",
+    "ModalitiesInStudy": "modality",
+    "PatientID": "patient_id",
+}
+
+
+class BadQuery(ValueError):
+    """A query parameter the node cannot even parse (answered 400)."""
+
+
+@dataclass
+class Query:
+    """A parsed QIDO-RS request: what to match, paging, extra fields, and what was ignored."""
+
+    match: QueryMatch = field(default_factory=QueryMatch)
+    limit: int = MAX_LIMIT
+    offset: int = 0
+    include: set[int] = field(default_factory=set)
+    include_all: bool = False
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_query(items: Iterable[tuple[str, str]], path_match: QueryMatch) -> Query:
+    """Parse query parameters (PS3.18 §8.3.4); ``path_match`` holds the UIDs from the URL."""
+    query = Query(match=path_match)
+    for key, value in items:
+        if key == "limit":
+            query.limit = min(_non_negative(key, value), MAX_LIMIT)
+        elif key == "offset":
+            query.offset = _non_negative(key, value)
+        elif key == "includefield":
+            for name in (v for v in value.split(",") if v.strip()):
+                if name.strip() == "all":
+                    query.include_all = True
+                elif (tag := parse_field(name)) is not None:
+                    query.include.add(tag)
+                else:
+                    raise BadQuery(f"includefield {name!r} is not a DICOM keyword or tag")
+        elif key == "fuzzymatching":
+            if value.strip().lower() == "true":
+                query.ignored.append("fuzzymatching")
+        else:
+            _add_match(query, key, value)
+    return query
+
+
+def _non_negative(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadQuery(f"{key} must be an integer") from None
+    if number < 0:
+        raise BadQuery(f"{key} must not be negative")
+    return number
+
+
+def _add_match(query: Query, key: str, value: str) -> None:
+    tag = parse_field(key)
+    name = field_name(tag) if tag is not None else key
+    attr = _MATCH_KEYS.get(name)
+    if attr is None:
+        if tag is None:
+            raise BadQuery(f"query key {key!r} is not a DICOM keyword or tag")
+        query.ignored.append(name)
+        return
+    if attr.endswith("_uids"):
+        values = tuple(v.strip() for v in value.replace("\\", ",").split(",") if v.strip())
+        current: tuple[str, ...] = getattr(query.match, attr)
+        if current:  # a UID from the URL path: the query can only narrow it
+            values = tuple(v for v in current if v in values) or ("",)
+        query.match = replace(query.match, **{attr: values})
+    else:
+        query.match = replace(query.match, **{attr: value.strip()})
+
+
+def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[dict[str, Any]]:
+    """Run ``query`` at ``level``; one DICOM JSON object per match (blocking: call in a thread)."""
+    if level is Level.STUDY:
+        studies = index.query_studies(query.match, query.limit, query.offset)
+        results = []
+        for study in studies:
+            ds = _fields(study.sample_path, level, query)
+            ds.StudyInstanceUID = study.study_uid
+            ds.PatientID = study.patient_id
+            ds.ModalitiesInStudy = list(study.modalities)
+            ds.NumberOfStudyRelatedSeries = study.series_count
+            ds.NumberOfStudyRelatedInstances = study.instance_count
+            ds.InstanceAvailability = "ONLINE"
+            ds.RetrieveURL = retrieve_url(base, study.study_uid)
+            results.append(encode(ds))
+        return results
+    if level is Level.SERIES:
+        results = []
+        for series in index.query_series(query.match, query.limit, query.offset):
+            ds = _fields(series.sample_path, level, query)
+            ds.StudyInstanceUID = series.study_uid
+            ds.SeriesInstanceUID = series.series_uid
+            ds.Modality = series.modality
+            ds.NumberOfSeriesRelatedInstances = series.instance_count
+            ds.InstanceAvailability = "ONLINE"
+            ds.RetrieveURL = retrieve_url(base, series.study_uid, series.series_uid)
+            results.append(encode(ds))
+        return results
+    return [_instance(rec, query, base) for rec in index.query_instances(
+        query.match, query.limit, query.offset
+    )]
+
+
+def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
+    ds = _fields(rec.path, Level.INSTANCE, query)
+    ds.StudyInstanceUID = rec.study_uid
+    ds.SeriesInstanceUID = rec.series_uid
+    ds.SOPInstanceUID = rec.sop_instance_uid
+    ds.SOPClassUID = rec.sop_class_uid
+    ds.AvailableTransferSyntaxUID = rec.transfer_syntax
+    ds.InstanceAvailability = "ONLINE"
+    ds.RetrieveURL = retrieve_url(base, rec.study_uid, rec.series_uid, rec.sop_instance_uid)
+    return encode(ds)
+
+
+def _fields(path: Any, level: Level, query: Query) -> Dataset:
+    """The level's default attributes plus ``includefield`` ones, read from a stored header."""
+    out = Dataset()
+    try:
+        header = read_header(path)
+    except Exception:  # file gone (retention) or unreadable: index values only
+        return out
+    if query.include_all:
+        return without_bulk_data(header)
+    copy_fields(header, out, (*DEFAULT_FIELDS[level], *sorted(query.include)))
+    return out

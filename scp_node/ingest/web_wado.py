@@ -1,0 +1,94 @@
+"""WADO-RS retrieve (PS3.18 §10.4) of the instances the node holds, served as stored.
+
+Instances, series and studies come back as ``multipart/related; type="application/dicom"``
+with one Part 10 file per part, streamed from the spool in 1 MiB pieces; metadata comes back as a
+DICOM JSON array. The node does not transcode: a request for a specific transfer syntax that
+differs from a stored instance's is answered 406 (PS3.18 §8.7.3.5); without a transfer-syntax
+parameter, or with ``*``, instances are served in the syntax they were received in.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from scp_node.ingest.web_json import metadata
+from scp_node.ingest.web_multipart import parse_media_type
+from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+def find(index: InstanceIndex, study: str, series: str = "", instance: str = "") -> list[InstanceRecord]:
+    """The stored instances under a study, series or instance URL (empty when none)."""
+    match = QueryMatch(
+        study_uids=(study,),
+        series_uids=(series,) if series else (),
+        sop_instance_uids=(instance,) if instance else (),
+    )
+    return index.query_instances(match)
+
+
+def not_acceptable(accept: str | None, records: Sequence[InstanceRecord]) -> str | None:
+    """Why no Accept alternative can be served as stored (None when one can)."""
+    if not accept:
+        return None
+    syntaxes = {r.transfer_syntax for r in records}
+    reasons = []
+    for alternative in accept.split(","):
+        media = parse_media_type(alternative)
+        if media.value in ("*/*", "multipart/*"):
+            return None
+        if media.value != "multipart/related":
+            reasons.append(f"{media.value} is not offered")
+            continue
+        if media.params.get("type", "application/dicom").lower() not in ("application/dicom",):
+            reasons.append(f"type {media.params.get('type')} is not offered")
+            continue
+        wanted = media.params.get("transfer-syntax", "*")
+        if wanted == "*" or syntaxes <= {wanted}:
+            return None
+        reasons.append(f"transfer syntax {wanted} differs from the stored one (no transcoding)")
+    return "; ".join(reasons) or "no acceptable media type"
+
+
+def new_boundary() -> str:
+    return uuid.uuid4().hex
+
+
+def content_type(boundary: str) -> str:
+    return f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def multipart_body(records: Sequence[InstanceRecord], boundary: str) -> Iterator[bytes]:
+    """Each stored file as one part (PS3.18 §8.6.1.2); a file gone since the look-up is skipped."""
+    for rec in records:
+        try:
+            handle = open(rec.path, "rb")  # noqa: SIM115 - closed below; kept open across yields
+        except OSError as exc:
+            log.warning("WADO-RS: file of sop=%s is gone: %s", rec.sop_instance_uid, exc)
+            continue
+        with handle:
+            yield (
+                f"--{boundary}\r\n"
+                f"Content-Type: application/dicom; transfer-syntax={rec.transfer_syntax}\r\n\r\n"
+            ).encode("ascii")
+            while piece := handle.read(CHUNK):
+                yield piece
+            yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def metadata_list(records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
+    """WADO-RS metadata (PS3.18 §10.4.1.1.2) of each instance whose file is readable."""
+    out = []
+    for rec in records:
+        try:
+            out.append(metadata(rec.path))
+        except Exception as exc:
+            log.warning("WADO-RS metadata: sop=%s unreadable: %s", rec.sop_instance_uid, exc)
+    return out

@@ -1,0 +1,244 @@
+"""Bad input over DIMSE: the right answer, the node keeps serving, nothing accepted is lost."""
+
+from __future__ import annotations
+
+import logging
+from io import BytesIO
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pynetdicom import AE
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+
+from scp_node.node import Node
+from tests.conftest import dcmtk, dcmtk_env, node_settings
+from tests.dicom_factory import mr_dataset, write_mr
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+def associate(port: int, calling: str = "PACS", called: str = "LSTV_NODE"):
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(MRImageStorage, [EXPLICIT_LE])
+    ae.add_requested_context(Verification)
+    return ae.associate("127.0.0.1", port, ae_title=called)
+
+
+def store_file(port: int, path: Path) -> int:
+    assoc = associate(port)
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(path)
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
+def encode_dataset(ds) -> bytes:
+    """``ds`` encoded in Explicit VR Little Endian, without a Part 10 header."""
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+def raw_c_store(port: int, encoded: bytes, sop_class: str, sop_instance: str,
+                send_fraction: float = 1.0) -> int | None:
+    """A C-STORE-RQ whose data set bytes are sent as given (no checks by the sender).
+
+    With ``send_fraction`` < 1 only that share of the P-DATA fragments is sent, then A-ABORT.
+    Returns the response status, or None after an abort.
+    """
+    ae = AE(ae_title="PACS")
+    ae.add_requested_context(MRImageStorage, [EXPLICIT_LE])
+    ae.maximum_pdu_size = 16384
+    assoc = ae.associate("127.0.0.1", port, ae_title="LSTV_NODE")
+    assert assoc.is_established
+    request = C_STORE()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = sop_class
+    request.AffectedSOPInstanceUID = sop_instance
+    request.Priority = 2
+    request.DataSet = BytesIO(encoded)
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    fragments = list(message.encode_msg(assoc.accepted_contexts[0].context_id, 16384))
+    if send_fraction < 1.0:
+        assert len(fragments) > 4
+        for pdata in fragments[: int(len(fragments) * send_fraction)]:
+            assoc.dul.send_pdu(pdata)
+        assoc.abort()
+        return None
+    for pdata in fragments:
+        assoc.dul.send_pdu(pdata)
+    _, response = assoc.dimse.get_msg(block=True)
+    assoc.release()
+    return int(response.Status)
+
+
+def assert_still_serving(node: Node, tmp_path: Path) -> None:
+    good = write_mr(tmp_path / "after.dcm", seed=99)
+    assert store_file(node.settings.dicom.port, good) == 0x0000
+    assert node.index.get(str(dcmread(good).SOPInstanceUID)) is not None
+
+
+def test_unknown_calling_ae_is_rejected_with_reason(tmp_path, caplog):
+    settings = node_settings(tmp_path, dicom={"allowed_calling_aes": ["PACS"]})
+    node = Node(settings)
+    node.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assoc = associate(settings.dicom.port, calling="STRANGER")
+        assert assoc.is_rejected
+        # PS3.8 §9.3.4: result 1 (rejected-permanent), source 1 (service-user),
+        # reason 3 (calling-AE-title-not-recognized)
+        assert (assoc.acceptor.primitive.result, assoc.acceptor.primitive.result_source,
+                assoc.acceptor.primitive.diagnostic) == (1, 1, 3)
+        assert "STRANGER" in caplog.text and "rejected" in caplog.text
+        assert_still_serving(node, tmp_path)
+    finally:
+        node.stop()
+
+
+def test_wrong_called_ae_is_rejected_with_reason(running_node, settings):
+    assoc = associate(settings.dicom.port, called="NOT_THE_NODE")
+    assert assoc.is_rejected
+    assert assoc.acceptor.primitive.diagnostic == 7  # called-AE-title-not-recognized
+
+
+def test_truncated_dataset_is_refused(running_node, settings, tmp_path):
+    ds = mr_dataset()
+    encoded = encode_dataset(ds)[:-1000]
+    status = raw_c_store(settings.dicom.port, encoded, str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+    assert status == 0xC102
+    assert running_node.index.count() == 0
+    assert not list(Path(running_node.spool.root).rglob("*.dcm"))
+    assert_still_serving(running_node, tmp_path)
+
+
+def test_missing_sop_instance_uid_is_refused(running_node, settings, tmp_path):
+    ds = mr_dataset()
+    uid = str(ds.SOPInstanceUID)
+    del ds.SOPInstanceUID  # the C-STORE request still names one
+    status = raw_c_store(settings.dicom.port, encode_dataset(ds), str(ds.SOPClassUID), uid)
+    assert status == 0xC101
+    assert running_node.index.count() == 0
+    assert_still_serving(running_node, tmp_path)
+
+
+def test_uid_that_would_escape_the_spool_is_refused(running_node, settings, tmp_path):
+    ds = mr_dataset()
+    ds.StudyInstanceUID = "../../../etc"
+    path = tmp_path / "evil.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert store_file(settings.dicom.port, path) == 0xC101
+    assert not (Path(running_node.spool.root).parent.parent / "etc").exists()
+
+
+def test_aborted_association_leaves_no_partial_file(running_node, settings, tmp_path, caplog):
+    """Send the command and half of the data set's fragments, then A-ABORT (a real socket)."""
+    first = write_mr(tmp_path / "first.dcm", seed=1)
+    assert store_file(settings.dicom.port, first) == 0  # accepted before: must survive
+
+    ds = mr_dataset(size=256, seed=2)
+    with caplog.at_level(logging.INFO):
+        status = raw_c_store(
+            settings.dicom.port, encode_dataset(ds), str(ds.SOPClassUID),
+            str(ds.SOPInstanceUID), send_fraction=0.5,
+        )
+        assert status is None
+        assert_still_serving(running_node, tmp_path)
+    assert running_node.index.get(str(ds.SOPInstanceUID)) is None
+    assert running_node.index.get(str(dcmread(first).SOPInstanceUID)) is not None
+    assert not list(running_node.spool.tmp_dir.iterdir()), "partial temp file left behind"
+    assert "aborted" in caplog.text
+
+
+def test_disk_floor_gives_out_of_resources_and_keeps_earlier_data(tmp_path, caplog):
+    settings = node_settings(tmp_path)
+    node = Node(settings)
+    node.start()
+    try:
+        kept = write_mr(tmp_path / "kept.dcm", seed=5)
+        assert store_file(settings.dicom.port, kept) == 0
+        node.spool.min_free_bytes = node.spool.free_bytes() + 2**40  # floor above free space
+        refused = write_mr(tmp_path / "refused.dcm", seed=6)
+        with caplog.at_level(logging.WARNING):
+            assert store_file(settings.dicom.port, refused) == 0xA700
+        assert "floor" in caplog.text
+        assert node.index.get(str(dcmread(kept).SOPInstanceUID)) is not None
+        assert Path(node.index.get(str(dcmread(kept).SOPInstanceUID)).path).exists()
+        node.spool.min_free_bytes = 0  # space is back: the node serves again
+        assert_still_serving(node, tmp_path)
+    finally:
+        node.stop()
+
+
+def test_max_associations_rejects_the_extra_one(tmp_path):
+    settings = node_settings(tmp_path, dicom={"max_associations": 1})
+    node = Node(settings)
+    node.start()
+    try:
+        first = associate(settings.dicom.port)
+        assert first.is_established
+        second = associate(settings.dicom.port)
+        assert second.is_rejected
+        # rejected-transient (2), service-provider presentation (3), local-limit-exceeded (2)
+        primitive = second.acceptor.primitive
+        assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+        first.release()
+    finally:
+        node.stop()
+
+
+def test_tls_storescu_with_a_certificate_made_here(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    settings = node_settings(
+        tmp_path,
+        dicom={"tls": {"enabled": True, "cert_file": str(cert), "key_file": str(key),
+                       "ca_file": str(cert)}},
+    )
+    node = Node(settings)
+    node.start()
+    try:
+        sent = write_mr(tmp_path / "tls.dcm", seed=7)
+        result = subprocess.run(
+            [dcmtk("storescu"), "-aet", "PACS", "-aec", "LSTV_NODE", "+tls", str(key), str(cert),
+             "+cf", str(cert), "127.0.0.1", str(settings.dicom.port), str(sent)],
+            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert node.index.get(str(dcmread(sent).SOPInstanceUID)) is not None
+        plain = subprocess.run(
+            [dcmtk("storescu"), "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1",
+             str(settings.dicom.port), str(sent)],
+            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+        )
+        assert plain.returncode != 0, "a plain-TCP sender must not get through a TLS listener"
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("floor_mb", [1])
+def test_stale_temp_files_are_removed_at_start(tmp_path, floor_mb):
+    settings = node_settings(tmp_path, storage={"min_free_mb": floor_mb})
+    tmp_dir = settings.storage.spool_dir / ".tmp"
+    tmp_dir.mkdir(parents=True)
+    (tmp_dir / "crashed.part").write_bytes(b"half a file")
+    node = Node(settings)
+    node.start()
+    try:
+        assert not (tmp_dir / "crashed.part").exists()
+    finally:
+        node.stop()
