@@ -1,0 +1,186 @@
+"""The inference engine: weights loaded once, MC-dropout sampling batched, one StudyResult per series.
+
+The central ``context_slices`` sagittal slices of the series (the midline and its neighbours) are each
+run ``mc_samples`` times with dropout on; all (slice, pass) pairs go through the network in as few
+batches as ``max_batch`` allows. Per level, the K*T probability maps are the samples for the mean
+map (coordinates, peak confidence, entropies) and for the MC terms (predictive entropy, MI).
+Results are reported on the central slice. On CPU, dropout masks come from a fixed seed, so the same
+input gives the same result; on CUDA, bf16 autocast is used when ``amp`` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scp_node.config import ModelSettings
+from scp_node.model import uncertainty as unc
+from scp_node.model.network import enable_mc_dropout, spatial_softmax
+from scp_node.model.preprocess import to_image_xy, to_input
+from scp_node.model.weights import LoadedWeights, load
+from scp_node.result import DISC_LEVELS, LevelFinding, ModelIdentity, StudyResult
+from scp_node.series import SeriesVolume
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class SliceMaps:
+    """Probability maps ``[K, T, levels, S, S]`` for K slices and T passes, with the slice indices."""
+
+    maps: np.ndarray
+    slice_indices: list[int]
+
+
+class LocalizerEngine:
+    """Loaded weights on a device, ready to analyse sagittal series."""
+
+    def __init__(
+        self,
+        weights: LoadedWeights,
+        device: str = "auto",
+        mc_samples: int = 8,
+        cpu_threads: int = 0,
+        max_batch: int = 64,
+        lstv_threshold: float | None = None,
+        review_margin: float = 0.1,
+        context_slices: int = 3,
+        amp: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.weights = weights
+        self.device = resolve_device(device)
+        if cpu_threads > 0:
+            torch.set_num_threads(cpu_threads)
+        self.mc_samples = max(1, int(mc_samples))
+        self.max_batch = max(1, int(max_batch))
+        self.context_slices = max(1, int(context_slices))
+        self.amp = amp and self.device.type == "cuda"
+        self.seed = seed
+        meta_thr = weights.metadata.get("lstv_threshold")
+        if lstv_threshold is not None:
+            self.threshold = float(lstv_threshold)
+        elif meta_thr is not None:
+            self.threshold = float(meta_thr)
+        else:
+            raise ValueError("weights carry no lstv_threshold and none is configured")
+        self.review_margin = review_margin
+        self.input_size = weights.config.input_size
+        self.levels: tuple[str, ...] = tuple(weights.metadata.get("levels", DISC_LEVELS))
+        self.model = weights.build().to(self.device)
+        enable_mc_dropout(self.model)
+        self.identity = ModelIdentity(
+            name=str(weights.metadata.get("name", "lstv-localizer")),
+            version=str(weights.metadata.get("version", "0")),
+            weights_sha256=weights.sha256,
+            clinical_use=False,
+        )
+
+    @classmethod
+    def from_settings(cls, model_settings: ModelSettings) -> LocalizerEngine:
+        """Build from ``[model]`` settings (``weights`` empty = the packaged reference weights)."""
+        return cls(
+            load(model_settings.weights),
+            device=model_settings.device,
+            mc_samples=model_settings.mc_samples,
+            cpu_threads=model_settings.cpu_threads,
+            max_batch=model_settings.max_batch,
+            lstv_threshold=model_settings.lstv_threshold,
+            review_margin=model_settings.review_margin,
+            context_slices=getattr(model_settings, "context_slices", 3),
+            amp=getattr(model_settings, "amp", True),
+        )
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            idx = self.device.index or 0
+            return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})" + (" bf16" if self.amp else "")
+        return f"cpu ({torch.get_num_threads()} threads)"
+
+    def central_slices(self, n_slices: int) -> list[int]:
+        centre = n_slices // 2
+        half = self.context_slices // 2
+        lo = max(0, centre - half)
+        hi = min(n_slices, lo + self.context_slices)
+        return list(range(max(0, hi - self.context_slices), hi))
+
+    def predict(self, slices: np.ndarray) -> np.ndarray:
+        """Probability maps ``[K, T, levels, S, S]`` for float slices ``[K, rows, cols]``."""
+        x = to_input(slices, self.input_size)
+        k, t = x.shape[0], self.mc_samples
+        batch = x.repeat_interleave(t, dim=0)
+        out: list[torch.Tensor] = []
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(self.seed)
+            for start in range(0, batch.shape[0], self.max_batch):
+                chunk = batch[start : start + self.max_batch].to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    logits = self.model(chunk)
+                out.append(spatial_softmax(logits).float().cpu())
+        maps = torch.cat(out).numpy()
+        return maps.reshape(k, t, *maps.shape[1:])
+
+    def analyze(self, volume: SeriesVolume) -> StudyResult:
+        """Localize the disc levels on ``volume`` and compute the LSTV screen."""
+        started = time.perf_counter()
+        indices = self.central_slices(volume.volume.shape[0])
+        maps = self.predict(volume.volume[indices])
+        centre = indices[len(indices) // 2]
+        rows, cols = volume.volume.shape[1:]
+        stats: dict[str, unc.LevelStats] = {}
+        findings: list[LevelFinding] = []
+        points_mm: list[tuple[float, float]] = []
+        for li, level in enumerate(self.levels):
+            samples = maps[:, :, li].reshape(-1, *maps.shape[-2:])
+            st = unc.level_stats(samples)
+            stats[level] = st
+            col, row = to_image_xy(st.x, st.y, rows, cols, self.input_size)
+            xyz = volume.pixel_to_patient(centre, col, row)
+            points_mm.append((col * volume.pixel_spacing[1], row * volume.pixel_spacing[0]))
+            findings.append(
+                LevelFinding(
+                    level=level,
+                    sop_instance_uid=volume.sop_instance_uids[centre],
+                    slice_index=centre,
+                    pixel_xy=(round(col, 3), round(row, 3)),
+                    patient_xyz=(round(xyz[0], 3), round(xyz[1], 3), round(xyz[2], 3)),
+                    peak_confidence=round(st.peak_confidence, 6),
+                    entropy=round(st.entropy, 6),
+                    spatial_entropy=round(st.spatial_entropy, 6),
+                    predictive_entropy=round(st.predictive_entropy, 6),
+                    mutual_information=round(st.mutual_information, 6),
+                )
+            )
+        score = unc.lstv_score(stats)
+        warnings = list(volume.warnings)
+        problem = unc.implausible(points_mm)
+        if problem:
+            warnings.append(f"implausible localization: {problem}")
+        elapsed = (time.perf_counter() - started) * 1000.0
+        return StudyResult(
+            study_instance_uid=volume.study_instance_uid,
+            applicable=True,
+            series_instance_uid=volume.series_instance_uid,
+            levels=tuple(findings),
+            lstv_score=round(score, 6),
+            lstv_threshold=self.threshold,
+            lstv_suspected=score >= self.threshold,
+            needs_review=bool(problem) or abs(score - self.threshold) <= self.review_margin,
+            model=self.identity,
+            device=self.device_name,
+            inference_ms=round(elapsed, 2),
+            warnings=tuple(warnings),
+        )
