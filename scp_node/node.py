@@ -38,6 +38,12 @@ class Node:
         self.dimse = DimseServer(settings.dicom, self.receiver, self.capabilities)
         self._stopped = threading.Event()
         self.services: list[Any] = []
+        self.http: Any = None
+        if settings.http.enabled:  # DICOMweb + /healthz /readyz /metrics (docs/dicomweb.md)
+            from scp_node.http_server import HttpService
+
+            self.http = HttpService(settings, self.receiver, self.index, self.db, self.dimse)
+            self.services.append(self.http)
 
     def _on_stored(self, record: InstanceRecord) -> None:
         labels = (record.transfer_syntax, record.calling_ae, record.source)

@@ -23,9 +23,21 @@ from scp_node.ingest.web_auth import bearer_guard
 from scp_node.ingest.web_json import MEDIA_TYPE, dumps, stow_response
 from scp_node.ingest.web_multipart import MultipartError, parse_media_type
 from scp_node.ingest.web_qido import BadQuery, Level, parse_query, search
-from scp_node.ingest.web_stow import StowLimits, StowResult, StowSession, TooLarge, on_complete_caller
-from scp_node.ingest.web_wado import content_type, find, metadata_list, multipart_body
-from scp_node.ingest.web_wado import new_boundary, not_acceptable
+from scp_node.ingest.web_stow import (
+    StowLimits,
+    StowResult,
+    StowSession,
+    TooLarge,
+    on_complete_caller,
+)
+from scp_node.ingest.web_wado import (
+    content_type,
+    find,
+    metadata_list,
+    multipart_body,
+    new_boundary,
+    not_acceptable,
+)
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex, QueryMatch
 
@@ -48,7 +60,8 @@ class WebContext:
 
     @property
     def root(self) -> str:
-        return "/" + self.settings.http.root.strip("/") if self.settings.http.root.strip("/") else ""
+        path = self.settings.http.root.strip("/")
+        return f"/{path}" if path else ""
 
     def base_url(self, request: Request) -> str:
         return str(request.base_url).rstrip("/") + self.root
@@ -130,7 +143,9 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         if not result.stored and not result.failed:
             raise HTTPException(400, "multipart body has no parts")
         log.info(
-            "STOW-RS from %s: %d stored, %d failed", origin.peer, len(result.stored),
+            "STOW-RS from %s: %d stored, %d failed",
+            origin.peer,
+            len(result.stored),
             len(result.failed),
         )
         await run_in_threadpool(ctx.on_stow_complete, result)

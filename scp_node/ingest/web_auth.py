@@ -39,7 +39,8 @@ def bearer_guard(settings: HttpSettings) -> Callable[[Request], None]:
             return
         if not secret:
             raise HTTPException(
-                401, "DICOMweb is locked: http.auth is 'token' but no http.token is configured",
+                401,
+                "DICOMweb is locked: http.auth is 'token' but no http.token is configured",
                 headers={"WWW-Authenticate": REALM},
             )
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -47,7 +48,8 @@ def bearer_guard(settings: HttpSettings) -> Callable[[Request], None]:
             raise HTTPException(401, "bearer token required", headers={"WWW-Authenticate": REALM})
         if not hmac.compare_digest(presented.strip().encode("utf-8"), secret):
             raise HTTPException(
-                401, "invalid token",
+                401,
+                "invalid token",
                 headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
             )
 

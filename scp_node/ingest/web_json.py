@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.dataset import Dataset
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from scp_node.store.index import InstanceRecord
@@ -38,7 +38,8 @@ def dumps(value: Any) -> bytes:
 
 def encode(ds: Dataset) -> dict[str, Any]:
     """``ds`` as a DICOM JSON object (PS3.18 §F.2); values pydicom cannot encode are dropped."""
-    return ds.to_json_dict(BULK_THRESHOLD, None, suppress_invalid_tags=True)
+    encoded = ds.to_json_dict(BULK_THRESHOLD, None, suppress_invalid_tags=True)
+    return dict(sorted(encoded.items()))
 
 
 def retrieve_url(base: str, study: str, series: str = "", instance: str = "") -> str:

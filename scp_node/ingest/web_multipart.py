@@ -117,7 +117,7 @@ class MultipartParser:
             return False
         if in_body:
             events.append(PartEnd())
-        if self._buf[end:end + 2] == b"--":
+        if self._buf[end : end + 2] == b"--":
             self._state = _DONE
             self._buf.clear()
             return False
@@ -130,7 +130,7 @@ class MultipartParser:
             return False
         if self._buf[end:line_end].strip(b" \t"):
             raise MultipartError("unexpected characters after a multipart delimiter")
-        del self._buf[:line_end + 2]
+        del self._buf[: line_end + 2]
         self._state = _HEADERS
         return True
 
@@ -145,7 +145,7 @@ class MultipartParser:
                     raise MultipartError("multipart part headers too long")
                 return False
             block = bytes(self._buf[:end])
-            del self._buf[:end + 4]
+            del self._buf[: end + 4]
         events.append(PartBegin(_parse_headers(block)))
         self._state = _BODY
         return True

@@ -42,19 +42,44 @@ def _tags(*keywords: str) -> tuple[int, ...]:
 #: Attributes returned by default per level (PS3.18 §10.6.3.3, Tables 10.6.3-3 to -5).
 DEFAULT_FIELDS: dict[Level, tuple[int, ...]] = {
     Level.STUDY: _tags(
-        "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber",
-        "ReferringPhysicianName", "TimezoneOffsetFromUTC", "PatientName", "PatientID",
-        "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID", "StudyDescription",
+        "SpecificCharacterSet",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "TimezoneOffsetFromUTC",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyID",
+        "StudyDescription",
     ),
     Level.SERIES: _tags(
-        "SpecificCharacterSet", "Modality", "TimezoneOffsetFromUTC", "SeriesDescription",
-        "SeriesInstanceUID", "SeriesNumber", "PerformedProcedureStepStartDate",
-        "PerformedProcedureStepStartTime", "StudyInstanceUID",
+        "SpecificCharacterSet",
+        "Modality",
+        "TimezoneOffsetFromUTC",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+        "SeriesNumber",
+        "PerformedProcedureStepStartDate",
+        "PerformedProcedureStepStartTime",
+        "StudyInstanceUID",
     ),
     Level.INSTANCE: _tags(
-        "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "TimezoneOffsetFromUTC",
-        "InstanceNumber", "Rows", "Columns", "BitsAllocated", "NumberOfFrames",
-        "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+        "SpecificCharacterSet",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "TimezoneOffsetFromUTC",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "NumberOfFrames",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
     ),
 }
 
@@ -133,9 +158,10 @@ def _add_match(query: Query, key: str, value: str) -> None:
         current: tuple[str, ...] = getattr(query.match, attr)
         if current:  # a UID from the URL path: the query can only narrow it
             values = tuple(v for v in current if v in values) or ("",)
-        query.match = replace(query.match, **{attr: values})
+        changes: dict[str, Any] = {attr: values}
+        query.match = replace(query.match, **changes)
     else:
-        query.match = replace(query.match, **{attr: value.strip()})
+        query.match = replace(query.match, **{attr: value.strip()})  # type: ignore[arg-type]
 
 
 def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[dict[str, Any]]:
@@ -166,9 +192,10 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
             ds.RetrieveURL = retrieve_url(base, series.study_uid, series.series_uid)
             results.append(encode(ds))
         return results
-    return [_instance(rec, query, base) for rec in index.query_instances(
-        query.match, query.limit, query.offset
-    )]
+    return [
+        _instance(rec, query, base)
+        for rec in index.query_instances(query.match, query.limit, query.offset)
+    ]
 
 
 def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:

@@ -179,7 +179,10 @@ class StowSession:
         INSTANCES_REFUSED.labels(f"0x{failure.status:04X}", "stow").inc()
         log.warning(
             "STOW-RS part refused sop=%s from=%s status=0x%04X: %s",
-            failure.sop_instance_uid or "?", self.origin.peer, failure.status, failure.reason,
+            failure.sop_instance_uid or "?",
+            self.origin.peer,
+            failure.status,
+            failure.reason,
         )
         self.result.failed.append(failure)
 

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-def find(index: InstanceIndex, study: str, series: str = "", instance: str = "") -> list[InstanceRecord]:
+def find(
+    index: InstanceIndex, study: str, series: str = "", instance: str = ""
+) -> list[InstanceRecord]:
     """The stored instances under a study, series or instance URL (empty when none)."""
     match = QueryMatch(
         study_uids=(study,),

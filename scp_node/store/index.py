@@ -125,6 +125,131 @@ class InstanceIndex:
     def count(self) -> int:
         return int(self.db.connection().execute("SELECT COUNT(*) FROM instances").fetchone()[0])
 
+    # --- QIDO-RS look-ups (PS3.18 §10.6): exact, UID-list or wildcard matching on indexed keys ---
+
+    def query_studies(
+        self, match: QueryMatch, limit: int | None = None, offset: int = 0
+    ) -> list[StudySummary]:
+        """Studies with at least one instance matching ``match`` (Modality matches any series,
+        i.e. ModalitiesInStudy); counts cover the whole study."""
+        where, args = match.where(modality=False)
+        having, h_args = ("", []) if not match.modality else (
+            "HAVING SUM(modality = ?) > 0", [match.modality]
+        )
+        rows = self.db.connection().execute(
+            f"""
+            SELECT study_uid, MIN(patient_id) AS patient_id,
+                   GROUP_CONCAT(DISTINCT modality) AS modalities,
+                   COUNT(DISTINCT series_uid) AS n_series, COUNT(*) AS n_instances,
+                   MIN(path) AS path
+            FROM instances {where} GROUP BY study_uid {having}
+            ORDER BY MIN(received_at), study_uid LIMIT ? OFFSET ?
+            """,
+            [*args, *h_args, _limit(limit), max(offset, 0)],
+        ).fetchall()
+        return [
+            StudySummary(
+                study_uid=r["study_uid"], patient_id=r["patient_id"],
+                modalities=tuple(sorted(m for m in (r["modalities"] or "").split(",") if m)),
+                series_count=r["n_series"], instance_count=r["n_instances"],
+                sample_path=Path(r["path"]),
+            )
+            for r in rows
+        ]
+
+    def query_series(
+        self, match: QueryMatch, limit: int | None = None, offset: int = 0
+    ) -> list[SeriesSummary]:
+        """Series with at least one instance matching ``match``."""
+        where, args = match.where()
+        rows = self.db.connection().execute(
+            f"""
+            SELECT study_uid, series_uid, MIN(modality) AS modality, MIN(patient_id) AS patient_id,
+                   COUNT(*) AS n_instances, MIN(path) AS path
+            FROM instances {where} GROUP BY study_uid, series_uid
+            ORDER BY MIN(received_at), series_uid LIMIT ? OFFSET ?
+            """,
+            [*args, _limit(limit), max(offset, 0)],
+        ).fetchall()
+        return [
+            SeriesSummary(
+                study_uid=r["study_uid"], series_uid=r["series_uid"], modality=r["modality"],
+                patient_id=r["patient_id"], instance_count=r["n_instances"],
+                sample_path=Path(r["path"]),
+            )
+            for r in rows
+        ]
+
+    def query_instances(
+        self, match: QueryMatch, limit: int | None = None, offset: int = 0
+    ) -> list[InstanceRecord]:
+        """Instances matching ``match``, ordered by study, series and arrival."""
+        where, args = match.where()
+        rows = self.db.connection().execute(
+            f"SELECT * FROM instances {where} "
+            "ORDER BY study_uid, series_uid, received_at, sop_instance_uid LIMIT ? OFFSET ?",
+            [*args, _limit(limit), max(offset, 0)],
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class QueryMatch:
+    """QIDO-RS matching keys the index can answer (PS3.18 §8.3.4.1): UIDs match a list of
+    values, PatientID and Modality match a single value with ``*``/``?`` wildcards."""
+
+    study_uids: tuple[str, ...] = ()
+    series_uids: tuple[str, ...] = ()
+    sop_instance_uids: tuple[str, ...] = ()
+    sop_class_uids: tuple[str, ...] = ()
+    modality: str = ""
+    patient_id: str = ""
+
+    def where(self, modality: bool = True) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        for column, values in (
+            ("study_uid", self.study_uids), ("series_uid", self.series_uids),
+            ("sop_instance_uid", self.sop_instance_uids), ("sop_class_uid", self.sop_class_uids),
+        ):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                args.extend(values)
+        for column, value in (("patient_id", self.patient_id), ("modality", self.modality)):
+            if not value or (column == "modality" and not modality):
+                continue
+            if "*" in value or "?" in value:
+                clauses.append(f"{column} GLOB ?")
+                args.append(value.replace("[", "[[]"))
+            else:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study_uid: str
+    patient_id: str
+    modalities: tuple[str, ...]
+    series_count: int
+    instance_count: int
+    sample_path: Path
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    study_uid: str
+    series_uid: str
+    modality: str
+    patient_id: str
+    instance_count: int
+    sample_path: Path
+
+
+def _limit(limit: int | None) -> int:
+    return -1 if limit is None or limit < 0 else limit
+
 
 def _record(row: object) -> InstanceRecord:
     r = dict(row)  # type: ignore[call-overload]
