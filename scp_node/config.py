@@ -148,6 +148,8 @@ class Destination(BaseModel):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     url: str = ""
     token: SecretStr | None = None
+    calling_ae: str = Field("", description="our AE title towards it; empty = [dicom] ae_title")
+    timeout_s: float = Field(30.0, description="connect/ACSE/DIMSE/HTTP timeout per attempt")
 
 
 class DeliverySettings(BaseModel):
@@ -160,6 +162,7 @@ class DeliverySettings(BaseModel):
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0
     poll_interval_s: float = 1.0
+    batch_size: int = Field(32, description="rows sent per destination per pass (one association)")
 
 
 class PipelineSettings(BaseModel):

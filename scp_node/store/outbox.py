@@ -199,7 +199,7 @@ class Outbox:
         return _row(r) if r else None
 
     def rows(self, state: str | None = None, study_uid: str | None = None) -> list[OutboxRow]:
-        query, params = "SELECT * FROM outbox WHERE 1", []
+        query, params = "SELECT * FROM outbox WHERE 1", list[str]()
         if state:
             query, params = query + " AND state = ?", [*params, state]
         if study_uid:
