@@ -226,17 +226,20 @@ class Receiver:
 
         With ``expect_study_uid`` (the study of a ``POST .../studies/{uid}`` URL), an instance of
         another study is refused with 0xA900 before anything is written (PS3.18 §10.5.3).
+        A missing 128-byte preamble is tolerated (some clients, e.g. dicomweb-client, send the
+        File Meta Information first); missing File Meta Information is not.
         The upload temp file is left to the caller; only the data set is held in memory.
         """
         with open(path, "rb") as stream:
             try:
-                read_preamble(stream, force=False)
+                read_preamble(stream, force=True)
                 meta = _read_file_meta_info(stream)
             except Exception as exc:
                 raise Rejected(STATUS_CANNOT_PARSE, f"not a DICOM Part 10 file: {exc}") from exc
             transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
             if not transfer_syntax:
-                raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax")
+                reason = "not a DICOM Part 10 file: no File Meta Information Transfer Syntax"
+                raise Rejected(STATUS_CANNOT_PARSE, reason)
             if transfer_syntax not in self.accepted:
                 reason = f"transfer syntax {transfer_syntax} is not accepted"
                 raise Rejected(STATUS_SYNTAX_NOT_SUPPORTED, reason)

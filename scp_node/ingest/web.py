@@ -8,7 +8,7 @@ Route handlers only translate HTTP to the helpers (:mod:`web_stow`, :mod:`web_qi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Optional request header naming the sender's AE title (recorded as the instance's calling AE).
 CALLING_AE_HEADER = "x-calling-ae-title"
+#: After a 413 mid-body, at most this many further bytes are read (and discarded).
+DRAIN_LIMIT = 16 * 2**20
 
 
 @dataclass
@@ -132,10 +134,12 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         )
         session = StowSession(ctx.receiver, origin, study, limits, ctx.receiver.spool.tmp_dir)
         base = ctx.base_url(request)
+        stream = request.stream()
         try:
-            result = await session.run(boundary, request.stream())
+            result = await session.run(boundary, stream)
         except TooLarge as exc:
             log.warning("STOW-RS from %s refused with 413: %s", origin.peer, exc.reason)
+            await _drain(stream, DRAIN_LIMIT)
             body = stow_response(exc.result.stored, exc.result.failed, base, study)
             return _dicom_json(body, 413, {"Connection": "close"})
         except MultipartError as exc:
@@ -246,6 +250,16 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         return await retrieve_metadata(study, series, sop)
 
     return router
+
+
+async def _drain(stream: AsyncIterator[bytes], limit: int) -> None:
+    """Read and discard up to ``limit`` more body bytes so a client that sends its whole body
+    before reading the answer still sees the 413; past that the connection is closed."""
+    drained = 0
+    async for chunk in stream:
+        drained += len(chunk)
+        if drained > limit:
+            return
 
 
 def _check_stow_request(request: Request, limits: StowLimits) -> str:
