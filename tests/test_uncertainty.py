@@ -1,0 +1,96 @@
+"""Uncertainty maths against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scp_node.model import uncertainty as unc
+from scp_node.model.metrics import auroc, best_threshold, sens_spec
+
+
+def test_uniform_map_has_maximal_entropy() -> None:
+    p = unc.normalise(np.ones((16, 16)))
+    assert unc.entropy_bits(p) == pytest.approx(math.log2(256))
+    assert unc.spatial_entropy(p, grid=8) == pytest.approx(6.0)
+
+
+def test_one_hot_map_has_zero_entropy_and_full_confidence() -> None:
+    p = np.zeros((16, 16))
+    p[5, 9] = 1.0
+    assert unc.entropy_bits(p) == pytest.approx(0.0)
+    assert unc.spatial_entropy(p) == pytest.approx(0.0)
+    assert unc.peak_confidence(p) == pytest.approx(1.0)
+    assert unc.peak_location(p) == pytest.approx((9.0, 5.0))
+
+
+def test_two_equal_peaks_give_one_bit() -> None:
+    p = np.zeros((16, 16))
+    p[2, 2] = p[13, 13] = 0.5
+    assert unc.entropy_bits(p) == pytest.approx(1.0)
+    assert unc.spatial_entropy(p) == pytest.approx(1.0)  # distant cells
+    assert unc.peak_confidence(p) == pytest.approx(0.5)
+
+
+def test_mutual_information_of_identical_passes_is_zero() -> None:
+    rng = np.random.default_rng(0)
+    p = unc.normalise(rng.random((8, 8)))
+    samples = np.stack([p, p, p])
+    assert unc.mutual_information(samples) == pytest.approx(0.0, abs=1e-12)
+    assert unc.predictive_entropy(samples) == pytest.approx(float(unc.entropy_bits(p)))
+
+
+def test_mutual_information_hand_computed() -> None:
+    # pass 1: [0.5, 0.5], pass 2: [1, 0] on a 1x2 map
+    samples = np.array([[[0.5, 0.5]], [[1.0, 0.0]]])
+    h_mean = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))  # 0.8113
+    assert unc.predictive_entropy(samples) == pytest.approx(h_mean)
+    assert unc.mutual_information(samples) == pytest.approx(h_mean - 0.5)
+    # disagreeing one-hot passes: MI = 1 bit
+    assert unc.mutual_information(np.array([[[1.0, 0.0]], [[0.0, 1.0]]])) == pytest.approx(1.0)
+
+
+def test_normalise_handles_zero_and_negative_maps() -> None:
+    assert unc.normalise(np.zeros((4, 4))).sum() == pytest.approx(1.0)
+    m = unc.normalise(np.array([[-1.0, 1.0], [1.0, 2.0]]))
+    assert m[0, 0] == 0.0 and m.sum() == pytest.approx(1.0)
+
+
+def test_level_stats_and_score_rank_spread_maps_higher() -> None:
+    sharp = np.zeros((4, 32, 32))
+    sharp[:, 10, 10] = 1.0
+    spread = np.zeros((4, 32, 32))
+    spread[0, 10, 10] = spread[1, 25, 25] = spread[2, 10, 10] = spread[3, 25, 25] = 1.0
+    s_sharp, s_spread = unc.level_stats(sharp), unc.level_stats(spread)
+    assert s_sharp.mutual_information == pytest.approx(0.0)
+    assert s_spread.mutual_information == pytest.approx(1.0)
+    stats_a = {lv: s_sharp for lv in unc.JUNCTION_LEVELS}
+    stats_b = {lv: s_spread for lv in unc.JUNCTION_LEVELS}
+    assert unc.lstv_score(stats_b) > unc.lstv_score(stats_a)
+
+
+def test_implausible_order_and_spacing() -> None:
+    good = [(0.0, 40.0 * i) for i in range(5)]
+    assert unc.implausible(good) == ""
+    assert "order" in unc.implausible(list(reversed(good)))
+    doubled = [(0.0, 0.0), (0.0, 40.0), (0.0, 45.0), (0.0, 85.0), (0.0, 125.0)]
+    assert "inconsistent" in unc.implausible(doubled)
+
+
+def test_auroc_from_ranks() -> None:
+    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == pytest.approx(1.0)
+    assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == pytest.approx(0.0)
+    # one swapped pair out of 4 pairs; a tie counts half
+    assert auroc(np.array([0.1, 0.5, 0.4, 0.9]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert auroc(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)
+
+
+def test_threshold_and_sens_spec() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
+    labels = np.array([0, 0, 0, 1, 1])
+    thr = best_threshold(scores, labels)
+    assert 0.3 < thr < 0.7
+    assert sens_spec(scores, labels, thr) == (1.0, 1.0)
+    assert sens_spec(scores, labels, 0.75) == (0.5, 1.0)
