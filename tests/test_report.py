@@ -1,0 +1,309 @@
+"""The TID 1500 SR and the overlay SC: content, units, references, UIDs, and real validators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ComprehensiveSRStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from scp_node.config import ReportSettings
+from scp_node.phantom_dicom import write_phantom
+from scp_node.report import build_reports, build_sr, write_sr_for_result
+from scp_node.report.sr import SCOORD_OFFSET
+from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+MODEL = ModelIdentity(name="lstv-unet", version="1.2.0", weights_sha256="ab" * 32)
+
+
+def phantom_study(out: Path, transfer_syntax: str = ExplicitVRLittleEndian, seed: int = 0):
+    """(paths, truth) of a small phantom MR series written as real DICOM files."""
+    paths = write_phantom(out, seed=seed, slices=5, size=128, transfer_syntax=transfer_syntax)
+    return paths, json.loads((out / "truth.json").read_text())
+
+
+def result_for(truth: dict, model: ModelIdentity = MODEL, **changes: object) -> StudyResult:
+    """A hand-built StudyResult placing each level at its true disc centre."""
+    levels = tuple(
+        LevelFinding(
+            level=d["level"],
+            sop_instance_uid=d["sop_instance_uid"],
+            slice_index=d["slice_index"],
+            pixel_xy=(d["pixel_col_row"][0], d["pixel_col_row"][1]),
+            patient_xyz=tuple(d["patient_mm"]),
+            peak_confidence=0.95 - 0.1 * i,
+            entropy=1.5 + 0.25 * i,
+            spatial_entropy=0.5 + 0.1 * i,
+            predictive_entropy=2.0 + 0.1 * i if i % 2 == 0 else None,
+            mutual_information=0.02 * (i + 1) if i % 2 == 0 else None,
+        )
+        for i, d in enumerate(truth["discs"])
+    )
+    base = StudyResult(
+        study_instance_uid=truth["study_instance_uid"],
+        applicable=True,
+        series_instance_uid=truth["series_instance_uid"],
+        levels=levels,
+        lstv_score=0.72,
+        lstv_threshold=0.5,
+        lstv_suspected=True,
+        needs_review=True,
+        model=model,
+        warnings=("slice gap of 1 slice",),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def read_all(paths: list[Path]) -> list[Dataset]:
+    return [pydicom.dcmread(p) for p in paths]
+
+
+def walk(items: object) -> Iterator[Dataset]:
+    """Every content item below ``items`` (depth first)."""
+    for item in items or []:  # type: ignore[attr-defined]
+        yield item
+        yield from walk(item.get("ContentSequence"))
+
+
+def groups(sr: Dataset) -> dict[str, Dataset]:
+    """Measurement group containers by their Tracking Identifier text."""
+    found = {}
+    for item in walk(sr.ContentSequence):
+        if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "125007":
+            for child in item.ContentSequence:
+                if child.ConceptNameCodeSequence[0].CodeValue == "112039":
+                    found[child.TextValue] = item
+    return found
+
+
+def nums(group: Dataset) -> dict[str, tuple[float, str]]:
+    """Concept meaning → (value, UCUM unit) of a group's direct NUM children."""
+    out = {}
+    for child in group.ContentSequence:
+        if child.ValueType == "NUM":
+            mv = child.MeasuredValueSequence[0]
+            unit = mv.MeasurementUnitsCodeSequence[0]
+            assert unit.CodingSchemeDesignator == "UCUM"
+            out[child.ConceptNameCodeSequence[0].CodeMeaning] = (
+                float(mv.NumericValue),
+                unit.CodeValue,
+            )
+    return out
+
+
+def codes_of(group: Dataset) -> dict[str, str]:
+    return {
+        c.ConceptNameCodeSequence[0].CodeMeaning: c.ConceptCodeSequence[0].CodeMeaning
+        for c in group.ContentSequence
+        if c.ValueType == "CODE"
+    }
+
+
+def texts_of(group: Dataset) -> list[str]:
+    return [c.TextValue for c in group.ContentSequence if c.ValueType == "TEXT"]
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture
+def study(tmp_path: Path):
+    paths, truth = phantom_study(tmp_path / "src")
+    return paths, truth, read_all(paths)
+
+
+def test_sr_content_levels_values_units_and_references(study) -> None:
+    paths, truth, sources = study
+    result = result_for(truth)
+    sr = build_sr(result, sources, ReportSettings())
+    assert sr.SOPClassUID == COMPREHENSIVE_3D_SR
+    assert sr.StudyInstanceUID == truth["study_instance_uid"]
+    assert sr.SeriesInstanceUID != truth["series_instance_uid"]
+    assert sr.SeriesNumber == 9901 and "research" in sr.SeriesDescription.lower()
+    assert sr.ContentQualification == "RESEARCH"
+    assert sr.PatientID == sources[0].PatientID and sr.PatientName == sources[0].PatientName
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    schemes = {item.CodingSchemeDesignator for item in sr.CodingSchemeIdentificationSequence}
+    assert "99SCPNODE" in schemes
+
+    found = groups(sr)
+    assert set(found) == {d["level"] for d in truth["discs"]} | {"LSTV screen"}
+    for i, disc in enumerate(truth["discs"]):
+        group = found[disc["level"]]
+        values = nums(group)
+        level = result.levels[i]
+        assert values["Peak confidence"] == (pytest.approx(level.peak_confidence), "1")
+        assert values["Entropy"] == (pytest.approx(level.entropy), "bit")
+        assert values["Spatial entropy"] == (pytest.approx(level.spatial_entropy), "bit")
+        if level.mutual_information is None:
+            assert "Mutual information" not in values and "Predictive entropy" not in values
+        else:
+            assert values["Mutual information"] == (pytest.approx(level.mutual_information), "bit")
+            assert values["Predictive entropy"][1] == "bit"
+        scoord = next(c for c in group.ContentSequence if c.ValueType == "SCOORD")
+        assert scoord.GraphicType == "POINT"
+        col, row = disc["pixel_col_row"]
+        assert list(scoord.GraphicData) == pytest.approx(
+            [col + SCOORD_OFFSET, row + SCOORD_OFFSET], abs=1e-3
+        )
+        ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        assert ref.ReferencedSOPInstanceUID == disc["sop_instance_uid"]
+        assert ref.ReferencedSOPClassUID == sources[0].SOPClassUID
+        uids = [c.UID for c in group.ContentSequence if c.ValueType == "UIDREF"]
+        assert len(uids) == 1  # Tracking Unique Identifier
+        # Algorithm identification on every measurement (TID 4019)
+        for child in group.ContentSequence:
+            if child.ValueType == "NUM":
+                algo = {
+                    c.ConceptNameCodeSequence[0].CodeMeaning: c.TextValue
+                    for c in child.ContentSequence
+                }
+                assert algo["Algorithm Name"] == "lstv-unet"
+                assert algo["Algorithm Version"] == "1.2.0"
+                assert MODEL.weights_sha256 in algo["Algorithm Parameters"]
+
+    screen = found["LSTV screen"]
+    assert nums(screen)["LSTV score"] == (pytest.approx(0.72), "1")
+    assert codes_of(screen)["LSTV suspected"] == "Yes"
+    assert codes_of(screen)["Needs review"] == "Yes"
+    assert codes_of(screen)["Screen applicable"] == "Yes"
+    assert any("slice gap" in t for t in texts_of(screen))
+    observer = {
+        i.ConceptNameCodeSequence[0].CodeMeaning: getattr(i, "TextValue", None)
+        for i in sr.ContentSequence
+    }
+    assert observer["Device Observer Name"] == "scp-node"
+    assert observer["Device Observer Manufacturer"] == "scp-node project"
+
+
+def test_uids_are_deterministic(study) -> None:
+    _, truth, sources = study
+    result = result_for(truth)
+    first = build_sr(result, sources, ReportSettings())
+    again = build_sr(result, list(reversed(sources)), ReportSettings())
+    assert (first.SeriesInstanceUID, first.SOPInstanceUID) == (
+        again.SeriesInstanceUID,
+        again.SOPInstanceUID,
+    )
+    assert (
+        groups(first)["L4-L5"].ContentSequence[1].UID
+        == groups(again)["L4-L5"].ContentSequence[1].UID
+    )
+    other_weights = build_sr(
+        result_for(truth, model=replace(MODEL, weights_sha256="cd" * 32)), sources, ReportSettings()
+    )
+    assert other_weights.SOPInstanceUID != first.SOPInstanceUID
+    fewer_sources = build_sr(result, sources[1:4], ReportSettings())
+    assert fewer_sources.SOPInstanceUID != first.SOPInstanceUID
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
+    ids=["explicit", "implicit", "rle", "jpegls", "j2k"],
+)
+def test_validators_accept_sr_and_sc(tmp_path: Path, syntax: str) -> None:
+    paths, truth = phantom_study(tmp_path / "src", syntax)
+    sources = read_all(paths)
+    assert str(sources[0].file_meta.TransferSyntaxUID) == syntax
+    reports = build_reports(result_for(truth), sources, ReportSettings())
+    assert [r.Modality for r in reports] == ["SR", "OT"]
+    written = []
+    for i, ds in enumerate(reports):
+        written.append(tmp_path / f"out{i}.dcm")
+        ds.save_as(written[-1], enforce_file_format=True)
+    assert dciodvfy_errors(written[0]) == []
+    assert dciodvfy_errors(written[1]) == []
+    dsrdump = subprocess.run(["/usr/bin/dsrdump", str(written[0])], capture_output=True, text=True)
+    assert dsrdump.returncode == 0, dsrdump.stderr
+    assert "Peak confidence" in dsrdump.stdout and "L5-S1" in dsrdump.stdout
+    entities = subprocess.run(
+        ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True
+    )
+    assert entities.returncode == 0, entities.stderr
+    assert "Error" not in entities.stdout + entities.stderr
+
+
+def test_not_applicable_result_gives_a_valid_sr_with_the_reason(study, tmp_path: Path) -> None:
+    _, truth, sources = study
+    result = StudyResult(
+        study_instance_uid=truth["study_instance_uid"],
+        applicable=False,
+        reason="no sagittal T2 series",
+        needs_review=True,
+        model=MODEL,
+    )
+    reports = build_reports(result, sources, ReportSettings())
+    assert len(reports) == 1  # no overlay without levels
+    sr = reports[0]
+    found = groups(sr)
+    assert set(found) == {"LSTV screen"}
+    assert codes_of(found["LSTV screen"])["Screen applicable"] == "No"
+    assert "LSTV suspected" not in codes_of(found["LSTV screen"])
+    assert any("no sagittal T2 series" in t for t in texts_of(found["LSTV screen"]))
+    path = tmp_path / "na.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    assert subprocess.run(["/usr/bin/dsrdump", str(path)], capture_output=True).returncode == 0
+
+
+def test_secondary_capture_draws_markers_and_is_deterministic(study) -> None:
+    _, truth, sources = study
+    result = result_for(truth)
+    sc = build_reports(result, sources, ReportSettings())[1]
+    again = build_reports(result, sources, ReportSettings())[1]
+    assert sc.SOPInstanceUID == again.SOPInstanceUID
+    assert sc.StudyInstanceUID == truth["study_instance_uid"]
+    assert sc.SeriesNumber == 9902 and sc.BurnedInAnnotation == "YES"
+    rgb = sc.pixel_array
+    assert rgb.ndim == 3 and rgb.shape[2] == 3
+    coloured = np.count_nonzero((rgb[..., 0] != rgb[..., 1]) | (rgb[..., 1] != rgb[..., 2]))
+    assert coloured > 500  # markers and labels drawn on a grey slice
+    no_sc = build_reports(result, sources, ReportSettings(secondary_capture=False))
+    assert len(no_sc) == 1
+
+
+def test_write_sr_for_result_reads_headers_and_writes_a_file(study, tmp_path: Path) -> None:
+    paths, truth, _ = study
+    out = write_sr_for_result(
+        result_for(truth), paths, tmp_path / "sr" / "out.dcm", ReportSettings()
+    )
+    ds = pydicom.dcmread(out)
+    assert ds.SOPClassUID == COMPREHENSIVE_3D_SR
+    assert str(ds.file_meta.TransferSyntaxUID) == ExplicitVRLittleEndian
+    assert ds.SOPClassUID != ComprehensiveSRStorage
+
+
+def test_level_on_a_missing_source_is_refused(study) -> None:
+    _, truth, sources = study
+    with pytest.raises(ValueError, match="not among the source datasets"):
+        build_sr(
+            result_for(truth),
+            sources[:1] if truth["discs"][0]["slice_index"] else sources[1:],
+            ReportSettings(),
+        )
+
+
+def test_sources_from_another_study_are_refused(study) -> None:
+    _, truth, sources = study
+    other = sources[0].copy()
+    other.StudyInstanceUID = "1.2.3.4"
+    with pytest.raises(ValueError, match="not in study"):
+        build_sr(result_for(truth), [*sources, other], ReportSettings())
