@@ -110,8 +110,12 @@ class ModelSettings(BaseModel):
     mc_samples: int = 8
     cpu_threads: int = 0
     max_batch: int = 64
-    lstv_threshold: float | None = None
-    review_margin: float = 0.1
+    lstv_threshold: float | None = Field(
+        None, description="LSTV score threshold; empty = the value stored in the weights metadata"
+    )
+    review_margin: float = Field(0.1, description="needs review when |score - threshold| <= this")
+    context_slices: int = Field(3, description="central sagittal slices analysed (midline +- 1)")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 
 
 class SeriesRules(BaseModel):
