@@ -44,9 +44,11 @@ class _RejectListener:
 
     def __init__(self) -> None:
         self.reason = ""
+        self.answered = False
 
     def __call__(self, event: Any) -> None:
         primitive = event.primitive
+        self.answered = True
         if getattr(primitive, "result", None) in (0x01, 0x02):
             self.reason = (
                 f"{primitive.result_str}, source: {primitive.source_str}, "
@@ -76,7 +78,7 @@ def send_files(
     if not assoc.is_established:
         if assoc.is_rejected:
             error = f"association rejected by {where}: {listener.reason or 'no reason given'}"
-        elif assoc.is_aborted:
+        elif assoc.is_aborted and listener.answered:
             error = f"association with {where} aborted (no acceptable presentation context?)"
         else:
             error = f"no association with {where} (connection refused or timed out)"
