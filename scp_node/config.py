@@ -172,6 +172,7 @@ class DeliverySettings(BaseModel):
 class PipelineSettings(BaseModel):
     """Study completion and the job queue."""
 
+    enabled: bool = True
     quiet_seconds: float = 10.0
     max_wait_seconds: float = 600.0
     queue_size: int = 32

@@ -8,9 +8,11 @@ from typing import Any
 
 from scp_node.codecs import capabilities
 from scp_node.config import Settings
+from scp_node.ingest.commitment import commitment_handlers
 from scp_node.ingest.dimse import DimseServer
 from scp_node.ingest.receiver import Receiver
 from scp_node.observe import BYTES_RECEIVED, INSTANCES_RECEIVED
+from scp_node.pipeline import Pipeline
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import Spool
@@ -35,15 +37,32 @@ class Node:
             self.capabilities.accepted_transfer_syntaxes(),
             on_stored=self._on_stored,
         )
-        self.dimse = DimseServer(settings.dicom, self.receiver, self.capabilities)
+        self.pipeline: Pipeline | None = None
+        if settings.pipeline.enabled:
+            self.pipeline = Pipeline(settings, self.db, self.index)
+        self.dimse = DimseServer(
+            settings.dicom,
+            self.receiver,
+            self.capabilities,
+            admit=self.pipeline.admit if self.pipeline else None,
+            extra_handlers=commitment_handlers(settings, self.index, self._commit_requested),
+        )
         self._stopped = threading.Event()
-        self.services: list[Any] = []
+        self.services: list[Any] = [self.pipeline] if self.pipeline else []
         self.http: Any = None
         if settings.http.enabled:  # DICOMweb + /healthz /readyz /metrics (docs/dicomweb.md)
             from scp_node.http_server import HttpService
 
-            self.http = HttpService(settings, self.receiver, self.index, self.db, self.dimse)
+            self.http = HttpService(
+                settings, self.receiver, self.index, self.db, self.dimse,
+                on_stow_complete=self._commit_requested,
+            )
             self.services.append(self.http)
+
+    def _commit_requested(self, study_uids: set[str] | list[str]) -> None:
+        """A STOW-RS request or a Storage Commitment closed these studies: no quiet time."""
+        if self.pipeline is not None:
+            self.pipeline.request_complete(sorted(study_uids))
 
     def _on_stored(self, record: InstanceRecord) -> None:
         labels = (record.transfer_syntax, record.calling_ae, record.source)

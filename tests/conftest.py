@@ -40,6 +40,7 @@ def node_settings(tmp_path: Path, **sections: dict) -> Settings:
         "dicom": {"bind_host": "127.0.0.1", "port": free_port()},
         "storage": {"data_dir": str(tmp_path / "node"), "min_free_mb": 1},
         "http": {"host": "127.0.0.1", "port": free_port(), "auth": "none"},
+        "pipeline": {"enabled": False},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

@@ -17,7 +17,10 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    Verification,
+)
 
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
@@ -86,6 +89,7 @@ class DimseServer:
             *(extra_handlers or []),
         ]
         self._server: Any = None
+        self._admission: dict[int, str | None] = {}
         self._lock = threading.Lock()
 
     def _build_ae(self, caps: Capabilities) -> AE:
@@ -100,6 +104,7 @@ class DimseServer:
         ae.require_calling_aet = list(s.allowed_calling_aes)
         syntaxes = transfer_syntax_order(caps, s.syntax_policy)
         ae.add_supported_context(Verification)
+        ae.add_supported_context(StorageCommitmentPushModel)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, syntaxes)
         log.info(
@@ -152,7 +157,7 @@ class DimseServer:
             source="dimse",
         )
         try:
-            if self.admit is not None and (busy := self.admit()):
+            if busy := self._admission.get(id(event.assoc)):
                 raise Rejected(0xA700, busy)
             self.receiver.store_dataset(
                 request.DataSet.getvalue(),
@@ -173,6 +178,10 @@ class DimseServer:
         return STATUS_SUCCESS
 
     def _on_accepted(self, event: Any) -> None:
+        # Back-pressure is decided per association: one that started while the analysis queue
+        # was full gets 0xA700 for its C-STOREs; one already running finishes its study.
+        if self.admit is not None:
+            self._admission[id(event.assoc)] = self.admit()
         log.info(
             "association accepted from %s (%s) to %s",
             event.assoc.requestor.ae_title, self._peer(event), event.assoc.acceptor.ae_title,
@@ -187,7 +196,9 @@ class DimseServer:
         )
 
     def _on_released(self, event: Any) -> None:
+        self._admission.pop(id(event.assoc), None)
         log.info("association released by %s (%s)", event.assoc.requestor.ae_title, self._peer(event))
 
     def _on_aborted(self, event: Any) -> None:
+        self._admission.pop(id(event.assoc), None)
         log.warning("association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event))

@@ -52,6 +52,16 @@ STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer s
 STATUS_PROCESSING_FAILURE = 0x0110
 
 
+#: Objects that never start an analysis (PS3.3 C.7.3.1.1.1 Modality defined terms).
+NON_IMAGE_MODALITIES = frozenset({"SR", "KO", "PR", "DOC", "REG", "SEG", "RWV", "PLAN"})
+#: Secondary Capture and SR classes: the node's own result objects when its manufacturer is set.
+RESULT_SOP_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.33"}
+)
+#: Manufacturers Model Name (0008,1090) the node writes into its SR and SC (scp_node.report).
+RESULT_MODEL_NAME = "scp-node"
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who sent an instance and how."""
@@ -72,6 +82,17 @@ class Header:
     series_uid: str
     modality: str
     patient_id: str
+    model_name: str = ""
+
+    @property
+    def is_study_input(self) -> bool:
+        """Whether this instance can change the analysis: images only, and not the node's own
+        results (a PACS may route the node's SR/SC back to it)."""
+        if self.modality in NON_IMAGE_MODALITIES:
+            return False
+        return not (
+            self.sop_class_uid in RESULT_SOP_CLASSES and self.model_name == RESULT_MODEL_NAME
+        )
 
 
 def _is_implicit_little(transfer_syntax: UID) -> tuple[bool, bool]:
@@ -145,6 +166,7 @@ def read_header(ds: Dataset) -> Header:
             series_uid=check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID"),
             modality=str(ds.get("Modality", "") or ""),
             patient_id=str(ds.get("PatientID", "") or ""),
+            model_name=str(ds.get("ManufacturerModelName", "") or ""),
         )
     except InvalidUID as exc:
         raise Rejected(STATUS_MISSING_UID, str(exc)) from exc
@@ -290,7 +312,7 @@ class Receiver:
             source=origin.source,
             received_at=time.time(),
         )
-        new = self.index.add(record)
+        new = self.index.add(record, touch_study=header.is_study_input and origin.source != "result")
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
             header.sop_instance_uid, header.study_uid, transfer_syntax, transfer_syntax.name,

@@ -66,10 +66,12 @@ class InstanceIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, rec: InstanceRecord) -> bool:
+    def add(self, rec: InstanceRecord, touch_study: bool = True) -> bool:
         """Index ``rec`` (the file is already in place). Returns False if it was a duplicate.
 
         A duplicate SOP Instance UID replaces the earlier record (the file was replaced too).
+        ``touch_study`` False (non-image objects, the node's own results) leaves the study's
+        arrival times alone, so such objects never start or repeat an analysis.
         """
         now = rec.received_at or time.time()
         with self.db.transaction() as conn:
@@ -97,6 +99,8 @@ class InstanceIndex:
                     rec.calling_ae, rec.called_ae, rec.peer, rec.source, now,
                 ),
             )
+            if not touch_study:
+                return existed is None
             conn.execute(
                 """
                 INSERT INTO studies (study_uid, first_received_at, last_received_at, calling_ae, source)

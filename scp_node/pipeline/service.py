@@ -1,0 +1,70 @@
+"""The pipeline service: the study monitor, the model worker and the outbox worker together."""
+
+from __future__ import annotations
+
+import logging
+
+from scp_node.config import Settings
+from scp_node.egress.worker import OutboxWorker, resolve_destinations
+from scp_node.pipeline.monitor import StudyMonitor
+from scp_node.pipeline.worker import ModelWorker
+from scp_node.store.db import Database
+from scp_node.store.index import InstanceIndex
+from scp_node.store.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Started and stopped by the node; ingest talks to it only through ``admit`` and
+    ``request_complete`` (never waits for inference)."""
+
+    def __init__(self, settings: Settings, db: Database, index: InstanceIndex) -> None:
+        self.settings = settings
+        self.jobs = JobStore(db)
+        self.outbox = OutboxWorker(
+            db,
+            settings.delivery,
+            settings.storage.results_dir,
+            calling_ae=settings.dicom.ae_title,
+            fsync=settings.storage.fsync,
+        )
+        self.worker = ModelWorker(
+            settings,
+            self.jobs,
+            index,
+            enqueue=self.outbox.enqueue_results,
+            destinations_for=lambda calling_ae: resolve_destinations(calling_ae, settings),
+            results_dir=settings.storage.results_dir,
+        )
+        self.monitor = StudyMonitor(
+            self.jobs,
+            settings.pipeline,
+            delivered_at=self.outbox.study_delivered_at,
+            on_complete=self.worker.wake,
+        )
+
+    def start(self) -> None:
+        recovered = self.jobs.recover()
+        if recovered:
+            log.warning("%d studies interrupted by a restart will run again", recovered)
+        self.outbox.start()
+        self.worker.start()
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        self.worker.stop()
+        self.outbox.stop()
+
+    def admit(self) -> str | None:
+        """None when there is room; else why new work is refused (back-pressure, 0xA700/503)."""
+        depth = self.jobs.depth()
+        if depth >= self.settings.pipeline.queue_size:
+            return f"analysis queue full ({depth} studies waiting); retry later"
+        return None
+
+    def request_complete(self, study_uids: list[str]) -> None:
+        """Storage Commitment or a finished STOW-RS request: analyse without the quiet time."""
+        self.jobs.request_complete(list(study_uids))
+        self.monitor.wake()

@@ -1,0 +1,159 @@
+"""The model worker: the one thread that owns the model (and the GPU) and runs claimed jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from scp_node.config import Settings
+from scp_node.observe import INFERENCE_SECONDS, JOB_OUTCOMES
+from scp_node.result import StudyResult
+from scp_node.store.index import InstanceIndex, InstanceRecord
+from scp_node.store.jobs import FAILED, NOT_APPLICABLE, QUEUED, REPORTED, REPORTING, Job, JobStore
+
+log = logging.getLogger(__name__)
+
+#: (study uid, result datasets, destination names) → outbox row ids
+Enqueue = Callable[[str, Sequence[Dataset], Sequence[str]], list[int]]
+
+
+class ModelWorker:
+    """Claims ``complete`` jobs one at a time: analyse → report → outbox."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: JobStore,
+        index: InstanceIndex,
+        enqueue: Enqueue,
+        destinations_for: Callable[[str], list[str]],
+        results_dir: Any,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.index = index
+        self.enqueue = enqueue
+        self.destinations_for = destinations_for
+        self.results_dir = results_dir
+        self.engine: Any = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _load_engine(self) -> None:
+        from scp_node.model.engine import LocalizerEngine
+
+        started = time.perf_counter()
+        self.engine = LocalizerEngine.from_settings(self.settings.model)
+        log.info(
+            "model loaded on %s in %.1f s (%s %s, weights sha256 %s)",
+            self.engine.device_name, time.perf_counter() - started, self.engine.identity.name,
+            self.engine.identity.version, self.engine.identity.weights_sha256[:12],
+        )
+        self.ready.set()
+
+    def _run(self) -> None:
+        try:
+            self._load_engine()
+        except Exception:
+            log.exception("the model could not be loaded: studies wait in 'complete'")
+            return
+        while not self._stop.is_set():
+            job = self.jobs.claim_next()
+            if job is None:
+                self._wake.wait(self.settings.pipeline.poll_interval_s)
+                self._wake.clear()
+                continue
+            try:
+                self.process(job)
+            except Exception as exc:  # one study must not stop the worker
+                log.exception("study %s failed", job.study_uid)
+                self.jobs.advance(job, FAILED, f"{type(exc).__name__}: {exc}"[:500])
+                JOB_OUTCOMES.labels(outcome="failed").inc()
+
+    def process(self, job: Job) -> None:
+        """Run one claimed job to its next resting state."""
+        from scp_node.analysis import analyze_study
+
+        records = self.index.for_study(job.study_uid)
+        paths = [r.path for r in records if r.source != "result"]
+        started = time.perf_counter()
+        result = analyze_study(paths, self.settings, self.engine)
+        INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        summary = result.to_json()
+        if not result.applicable:
+            log.info("study %s: not applicable: %s", job.study_uid, result.reason)
+            self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary)
+            JOB_OUTCOMES.labels(outcome="not_applicable").inc()
+            return
+        log.info(
+            "study %s: LSTV score %.3f (threshold %.3f) suspected=%s needs_review=%s in %.0f ms",
+            job.study_uid, result.lstv_score, result.lstv_threshold, result.lstv_suspected,
+            result.needs_review, result.inference_ms,
+        )
+        if not self.jobs.advance(job, REPORTING, "", summary):
+            log.info("study %s: new instances arrived during inference; it runs again", job.study_uid)
+            return
+        datasets = self._reports(result, records)
+        self._index_results(job.study_uid, datasets)
+        destinations = self.destinations_for(job.calling_ae)
+        if not destinations:
+            self.jobs.advance(job, REPORTED, "no destination configured", summary)
+            JOB_OUTCOMES.labels(outcome="reported").inc()
+            return
+        self.enqueue(job.study_uid, datasets, destinations)
+        self.jobs.advance(job, QUEUED, "", summary)
+
+    def _reports(self, result: StudyResult, records: list[InstanceRecord]) -> list[Dataset]:
+        from scp_node.report.sr import build_reports
+
+        series = [r for r in records if r.series_uid == result.series_instance_uid]
+        sources = [pydicom.dcmread(r.path) for r in series]
+        return build_reports(result, sources, self.settings.report)
+
+    def _index_results(self, study_uid: str, datasets: Sequence[Dataset]) -> None:
+        """Keep the results retrievable (WADO-RS) without making them inputs of the study."""
+        from scp_node.report.sr import write_dataset
+
+        for ds in datasets:
+            path = (
+                self.results_dir / study_uid / str(ds.SeriesInstanceUID)
+                / f"{ds.SOPInstanceUID}.dcm"
+            )
+            write_dataset(ds, path)
+            self.index.add(
+                InstanceRecord(
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    sop_class_uid=str(ds.SOPClassUID),
+                    study_uid=study_uid,
+                    series_uid=str(ds.SeriesInstanceUID),
+                    transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+                    path=path,
+                    size=path.stat().st_size,
+                    modality=str(ds.Modality),
+                    patient_id=str(ds.get("PatientID", "")),
+                    source="result",
+                    received_at=time.time(),
+                ),
+                touch_study=False,
+            )
