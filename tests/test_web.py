@@ -23,7 +23,7 @@ import pytest
 from conftest import node_settings
 from dicom_factory import mr_dataset
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.uid import UID, JPEG2000Lossless, generate_uid
 
 from scp_node.codecs import capabilities
 from scp_node.ingest.web_multipart import (
@@ -39,7 +39,7 @@ TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BOUNDARY = "scpnode-test-boundary"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
-UNDECODABLE = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2 multi-component (lossless only)
+UNDECODABLE = UID("1.2.840.10008.1.2.4.92")  # JPEG 2000 Part 2 multi-component (lossless only)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -181,7 +181,8 @@ def test_stow_stores_every_instance_and_lists_each(node: Node, base: str) -> Non
         assert record is not None and record.source == "stow" and record.peer.startswith("127.")
         assert record.path.is_file()
         assert pydicom.dcmread(record.path).SOPInstanceUID == ds.SOPInstanceUID
-    assert node.index.get(datasets[2].SOPInstanceUID).transfer_syntax == JPEG2000Lossless
+    j2k_record = node.index.get(datasets[2].SOPInstanceUID)
+    assert j2k_record is not None and j2k_record.transfer_syntax == JPEG2000Lossless
 
 
 def test_stow_undecodable_part_is_a_failed_part_and_good_parts_are_kept(
@@ -200,7 +201,8 @@ def test_stow_undecodable_part_is_a_failed_part_and_good_parts_are_kept(
     assert value(failed[0], "00081155") == bad.SOPInstanceUID
     stored = {value(i, "00081155") for i in seq(answer.json(), "00081199")}
     assert stored == {d.SOPInstanceUID for d in good}
-    assert all(node.index.get(d.SOPInstanceUID).path.is_file() for d in good)
+    records = [node.index.get(d.SOPInstanceUID) for d in good]
+    assert all(r is not None and r.path.is_file() for r in records)
     assert node.index.get(bad.SOPInstanceUID) is None
     assert refused_count("0xC122") == before + 1
 
