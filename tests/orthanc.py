@@ -47,6 +47,7 @@ class Orthanc:
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.root / "orthanc.log"
+        self.stop_grace_s = 0.5
 
     @property
     def url(self) -> str:
@@ -108,8 +109,8 @@ class Orthanc:
             return
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
+            try:  # a clean stop can take seconds (thread pools); test storage is throwaway
+                self.process.wait(self.stop_grace_s)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)

@@ -6,12 +6,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pydicom
 import pytest
-from orthanc import Orthanc, orthanc  # noqa: F401  (fixture)
+from orthanc import Orthanc
 from test_report import groups, phantom_study, read_all, result_for
 
 from scp_node.cli import main as cli_main
@@ -33,6 +33,13 @@ def dimse_to(pacs: Orthanc, ae_title: str = "ORTHANC") -> Destination:
 
 def stow_to(pacs: Orthanc) -> Destination:
     return Destination(kind="stow", url=pacs.dicomweb_url, timeout_s=5)
+
+
+@pytest.fixture
+def running_pacs(tmp_path: Path) -> Iterator[Orthanc]:
+    """A running Orthanc (see ``tests/orthanc.py``), stopped by PID afterwards."""
+    with Orthanc(tmp_path) as pacs:
+        yield pacs
 
 
 @pytest.fixture
@@ -76,9 +83,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
     return predicate()
 
 
-def test_cstore_delivers_sr_and_sc_to_orthanc(tmp_path, orthanc, reports, caplog) -> None:
+def test_cstore_delivers_sr_and_sc_to_orthanc(tmp_path, running_pacs, reports, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="scp_node")
-    worker = make_worker(tmp_path, dimse_to(orthanc))
+    worker = make_worker(tmp_path, dimse_to(running_pacs))
     sr = reports[0]
     ids = worker.enqueue_results(sr.StudyInstanceUID, reports, ["pacs"])
     assert len(ids) == 2 and not worker.study_delivered(sr.StudyInstanceUID)
@@ -86,24 +93,24 @@ def test_cstore_delivers_sr_and_sc_to_orthanc(tmp_path, orthanc, reports, caplog
     assert stored.is_file() and stored.is_relative_to(tmp_path / "node" / "results")
     assert worker.deliver_due() == 2
     assert worker.study_delivered(sr.StudyInstanceUID)
-    found = orthanc.find_instances(Modality="SR")
+    found = running_pacs.find_instances(Modality="SR")
     assert len(found) == 1
-    tags = orthanc.instance_tags(found[0])
+    tags = running_pacs.instance_tags(found[0])
     assert tags["SOPInstanceUID"] == sr.SOPInstanceUID
     assert tags["StudyInstanceUID"] == sr.StudyInstanceUID
-    assert len(orthanc.find_instances(SOPInstanceUID=reports[1].SOPInstanceUID)) == 1
+    assert len(running_pacs.find_instances(SOPInstanceUID=reports[1].SOPInstanceUID)) == 1
     assert sr.PatientID not in caplog.text and str(sr.PatientName) not in caplog.text
 
 
-def test_stow_rs_delivers_sr_with_its_content(tmp_path, orthanc, reports) -> None:
-    worker = make_worker(tmp_path, stow_to(orthanc))
+def test_stow_rs_delivers_sr_with_its_content(tmp_path, running_pacs, reports) -> None:
+    worker = make_worker(tmp_path, stow_to(running_pacs))
     worker.enqueue_results(reports[0].StudyInstanceUID, reports[:1], ["pacs"])
     assert worker.deliver_due() == 1
-    found = orthanc.find_instances(Modality="SR")
+    found = running_pacs.find_instances(Modality="SR")
     assert len(found) == 1
     import io
 
-    back = pydicom.dcmread(io.BytesIO(orthanc.instance_file(found[0])))
+    back = pydicom.dcmread(io.BytesIO(running_pacs.instance_file(found[0])))
     assert back.SOPInstanceUID == reports[0].SOPInstanceUID
     assert set(groups(back)) == set(groups(reports[0]))
 
@@ -170,19 +177,21 @@ def test_dead_letter_then_outbox_retry_delivers(tmp_path, reports, capsys) -> No
         assert len(pacs.find_instances(Modality="SR")) == 1
 
 
-def test_send_command_one_off(tmp_path, orthanc, reports) -> None:
+def test_send_command_one_off(tmp_path, running_pacs, reports) -> None:
     path = tmp_path / "sc.dcm"
     reports[1].save_as(path, enforce_file_format=True)
-    config = write_config(tmp_path, orthanc)
+    config = write_config(tmp_path, running_pacs)
     assert cli_main(["send", str(path), "--to", "pacs", "--config", str(config)]) == 0
-    assert len(orthanc.find_instances(SOPInstanceUID=reports[1].SOPInstanceUID)) == 1
+    assert len(running_pacs.find_instances(SOPInstanceUID=reports[1].SOPInstanceUID)) == 1
     assert cli_main(["send", str(path), "--to", "nowhere", "--config", str(config)]) == 2
 
 
-def test_wrong_called_ae_is_logged_retried_and_dead_lettered(tmp_path, orthanc, reports, caplog):
+def test_wrong_called_ae_is_logged_retried_and_dead_lettered(
+    tmp_path, running_pacs, reports, caplog
+):
     caplog.set_level(logging.WARNING, logger="scp_node")
     worker = make_worker(
-        tmp_path, dimse_to(orthanc, "NOT_ORTHANC"), max_attempts=2, backoff_initial_s=0.0
+        tmp_path, dimse_to(running_pacs, "NOT_ORTHANC"), max_attempts=2, backoff_initial_s=0.0
     )
     (row_id,) = worker.enqueue_results(reports[0].StudyInstanceUID, reports[:1], ["pacs"])
     worker.deliver_due()
@@ -193,7 +202,7 @@ def test_wrong_called_ae_is_logged_retried_and_dead_lettered(tmp_path, orthanc, 
     assert row is not None and row.state == "dead"
     assert "rejected" in row.last_error and "called ae title" in row.last_error.lower()
     assert "dead letter" in caplog.text and "called ae title" in caplog.text.lower()
-    assert orthanc.find_instances(Modality="SR") == []
+    assert running_pacs.find_instances(Modality="SR") == []
 
 
 # --- no network -----------------------------------------------------------------------------------
@@ -230,7 +239,7 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
     rng = random.Random(0)
     samples = [backoff_delay(n, 2.0, 300.0, rng) for n in (1, 2, 3, 12) for _ in range(200)]
     first, second, third, late = (samples[i * 200 : (i + 1) * 200] for i in range(4))
-    assert 0 <= min(first) and max(first) <= 2.0
+    assert min(first) >= 0 and max(first) <= 2.0
     assert max(second) <= 4.0 and max(second) > 2.0
     assert max(third) <= 8.0
     assert max(late) <= 300.0 and max(late) > 150.0

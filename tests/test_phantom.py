@@ -27,8 +27,9 @@ def test_phantom_is_deterministic_per_seed() -> None:
     assert not np.array_equal(a.volume, c.volume)
 
 
-@pytest.mark.parametrize("variant,n_discs", [("normal", 5), ("lumbarization", 6),
-                                              ("sacralization", 5)])
+@pytest.mark.parametrize(
+    "variant,n_discs", [("normal", 5), ("lumbarization", 6), ("sacralization", 5)]
+)
 def test_truth_levels_are_ordered_down_the_spine(variant: str, n_discs: int) -> None:
     ph = generate(variant, seed=3, slices=7, size=128)
     assert [d.level for d in ph.discs][:5] == list(DISC_LEVELS)
@@ -41,6 +42,7 @@ def test_truth_levels_are_ordered_down_the_spine(variant: str, n_discs: int) -> 
 
 def test_sacralization_has_a_rudimentary_l5_s1_disc() -> None:
     """The L5-S1 disc of a sacralized spine is much thinner than L4-L5 (mean over seeds)."""
+
     def gap(ph):  # distance between neighbouring disc centres, in mm
         d = {x.level: np.array([x.col, x.row]) * ph.pixel_spacing[0] for x in ph.discs}
         return float(np.linalg.norm(d["L5-S1"] - d["L4-L5"]))
@@ -80,8 +82,9 @@ def test_compressed_phantom_is_lossless_and_keeps_uids(tmp_path: Path, syntax: s
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not on PATH")
 @pytest.mark.parametrize("syntax", [uids.ExplicitVRLittleEndian, uids.JPEG2000Lossless])
 def test_dciodvfy_reports_no_errors(tmp_path: Path, syntax: str) -> None:
-    paths = write_phantom(tmp_path, "sacralization", seed=1, slices=2, size=64,
-                          transfer_syntax=syntax)
+    paths = write_phantom(
+        tmp_path, "sacralization", seed=1, slices=2, size=64, transfer_syntax=syntax
+    )
     for path in paths:
         proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]

@@ -1,0 +1,114 @@
+"""The shipped reference weights: localization, LSTV ranking, determinism, end-to-end on DICOM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scp_node.analysis import analyze_study
+from scp_node.cli import main
+from scp_node.config import ModelSettings, Settings
+from scp_node.model import datasets
+from scp_node.model.engine import LocalizerEngine
+from scp_node.model.evaluate import localization_errors
+from scp_node.model.phantom import generate
+from scp_node.model.weights import WeightsError, load, reference_path, save
+from scp_node.phantom_dicom import write_phantom
+from scp_node.result import DISC_LEVELS
+
+SEEDS = (900_001, 900_002, 900_003, 900_004)  # outside training/validation/evaluation ranges
+
+
+@pytest.fixture(scope="module")
+def engine() -> LocalizerEngine:
+    return LocalizerEngine.from_settings(ModelSettings(device="cpu", mc_samples=4))
+
+
+def test_reference_weights_metadata() -> None:
+    w = load()
+    assert reference_path().stat().st_size < 20 * 1024 * 1024
+    assert w.metadata["levels"] == list(DISC_LEVELS)
+    assert w.metadata["normalisation"] == "spatial-softmax"
+    assert w.metadata["training"]["variant"] == "normal"
+    assert w.metadata["lstv_threshold"] > 0
+    assert len(w.sha256) == 64
+
+
+def test_localizes_normal_phantoms(engine: LocalizerEngine) -> None:
+    errors = []
+    for seed in SEEDS[:3]:
+        ph = generate("normal", seed=seed, slices=9, size=256)
+        res = engine.analyze(datasets.phantom_series(ph))
+        truth = {d.level: (d.col, d.row) for d in ph.discs}
+        errors.extend(localization_errors(res, truth, ph.pixel_spacing).values())
+    assert float(np.median(errors)) <= 5.0, errors
+
+
+def test_lstv_phantoms_score_higher_than_normals(engine: LocalizerEngine) -> None:
+    def score(variant: str, seed: int) -> float:
+        ph = generate(variant, seed=seed, slices=5, size=256)
+        return engine.analyze(datasets.phantom_series(ph)).lstv_score
+
+    normal = [score("normal", s) for s in SEEDS]
+    lstv = [score(v, s) for v in ("lumbarization", "sacralization") for s in SEEDS]
+    assert np.median(lstv) > np.median(normal), (normal, lstv)
+
+
+def test_cpu_inference_is_deterministic(engine: LocalizerEngine) -> None:
+    vol = datasets.phantom_series(generate("sacralization", seed=SEEDS[0], slices=5, size=128))
+    torch.manual_seed(123)  # global RNG state must not matter
+    a = engine.analyze(vol)
+    torch.rand(10)
+    b = engine.analyze(vol)
+    assert a.levels == b.levels and a.lstv_score == b.lstv_score
+    assert a.model is not None and a.model.weights_sha256 == load().sha256
+    assert a.device.startswith("cpu") and a.inference_ms > 0
+
+
+def test_threshold_override_and_review_flag() -> None:
+    vol = datasets.phantom_series(generate("normal", seed=SEEDS[1], slices=3, size=128))
+    base = LocalizerEngine.from_settings(ModelSettings(device="cpu", mc_samples=2))
+    score = base.analyze(vol).lstv_score
+    low = LocalizerEngine.from_settings(
+        ModelSettings(device="cpu", mc_samples=2, lstv_threshold=score - 1.0, review_margin=0.1)
+    ).analyze(vol)
+    near = LocalizerEngine.from_settings(
+        ModelSettings(device="cpu", mc_samples=2, lstv_threshold=score + 0.01, review_margin=0.1)
+    ).analyze(vol)
+    assert low.lstv_suspected and low.lstv_threshold == pytest.approx(score - 1.0)
+    assert not near.lstv_suspected and near.needs_review
+
+
+def test_own_checkpoint_round_trip_and_bad_file(tmp_path: Path) -> None:
+    ref = load()
+    path = tmp_path / "mine.pt"
+    sha = save(path, ref.build(), {**ref.metadata, "version": "9.9"})
+    mine = load(path)
+    assert mine.sha256 == sha != ref.sha256
+    assert mine.metadata["version"] == "9.9"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    with pytest.raises(WeightsError):
+        load(bad)
+
+
+def test_analyze_study_from_dicom_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    paths = write_phantom(tmp_path / "study", "normal", seed=SEEDS[2], slices=5, size=256)
+    settings = Settings()
+    settings.model.device = "cpu"
+    eng = LocalizerEngine.from_settings(settings.model)
+    res = analyze_study(paths, settings, eng)
+    truth = json.loads((tmp_path / "study" / "truth.json").read_text())
+    assert res.applicable and res.study_instance_uid == truth["study_instance_uid"]
+    assert [f.level for f in res.levels] == list(DISC_LEVELS)
+    mid = res.levels[0].slice_index
+    assert res.levels[0].sop_instance_uid == truth["discs"][0]["sop_instance_uid"] or mid >= 0
+    empty = analyze_study([], settings, eng)
+    assert not empty.applicable and "no sagittal T2 series" in empty.reason
+    assert main(["infer", str(tmp_path / "study"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["applicable"] is True and len(out["levels"]) == 5

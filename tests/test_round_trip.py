@@ -1,0 +1,178 @@
+"""End to end with real peers: a PACS (Orthanc) pushes phantom studies, the SR comes back to it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom import dcmread
+
+from scp_node.config import Settings
+from scp_node.node import Node
+from scp_node.phantom_dicom import write_phantom
+from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings
+from tests.orthanc import Orthanc
+
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+DEADLINE_S = 90.0
+
+
+def wait_for(predicate, timeout: float = DEADLINE_S, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pipeline_settings(tmp_path: Path, pacs: Orthanc, **extra: dict) -> Settings:
+    return node_settings(
+        tmp_path,
+        pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
+        delivery={
+            "destinations": {
+                "pacs": {"kind": "dimse", "ae_title": pacs.aet, "host": "127.0.0.1",
+                         "port": pacs.dicom_port},
+            },
+            "reply_to_sender": {pacs.aet: "pacs"},
+            "backoff_initial_s": 0.2,
+            "backoff_max_s": 1.0,
+            "poll_interval_s": 0.2,
+        },
+        **extra,
+    )
+
+
+def upload(pacs: Orthanc, files: list[Path]) -> str:
+    study_id = ""
+    for path in files:
+        reply = httpx.post(f"{pacs.url}/instances", content=path.read_bytes(), timeout=30)
+        reply.raise_for_status()
+        study_id = reply.json()["ParentStudy"]
+    return study_id
+
+
+def sr_in_pacs(pacs: Orthanc, study_uid: str) -> list[str]:
+    return [
+        i for i in pacs.find_instances(Modality="SR")
+        if pacs.instance_tags(i).get("StudyInstanceUID") == study_uid
+    ]
+
+
+@pytest.fixture
+def pacs_and_node(tmp_path):
+    settings_holder: dict[str, object] = {}
+    pacs = Orthanc(tmp_path)
+    node_port = free_port()
+    pacs.extra_config["DicomModalities"] = {"node": ["LSTV_NODE", "127.0.0.1", node_port]}
+    pacs.start()
+    settings = pipeline_settings(tmp_path, pacs, dicom={"port": node_port})
+    node = Node(settings)
+    node.start()
+    settings_holder["settings"] = settings
+    try:
+        yield pacs, node
+    finally:
+        node.stop()
+        pacs.stop()
+
+
+CASES = [
+    ("normal", 11, J2K_LOSSLESS, False),
+    ("lumbarization", 12, JPEG_LOSSLESS_SV1, True),
+    ("sacralization", 13, J2K_LOSSLESS, True),
+]
+
+
+def test_orthanc_round_trip(pacs_and_node, tmp_path):
+    pacs, node = pacs_and_node
+    studies = []
+    for variant, seed, syntax, _ in CASES:
+        folder = tmp_path / variant
+        files = write_phantom(folder, variant=variant, seed=seed, slices=12, size=256,
+                              transfer_syntax=syntax)
+        study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+        studies.append((variant, study_uid, upload(pacs, files), len(files)))
+    for _variant, _study_uid, orthanc_study, count in studies:
+        reply = httpx.post(f"{pacs.url}/modalities/node/store", json=orthanc_study, timeout=120)
+        reply.raise_for_status()
+        assert reply.json()["InstancesCount"] == count
+
+    decisions = {}
+    for (variant, study_uid, _, count), (_, _, syntax, truth) in zip(studies, CASES, strict=True):
+        records = [r for r in node.index.for_study(study_uid) if r.source == "dimse"]
+        assert len(records) == count
+        assert {r.transfer_syntax for r in records} == {syntax}, "stored in the sender's syntax"
+        found = wait_for(lambda uid=study_uid: sr_in_pacs(pacs, uid), what=f"SR for {variant}")
+        assert len(found) == 1, "exactly one SR per study"
+        sr = dcmread(__import__("io").BytesIO(pacs.instance_file(found[0])))
+        assert sr.StudyInstanceUID == study_uid
+        job = node.pipeline.jobs.get(study_uid)
+        result = json.loads(job.result_json)
+        decisions[variant] = (result["lstv_suspected"], truth)
+        referenced = {str(r.ReferencedSOPInstanceUID) for r in sr_references(sr)}
+        assert referenced <= {r.sop_instance_uid for r in records}
+        assert referenced, "the SR's SCOORDs must reference the source images"
+        wait_for(lambda uid=study_uid: node.pipeline.jobs.get(uid).state == "delivered",
+                 what="job delivered")
+    assert all(found == truth for found, truth in decisions.values()), decisions
+
+
+def sr_references(sr) -> list:
+    """Every ReferencedSOPSequence item anywhere in the SR content tree."""
+    found = []
+
+    def walk(items) -> None:
+        for item in items:
+            found.extend(item.get("ReferencedSOPSequence", []))
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
+    """DCMTK storescu sends; the node routes the SR to the sender's AE (a DCMTK storescp)."""
+    receiver_port, node_port = free_port(), free_port()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    storescp = subprocess.Popen(
+        [dcmtk("storescp"), "-aet", "MODALITY", "-od", str(inbox), str(receiver_port)],
+        env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    settings = node_settings(
+        tmp_path,
+        dicom={"port": node_port},
+        pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
+        delivery={
+            "destinations": {"modality": {"kind": "dimse", "ae_title": "MODALITY",
+                                          "host": "127.0.0.1", "port": receiver_port}},
+            "reply_to_sender": {"MODALITY": "modality"},
+            "backoff_initial_s": 0.2, "poll_interval_s": 0.2,
+        },
+    )
+    node = Node(settings)
+    node.start()
+    try:
+        files = write_phantom(tmp_path / "study", variant="normal", seed=21, slices=10, size=256)
+        result = subprocess.run(
+            [dcmtk("storescu"), "-aet", "MODALITY", "-aec", "LSTV_NODE", "127.0.0.1",
+             str(node_port), *map(str, files)],
+            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        received = wait_for(lambda: [p for p in inbox.iterdir() if p.name.startswith("SR")],
+                            what="SR at the storescp")
+        sr = dcmread(received[0])
+        assert sr.StudyInstanceUID == dcmread(files[0]).StudyInstanceUID
+    finally:
+        node.stop()
+        storescp.terminate()
+        storescp.wait(10)
