@@ -13,6 +13,7 @@ from scp_node.ingest.dimse import DimseServer
 from scp_node.ingest.receiver import Receiver
 from scp_node.observe import BYTES_RECEIVED, INSTANCES_RECEIVED
 from scp_node.pipeline import Pipeline
+from scp_node.store import recovery
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import Spool
@@ -70,6 +71,11 @@ class Node:
         BYTES_RECEIVED.labels(*labels).inc(record.size)
 
     def start(self) -> None:
+        data_dir = self.settings.storage.data_dir
+        if recovery.was_unclean(data_dir):
+            log.warning("the last run did not stop cleanly: checking the spool against the index")
+            recovery.reindex_spool(self.spool.root, self.index)
+        recovery.mark_running(data_dir)
         removed = self.spool.remove_stale_temp_files()
         if removed:
             log.warning("removed %d unacknowledged temp files left by an earlier crash", removed)
@@ -82,6 +88,7 @@ class Node:
         for service in reversed(self.services):
             service.stop()
         self.dimse.stop()
+        recovery.mark_stopped(self.settings.storage.data_dir)
         self.db.close()
         self._stopped.set()
 

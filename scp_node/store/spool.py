@@ -82,9 +82,9 @@ class Spool:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
                 handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
                 size = handle.tell()
+                if self.fsync:
+                    os.fdatasync(handle.fileno())
             os.replace(tmp, final)
             if self.fsync:
                 _fsync_dir(final.parent)
