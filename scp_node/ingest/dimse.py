@@ -25,6 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
+from scp_node.observe import INSTANCES_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ class DimseServer:
         return ae
 
     @property
+    def is_running(self) -> bool:
+        return self._server is not None
+
+    @property
     def port(self) -> int:
         return int(self._server.server_address[1]) if self._server else self.settings.port
 
@@ -167,6 +172,7 @@ class DimseServer:
                 command_sop_instance=str(request.AffectedSOPInstanceUID),
             )
         except Rejected as exc:
+            INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}", source="dimse").inc()
             log.warning(
                 "C-STORE refused sop=%s from=%s status=0x%04X: %s",
                 request.AffectedSOPInstanceUID, origin.calling_ae, exc.status, exc.reason,
