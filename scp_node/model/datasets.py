@@ -52,8 +52,10 @@ def training_arrays(
         ph = generate("normal", seed=seed0 + i, slices=slices, size=size, only_slices=idx)
         x = to_input(ph.volume[list(idx)].astype(np.float32), input_size).numpy()
         target = np.array(
-            [to_network_xy(ph.disc(lv).col, ph.disc(lv).row, size, size, input_size)
-             for lv in DISC_LEVELS],
+            [
+                to_network_xy(ph.disc(lv).col, ph.disc(lv).row, size, size, input_size)
+                for lv in DISC_LEVELS
+            ],
             dtype=np.float32,
         )
         xs.append(x)

@@ -1,6 +1,8 @@
-"""The inference engine: weights loaded once, MC-dropout sampling batched, one StudyResult per series.
+"""The inference engine: weights loaded once, MC-dropout sampling batched, one StudyResult per
+series.
 
-The central ``context_slices`` sagittal slices of the series (the midline and its neighbours) are each
+The central ``context_slices`` sagittal slices of the series (the midline and its neighbours) are
+each
 run ``mc_samples`` times with dropout on; all (slice, pass) pairs go through the network in as few
 batches as ``max_batch`` allows. Per level, the K*T probability maps are the samples for the mean
 map (coordinates, peak confidence, entropies) and for the MC terms (predictive entropy, MI).
@@ -37,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class SliceMaps:
-    """Probability maps ``[K, T, levels, S, S]`` for K slices and T passes, with the slice indices."""
+    """Probability maps ``[K, T, levels, S, S]`` for K slices, T passes."""
 
     maps: np.ndarray
     slice_indices: list[int]
@@ -98,8 +100,8 @@ class LocalizerEngine:
             max_batch=model_settings.max_batch,
             lstv_threshold=model_settings.lstv_threshold,
             review_margin=model_settings.review_margin,
-            context_slices=getattr(model_settings, "context_slices", 3),
-            amp=getattr(model_settings, "amp", True),
+            context_slices=model_settings.context_slices,
+            amp=model_settings.amp,
         )
 
     @property

@@ -1,6 +1,7 @@
 """Held-out evaluation on fresh phantoms: localization error on normals, LSTV vs normal screening.
 
-Seeds start at :data:`datasets.EVALUATION_SEED0`, disjoint from training and validation. The error is
+Seeds start at :data:`datasets.EVALUATION_SEED0`, disjoint from training and validation. The error
+is
 the in-plane distance (mm) between the predicted and the true disc centre on the sagittal plane.
 """
 
@@ -19,29 +20,39 @@ from scp_node.model.phantom import generate
 from scp_node.result import DISC_LEVELS, StudyResult
 
 
-def localization_errors(result: StudyResult, truth_px: dict[str, tuple[float, float]],
-                        spacing: tuple[float, float]) -> dict[str, float]:
+def localization_errors(
+    result: StudyResult, truth_px: dict[str, tuple[float, float]], spacing: tuple[float, float]
+) -> dict[str, float]:
     """Per level in-plane error in mm (PixelSpacing = row, column spacing)."""
     out = {}
     for f in result.levels:
         if f.level in truth_px:
             tc, tr = truth_px[f.level]
-            out[f.level] = float(np.hypot((f.pixel_xy[0] - tc) * spacing[1],
-                                          (f.pixel_xy[1] - tr) * spacing[0]))
+            out[f.level] = float(
+                np.hypot((f.pixel_xy[0] - tc) * spacing[1], (f.pixel_xy[1] - tr) * spacing[0])
+            )
     return out
 
 
-def evaluate(engine: LocalizerEngine, normals: int = 60, per_lstv_variant: int = 30,
-             size: int = 256, slices: int = 15, seed0: int = datasets.EVALUATION_SEED0
-             ) -> dict[str, Any]:
+def evaluate(
+    engine: LocalizerEngine,
+    normals: int = 60,
+    per_lstv_variant: int = 30,
+    size: int = 256,
+    slices: int = 15,
+    seed0: int = datasets.EVALUATION_SEED0,
+) -> dict[str, Any]:
     """Run the engine on held-out phantoms and compute the figures for the model card."""
     started = time.perf_counter()
     errors: list[float] = []
     per_level: dict[str, list[float]] = {lv: [] for lv in DISC_LEVELS}
     scores, labels, variants = [], [], []
     review = 0
-    plan = [("normal", normals), ("lumbarization", per_lstv_variant),
-            ("sacralization", per_lstv_variant)]
+    plan = [
+        ("normal", normals),
+        ("lumbarization", per_lstv_variant),
+        ("sacralization", per_lstv_variant),
+    ]
     for variant, count in plan:
         for i in range(count):
             ph = generate(variant, seed=seed0 + i, slices=slices, size=size)
@@ -58,8 +69,10 @@ def evaluate(engine: LocalizerEngine, normals: int = 60, per_lstv_variant: int =
     s, y = np.array(scores), np.array(labels)
     sens, spec = sens_spec(s, y, engine.threshold)
     fpr, tpr = roc_points(s, y)
-    by_variant = {v: [float(x) for x, vv in zip(scores, variants, strict=True) if vv == v]
-                  for v in ("normal", "lumbarization", "sacralization")}
+    by_variant = {
+        v: [float(x) for x, vv in zip(scores, variants, strict=True) if vv == v]
+        for v in ("normal", "lumbarization", "sacralization")
+    }
     sub_auc = {}
     for v in ("lumbarization", "sacralization"):
         mask = np.array([vv in ("normal", v) for vv in variants])
@@ -113,10 +126,14 @@ def write_roc_png(report: dict[str, Any], path: Path, size: int = 420) -> None:
     sens, spec = report["sensitivity"], report["specificity"]
     x, yy = pt(1 - spec, sens)
     draw.ellipse([x - 5, yy - 5, x + 5, yy + 5], outline=(30, 30, 200), width=2)
-    draw.text((m, 12), f"LSTV vs normal (held-out phantoms)  AUROC {report['auroc']:.3f}",
-              fill="black")
-    draw.text((m, 28), f"o = threshold {report['threshold']:.3f}: sens {sens:.2f} spec {spec:.2f}",
-              fill=(30, 30, 200))
+    draw.text(
+        (m, 12), f"LSTV vs normal (held-out phantoms)  AUROC {report['auroc']:.3f}", fill="black"
+    )
+    draw.text(
+        (m, 28),
+        f"o = threshold {report['threshold']:.3f}: sens {sens:.2f} spec {spec:.2f}",
+        fill=(30, 30, 200),
+    )
     draw.text((size / 2 - 60, size - 20), "1 - specificity (FPR)", fill="black")
     draw.text((5, m - 20), "sensitivity", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Screening metrics computed from scratch: AUROC from ranks, sensitivity/specificity, ROC points."""
+"""Screening metrics from scratch: AUROC from ranks, sensitivity/specificity, ROC."""
 
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """A compact 2D U-Net that regresses one heatmap per disc level.
 
-The network outputs raw logits ``[N, levels, H, W]``; the heatmap of a level is the *spatial softmax* of
-its logits over all H*W pixels, i.e. a probability distribution over where the disc centre is (it sums
-to 1). That normalisation makes Shannon entropy and mutual information well defined without any extra
+The network outputs raw logits ``[N, levels, H, W]``; the heatmap of a level is the *spatial
+softmax* of
+its logits over all H*W pixels, i.e. a probability distribution over where the disc centre is (it
+sums
+to 1). That normalisation makes Shannon entropy and mutual information well defined without any
+extra
 calibration. Dropout2d layers in the bottleneck and decoder stay active for Monte-Carlo sampling.
 """
 

@@ -1,9 +1,12 @@
 """Synthetic sagittal T2-like lumbar spine phantoms with known disc centres (numpy only).
 
-Geometry is built in the sagittal plane in mm, ``u`` pointing posterior and ``v`` inferior, starting at
-the sacral promontory (top of S1) and chaining discs and vertebral bodies upward with a lordotic wedge
+Geometry is built in the sagittal plane in mm, ``u`` pointing posterior and ``v`` inferior,
+starting at
+the sacral promontory (top of S1) and chaining discs and vertebral bodies upward with a lordotic
+wedge
 angle per element, and sacral segments downward with a kyphotic curve. Each structure is a convex
-quadrilateral rendered with a soft edge (partial volume); slices differ by their lateral offset from the
+quadrilateral rendered with a soft edge (partial volume); slices differ by their lateral offset
+from the
 midline, which fades structures with their lateral half-width.
 
 Variants:
@@ -11,10 +14,12 @@ Variants:
 * ``normal``: 5 lumbar vertebrae, S1-S5 fused with thin remnant discs.
 * ``lumbarization``: S1 is separated from S2 by a well-formed extra disc (6 mobile segments), the S1
   body is squarer and the remaining sacrum has 4 segments.
-* ``sacralization``: L5 is transitional: tilted like the sacrum, partly bridged to it by bone, and the
+* ``sacralization``: L5 is transitional: tilted like the sacrum, partly bridged to it by bone, and
+the
   L5-S1 disc is rudimentary or absent.
 
-The field of view is positioned relative to the sacrum with random size and offset, so its upper edge
+The field of view is positioned relative to the sacrum with random size and offset, so its upper
+edge
 falls anywhere between about T10 and T12: the top of the image is no reliable counting anchor.
 """
 
@@ -52,7 +57,7 @@ class DiscTruth:
 
 @dataclass
 class Phantom:
-    """One synthetic sagittal series: stored 16-bit values [slices, rows, cols] plus geometry and truth."""
+    """One synthetic sagittal series: 16-bit values [slices, rows, cols], geometry, truth."""
 
     variant: str
     seed: int
@@ -99,23 +104,31 @@ class _Quad:
         return self.corners.mean(axis=0)
 
 
-def _element(p: np.ndarray, phi: float, height: float, wedge: float, depth_lo: float,
-             depth_hi: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _element(
+    p: np.ndarray, phi: float, height: float, wedge: float, depth_lo: float, depth_hi: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Corners of an element stacked on endplate centre ``p`` (angle ``phi``), going up.
 
-    Returns (corners, upper endplate centre, upper angle). ``wedge`` > 0 is lordotic (taller anteriorly).
+    Returns (corners, upper endplate centre, upper angle). ``wedge`` > 0 is lordotic (taller
+    anteriorly).
     """
     phi_hi = phi - wedge
     mid = phi - wedge / 2
     q = p + _axis(mid) * height
     e_lo, e_hi = _endplate(phi), _endplate(phi_hi)
-    corners = np.array([p - e_lo * depth_lo / 2, p + e_lo * depth_lo / 2,
-                        q + e_hi * depth_hi / 2, q - e_hi * depth_hi / 2])
+    corners = np.array(
+        [
+            p - e_lo * depth_lo / 2,
+            p + e_lo * depth_lo / 2,
+            q + e_hi * depth_hi / 2,
+            q - e_hi * depth_hi / 2,
+        ]
+    )
     return corners, q, phi_hi
 
 
 def _soft_quad(corners: np.ndarray, uu: np.ndarray, vv: np.ndarray, soft: float) -> np.ndarray:
-    """Soft mask of a convex quadrilateral: sigmoid of the (approximate) signed distance to its edges."""
+    """Soft mask of a convex quadrilateral: sigmoid of the approx. signed edge distance."""
     c = corners
     # orientation-independent: make the signed distance positive outside
     area = 0.0
@@ -136,8 +149,9 @@ def _soft_quad(corners: np.ndarray, uu: np.ndarray, vv: np.ndarray, soft: float)
 
 
 # ------------------------------------------------------------------------------------------ builder
-def _build_chain(rng: np.random.Generator, variant: str, scale: float, promontory: np.ndarray,
-                 slope: float) -> tuple[list[_Quad], dict[str, np.ndarray]]:
+def _build_chain(
+    rng: np.random.Generator, variant: str, scale: float, promontory: np.ndarray, slope: float
+) -> tuple[list[_Quad], dict[str, np.ndarray]]:
     """All bone/disc quads and the disc centres, from the sacrum upward and downward."""
     quads: list[_Quad] = []
     discs: dict[str, np.ndarray] = {}
@@ -187,27 +201,44 @@ def _build_chain(rng: np.random.Generator, variant: str, scale: float, promontor
             cur_p, cur_phi = lower_p, lower_phi
     for i, (corners, phim, _h) in enumerate(sacral_quads):
         kind = "body" if (lumbarized and i == 0) else "sacrum"
-        quads.append(_Quad(kind, f"S{i + 1}", corners, marrow * float(rng.uniform(0.95, 1.1)), phim))
+        quads.append(
+            _Quad(kind, f"S{i + 1}", corners, marrow * float(rng.uniform(0.95, 1.1)), phim)
+        )
 
     # ---- lumbar and lower thoracic going up from the promontory
-    lordosis = np.array([16.0, 13.0, 10.0, 7.0, 4.0]) * float(rng.uniform(0.8, 1.2))  # per disc L5-S1 up
+    lordosis = np.array([16.0, 13.0, 10.0, 7.0, 4.0]) * float(
+        rng.uniform(0.8, 1.2)
+    )  # per disc L5-S1 up
     disc_h = np.array([10.0, 11.0, 10.5, 9.5, 8.5]) * s  # L5-S1 .. L1-L2
     body_h = np.array([26.0, 27.0, 27.0, 26.0, 25.0]) * s  # L5 .. L1
     body_d = np.array([36.0, 36.0, 35.0, 34.0, 33.0]) * s
     p, phi = promontory.copy(), slope
     depth_below = float(seg_depths[0])
-    names_up = ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1", "T11-T12", "T10-T11",
-                "T9-T10", "T8-T9"]
+    names_up = [
+        "L5-S1",
+        "L4-L5",
+        "L3-L4",
+        "L2-L3",
+        "L1-L2",
+        "T12-L1",
+        "T11-T12",
+        "T10-T11",
+        "T9-T10",
+        "T8-T9",
+    ]
     verts_up = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8"]
     for k in range(len(names_up)):
         lumbar = k < 5
         h_disc = float(disc_h[k] if lumbar else (6.5 - 0.4 * (k - 5)) * s) * float(
-            rng.uniform(0.85, 1.15))
+            rng.uniform(0.85, 1.15)
+        )
         wedge = math.radians(float(lordosis[k]) if lumbar else -float(rng.uniform(3.0, 6.0)))
         h_body = float(body_h[k] if lumbar else (23.0 - 1.2 * (k - 5)) * s) * float(
-            rng.uniform(0.93, 1.07))
+            rng.uniform(0.93, 1.07)
+        )
         d_body = float(body_d[k] if lumbar else (31.0 - 1.5 * (k - 5)) * s) * float(
-            rng.uniform(0.95, 1.05))
+            rng.uniform(0.95, 1.05)
+        )
         val = disc_val * float(rng.uniform(0.85, 1.1))
         if rng.random() < 0.12 and k < 6:  # mild degeneration, height preserved
             val *= float(rng.uniform(0.6, 0.8))
@@ -236,8 +267,9 @@ def _build_chain(rng: np.random.Generator, variant: str, scale: float, promontor
             d_lo = d_body * 1.05
             bw = math.radians(float(rng.uniform(3.0, 7.0)))  # wedge-shaped, sacral-like L5
         bc, q2, phi2 = _element(q, phi_q, h_body, bw, d_lo, d_body * (0.92 if sacral_l5 else 1.0))
-        quads.append(_Quad("body", verts_up[k], bc, marrow * float(rng.uniform(0.92, 1.08)),
-                           phi_q - bw / 2))
+        quads.append(
+            _Quad("body", verts_up[k], bc, marrow * float(rng.uniform(0.92, 1.08)), phi_q - bw / 2)
+        )
         p, phi, depth_below = q2, phi2, d_body
     return quads, discs
 
@@ -256,12 +288,23 @@ def _posterior_element(q: _Quad, canal: float, rng: np.random.Generator, s: floa
     lo, up = q.corners[1] + e * canal, q.corners[2] + e * canal
     length = float(rng.uniform(28.0, 38.0)) * s
     droop = -a * float(rng.uniform(6.0, 12.0)) * s
-    return np.array([lo + a * 3.0 * s, lo + e * length + droop, up + e * length + droop - a * 4 * s,
-                     up - a * 2.0 * s])
+    return np.array(
+        [
+            lo + a * 3.0 * s,
+            lo + e * length + droop,
+            up + e * length + droop - a * 4 * s,
+            up - a * 2.0 * s,
+        ]
+    )
 
 
-def generate(variant: str = "normal", seed: int = 0, slices: int = 15, size: int = 256,
-             only_slices: tuple[int, ...] | None = None) -> Phantom:
+def generate(
+    variant: str = "normal",
+    seed: int = 0,
+    slices: int = 15,
+    size: int = 256,
+    only_slices: tuple[int, ...] | None = None,
+) -> Phantom:
     """A phantom series; deterministic for (variant, seed, slices, size).
 
     ``only_slices`` renders just those slice indices (others stay zero): training uses it for speed.
@@ -323,16 +366,24 @@ def generate(variant: str = "normal", seed: int = 0, slices: int = 15, size: int
         bu = float(np.interp(bv, cv, cu)) - float(rng.uniform(45.0, ant_w - 10.0))
         r = float(rng.uniform(6.0, 18.0))
         bowel = np.maximum(bowel, _sig((r - np.hypot(uu - bu, vv - bv)) / 2.0))
-    soft_tissue = (t["abdomen"] * (1 - m_musc - m_fat) + t["muscle"] * m_musc + t["fat"] * m_fat)
+    soft_tissue = t["abdomen"] * (1 - m_musc - m_fat) + t["muscle"] * m_musc + t["fat"] * m_fat
     soft_tissue = soft_tissue * (1 - bowel) + float(rng.uniform(0.6, 0.95)) * bowel
     base = (soft_tissue * m_body).astype(np.float32)
 
     structure_masks = [(q, _soft_quad(q.corners, uu, vv, soft)) for q in quads]
-    conus_v = float(np.interp(float(rng.uniform(0.0, 1.5)), [0.0, 1.5],
-                              [disc_centres["T12-L1"][1], disc_centres["L1-L2"][1]]))
+    conus_v = float(
+        np.interp(
+            float(rng.uniform(0.0, 1.5)),
+            [0.0, 1.5],
+            [disc_centres["T12-L1"][1], disc_centres["L1-L2"][1]],
+        )
+    )
     sac_end_v = float(rng.uniform(0.3, 0.7))
-    canal_quads = [_canal_quad(q, canal_depth) for q in quads
-                   if q.kind in ("body", "disc", "remnant", "bridge") or q.name in ("S1", "S2")]
+    canal_quads = [
+        _canal_quad(q, canal_depth)
+        for q in quads
+        if q.kind in ("body", "disc", "remnant", "bridge") or q.name in ("S1", "S2")
+    ]
     canal_mask = np.zeros_like(uu)
     for cq in canal_quads:
         canal_mask = np.maximum(canal_mask, _soft_quad(cq, uu, vv, soft))
@@ -350,8 +401,11 @@ def generate(variant: str = "normal", seed: int = 0, slices: int = 15, size: int
         inner[2] = cq[3] + (cq[2] - cq[3]) * 0.7
         cord_core = np.maximum(cord_core, _soft_quad(inner, uu, vv, soft))
     cord_mask = cord_mask * cord_core
-    post_masks = [_soft_quad(_posterior_element(q, canal_depth, rng, scale), uu, vv, soft)
-                  for q in quads if q.kind == "body"]
+    post_masks = [
+        _soft_quad(_posterior_element(q, canal_depth, rng, scale), uu, vv, soft)
+        for q in quads
+        if q.kind == "body"
+    ]
 
     # lateral layout of slices around the midline
     jitter = float(rng.uniform(-0.5, 0.5))
@@ -413,13 +467,24 @@ def generate(variant: str = "normal", seed: int = 0, slices: int = 15, size: int
         u, v = disc_centres[name]
         col, row = float(u / spacing), float(v / spacing)
         pos = positions[truth_slice]
-        discs.append(DiscTruth(name, col, row, truth_slice,
-                               (pos[0], pos[1] + u, pos[2] - v)))
+        discs.append(DiscTruth(name, col, row, truth_slice, (pos[0], pos[1] + u, pos[2] - v)))
     return Phantom(
-        variant=variant, seed=int(seed), volume=volume, pixel_spacing=(spacing, spacing),
-        slice_thickness=thickness, slice_spacing=slice_spacing, positions=positions, discs=discs,
-        params={"fov_mm": fov, "scale": scale, "sacral_slope_deg": math.degrees(slope),
-                "noise_sigma": noise_sigma, "gamma": gamma, "lateral_jitter": jitter},
+        variant=variant,
+        seed=int(seed),
+        volume=volume,
+        pixel_spacing=(spacing, spacing),
+        slice_thickness=thickness,
+        slice_spacing=slice_spacing,
+        positions=positions,
+        discs=discs,
+        params={
+            "fov_mm": fov,
+            "scale": scale,
+            "sacral_slope_deg": math.degrees(slope),
+            "noise_sigma": noise_sigma,
+            "gamma": gamma,
+            "lateral_jitter": jitter,
+        },
     )
 
 
@@ -443,9 +508,11 @@ def _shrink(mask: np.ndarray) -> np.ndarray:
 
 
 def _bias_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Smooth multiplicative coil-sensitivity field: brighter posteriorly plus a random quadratic."""
+    """Smooth multiplicative coil-sensitivity field: brighter posteriorly + random quadratic."""
     c = rng.uniform(-0.25, 0.25, size=5)
     post = float(rng.uniform(0.0, 0.5))
-    field_ = 1.0 + post * (x - 0.5) + c[0] * (y - 0.5) + c[1] * (x - 0.5) ** 2 + c[2] * (y - 0.5) ** 2
+    field_ = (
+        1.0 + post * (x - 0.5) + c[0] * (y - 0.5) + c[1] * (x - 0.5) ** 2 + c[2] * (y - 0.5) ** 2
+    )
     field_ += c[3] * (x - 0.5) * (y - 0.5)
     return np.clip(field_, 0.4, 1.8).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The one preprocessing path shared by training and inference: a slice to a fixed-size network input."""
+"""The one preprocessing path of training and inference: slice -> fixed-size network input."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def to_input(slices: np.ndarray, size: int) -> torch.Tensor:
 def scale_factors(rows: int, cols: int, size: int) -> tuple[float, float]:
     """(col factor, row factor): multiply network pixel coordinates to get image pixel coordinates.
 
-    With ``align_corners=False`` the centre of network pixel ``i`` maps to image ``(i + 0.5) * f - 0.5``.
+    With ``align_corners=False`` the centre of network pixel ``i`` maps to image ``(i + 0.5) * f -
+    0.5``.
     """
     return cols / size, rows / size
 

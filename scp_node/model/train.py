@@ -1,4 +1,5 @@
-"""Training of the reference localizer on normal phantoms, then the threshold on validation phantoms.
+"""Training of the reference localizer on normal phantoms, then the threshold on validation
+phantoms.
 
 Loss: cross-entropy between each level's spatial softmax and a normalised Gaussian target
 (sigma 1.5 network pixels) at the true disc centre. Deterministic for a seed on one thread count.
@@ -49,7 +50,9 @@ def gaussian_targets(xy: torch.Tensor, size: int, sigma: float = SIGMA) -> torch
     return maps / maps.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment(
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random gamma, gain and integer shift (zero fill) of a batch, moving the targets with it."""
     n, _, s, _ = x.shape
     gamma = torch.exp(torch.empty(n, 1, 1, 1).uniform_(-0.25, 0.25, generator=gen))
@@ -80,8 +83,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
     model = HeatmapUNet(net_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     losses = []
@@ -98,8 +102,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         sched.step()
         losses.append(float(loss.detach()))
         if step % 100 == 0 or step == cfg.steps - 1:
-            log.info("step %d/%d loss %.3f (%.0f s)", step, cfg.steps,
-                     float(np.mean(losses[-100:])), time.perf_counter() - t0)
+            log.info(
+                "step %d/%d loss %.3f (%.0f s)",
+                step,
+                cfg.steps,
+                float(np.mean(losses[-100:])),
+                time.perf_counter() - t0,
+            )
     t_train = time.perf_counter() - t0
     meta: dict[str, Any] = {
         "name": "lstv-localizer",
@@ -109,9 +118,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "input": "central sagittal slice, 1st-99th percentile scaled, clipped [0,1.5], "
         "bilinear antialiased resample to input_size x input_size",
         "training_seed": cfg.seed,
-        "training": {"phantoms": cfg.phantoms, "variant": "normal", "seed0": datasets.TRAIN_SEED0,
-                     "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "sigma_px": SIGMA,
-                     "final_loss": float(np.mean(losses[-100:])), "seconds": round(t_train, 1)},
+        "training": {
+            "phantoms": cfg.phantoms,
+            "variant": "normal",
+            "seed0": datasets.TRAIN_SEED0,
+            "steps": cfg.steps,
+            "batch": cfg.batch,
+            "lr": cfg.lr,
+            "sigma_px": SIGMA,
+            "final_loss": float(np.mean(losses[-100:])),
+            "seconds": round(t_train, 1),
+        },
         "score": "mean over L4-L5, L5-S1 of (1 - peak_confidence) + spatial_entropy/6 + 4*MI",
         "lstv_threshold": 0.0,
     }
@@ -122,8 +139,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scores, labels = validation_scores(engine, cfg.validation_per_variant)
     thr = best_threshold(scores, labels)
     meta["lstv_threshold"] = round(thr, 4)
-    meta["validation"] = {"per_variant": cfg.validation_per_variant,
-                          "seed0": datasets.VALIDATION_SEED0, "rule": "max Youden J"}
+    meta["validation"] = {
+        "per_variant": cfg.validation_per_variant,
+        "seed0": datasets.VALIDATION_SEED0,
+        "rule": "max Youden J",
+    }
     weights.save(cfg.out, model, meta)
     tmp.unlink(missing_ok=True)
     meta["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)

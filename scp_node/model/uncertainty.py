@@ -1,6 +1,7 @@
 """Uncertainty maths on normalised heatmaps (pure numpy; entropies in bits).
 
-A heatmap here is a probability map ``p[H, W]`` (non-negative, sums to 1), as produced by the spatial
+A heatmap here is a probability map ``p[H, W]`` (non-negative, sums to 1), as produced by the
+spatial
 softmax of the localizer. With ``T`` Monte-Carlo dropout passes ``p_t``:
 
 * Shannon entropy ``H(p) = -sum p log2 p``; uniform over N pixels gives ``log2 N``, one-hot gives 0.
@@ -42,8 +43,12 @@ def spatial_entropy(p: np.ndarray, grid: int = 8) -> np.ndarray:
     rows = np.array_split(np.arange(h), grid)
     cols = np.array_split(np.arange(w), grid)
     cells = np.stack(
-        [np.stack([p[..., r[0] : r[-1] + 1, c[0] : c[-1] + 1].sum(axis=(-2, -1)) for c in cols], -1)
-         for r in rows],
+        [
+            np.stack(
+                [p[..., r[0] : r[-1] + 1, c[0] : c[-1] + 1].sum(axis=(-2, -1)) for c in cols], -1
+            )
+            for r in rows
+        ],
         -2,
     )
     return entropy_bits(cells)
@@ -65,7 +70,7 @@ def peak_location(p: np.ndarray, radius: int = 3) -> tuple[float, float]:
 
 
 def peak_confidence(p: np.ndarray, radius: int = 3) -> float:
-    """Probability mass within ``radius`` pixels (Chebyshev) of the arg-max: 1 = all mass at the peak."""
+    """Probability mass within ``radius`` px (Chebyshev) of the arg-max; 1 = all at the peak."""
     p = np.asarray(p, dtype=np.float64)
     y0, x0 = np.unravel_index(int(np.argmax(p)), p.shape)
     win = p[max(y0 - radius, 0) : y0 + radius + 1, max(x0 - radius, 0) : x0 + radius + 1]
@@ -135,15 +140,19 @@ def lstv_score(stats: dict[str, LevelStats]) -> float:
     terms = []
     for level in JUNCTION_LEVELS:
         st = stats[level]
-        terms.append((1.0 - st.peak_confidence) + st.spatial_entropy / 6.0 + 4.0 * st.mutual_information)
+        terms.append(
+            (1.0 - st.peak_confidence) + st.spatial_entropy / 6.0 + 4.0 * st.mutual_information
+        )
     return float(np.mean(terms))
 
 
 def implausible(points: Sequence[tuple[float, float]]) -> str:
     """A reason string when the predicted disc centres (x, y in mm, top->bottom) are implausible.
 
-    Checks: order along the spine (each level below the previous one) and the gaps between neighbours
-    (each within 0.5x-2x of the median gap, and the median within 15-70 mm). Empty string = plausible.
+    Checks: order along the spine (each level below the previous one) and the gaps between
+    neighbours
+    (each within 0.5x-2x of the median gap, and the median within 15-70 mm). Empty string =
+    plausible.
     """
     pts = np.asarray(points, dtype=np.float64)
     if len(pts) < 2:

@@ -103,7 +103,9 @@ def _load_cached(path_str: str) -> LoadedWeights:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a {FORMAT} checkpoint")
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise WeightsError(f"{path}: format version {payload['format_version']} is newer than supported")
+        raise WeightsError(
+            f"{path}: format version {payload['format_version']} is newer than supported"
+        )
     meta = dict(payload["metadata"])
     try:
         config = NetConfig(**meta["architecture"])
