@@ -57,8 +57,7 @@ def make_series(folder: Path, count: int, j2k: bool) -> list[Path]:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
         ds.PixelData = image.tobytes()
         if j2k:
-            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg",
-                        generate_instance_uid=False)
+            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
     return sorted(folder.glob("*.dcm"))
 
@@ -84,7 +83,9 @@ def start_storescp(out: Path, port: int) -> subprocess.Popen[bytes]:
     out.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         ["/usr/bin/storescp", "-aet", "LSTV_NODE", "+xa", "-od", str(out), str(port)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -97,17 +98,31 @@ def start_node(data: Path, port: int) -> subprocess.Popen[bytes]:
         "SCP_NODE_LOG__LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "scp_node", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "scp_node", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
 def send(files: list[Path], port: int, flag: str) -> float:
     started = time.perf_counter()
     subprocess.run(
-        ["/usr/bin/storescu", "-aet", "PACS", "-aec", "LSTV_NODE", flag, "127.0.0.1", str(port),
-         *map(str, files)],
-        env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "/usr/bin/storescu",
+            "-aet",
+            "PACS",
+            "-aec",
+            "LSTV_NODE",
+            flag,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        env=ENV,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 

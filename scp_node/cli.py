@@ -1,4 +1,4 @@
-"""The ``scp-node`` command line: one sub-command module per area, each with ``register(subparsers)``."""
+"""The ``scp-node`` command line: one sub-command module per area, each with ``register()``."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ SAMPLE_SIZE = 32
 def reference_image(bits_stored: int, size: int = SAMPLE_SIZE) -> np.ndarray:
     """A deterministic ``size`` × ``size`` unsigned image using the full ``bits_stored`` range.
 
-    A smooth ramp plus a checker and a bright disc: lossy codecs keep it close, lossless ones exactly.
+    A smooth ramp, a checker and a bright disc: lossy codecs keep it close, lossless ones exact.
     """
     max_value = (1 << bits_stored) - 1
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)

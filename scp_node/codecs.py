@@ -3,8 +3,9 @@
 pydicom 3 lists decoder plugins per syntax (``pydicom.pixels.get_decoder``), but "available" is not
 "decodes": 12-bit JPEG Extended lists gdcm and pillow, yet only pylibjpeg decodes it. So every
 (syntax, plugin) pair is proven by a self-test that decodes the tiny samples shipped in
-``scp_node/data/codec_samples`` and compares them with :func:`reference_image`. Only proven syntaxes are
-negotiated (PS3.5 §10 transfer syntaxes; PS3.8 §9.3.2.2 presentation context negotiation).
+``scp_node/data/codec_samples`` and compares them with :func:`reference_image`. Only proven
+syntaxes are negotiated (PS3.5 §10 transfer syntaxes; PS3.8 §9.3.2.2 presentation context
+negotiation).
 """
 
 from __future__ import annotations
@@ -53,7 +54,13 @@ COMPRESSED: tuple[UID, ...] = (
 )
 
 LOSSY: frozenset[UID] = frozenset(
-    {uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit, uids.JPEG2000, uids.JPEGLSNearLossless, uids.HTJ2K}
+    {
+        uids.JPEGBaseline8Bit,
+        uids.JPEGExtended12Bit,
+        uids.JPEG2000,
+        uids.JPEGLSNearLossless,
+        uids.HTJ2K,
+    }
 )
 
 #: Decoder plugin preference: python-gdcm first, pylibjpeg as the fallback, then the rest.
@@ -140,7 +147,7 @@ class Capabilities:
         return tuple(uid for uid, cap in self.syntaxes.items() if cap.decodable)
 
     def accepted_transfer_syntaxes(self) -> list[UID]:
-        """Uncompressed + every compressed syntax proven to decode (Deflated is decoded by pydicom)."""
+        """Uncompressed + every compressed syntax proven to decode (pydicom inflates Deflated)."""
         return [*UNCOMPRESSED, *self.decodable]
 
     def plugins_for(self, uid: UID) -> tuple[str, ...]:
@@ -214,11 +221,15 @@ def capabilities() -> Capabilities:
         pydicom_log.setLevel(level)
     for cap in caps.syntaxes.values():
         if cap.decodable:
-            log.info("decoder self-test: %s (%s) proven: %s", cap.uid.name, cap.uid, ",".join(cap.proven))
+            log.info(
+                "decoder self-test: %s (%s) proven: %s", cap.uid.name, cap.uid, ",".join(cap.proven)
+            )
         else:
             log.warning(
                 "decoder self-test: %s (%s) NOT decodable (installed: %s) - will not be negotiated",
-                cap.uid.name, cap.uid, ",".join(cap.installed) or "none",
+                cap.uid.name,
+                cap.uid,
+                ",".join(cap.installed) or "none",
             )
     log.info("decoder self-test took %.0f ms", (time.perf_counter() - started) * 1000)
     return caps
@@ -236,8 +247,10 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
         return ds.pixel_array
     plugins = capabilities().plugins_for(uid)
     if not plugins:
-        raise DecodeError(f"Unable to decode pixel data with a transfer syntax UID of {uid}: "
-                          "no proven decoder is installed")
+        raise DecodeError(
+            f"Unable to decode pixel data with a transfer syntax UID of {uid}: "
+            "no proven decoder is installed"
+        )
     failures = []
     for plugin in plugins:
         started = time.perf_counter()
@@ -251,7 +264,11 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
             continue
         log.info(
             "decoded sop=%s ts=%s (%s) plugin=%s in %.1f ms",
-            sop, uid, uid.name, plugin, (time.perf_counter() - started) * 1000,
+            sop,
+            uid,
+            uid.name,
+            plugin,
+            (time.perf_counter() - started) * 1000,
         )
         return pixels
     raise DecodeError(f"no plugin decoded sop={sop} ts={uid}: " + "; ".join(failures))

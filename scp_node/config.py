@@ -1,10 +1,9 @@
 """Typed settings for the node.
 
-The defaults below *are* the embedded default configuration: ``scp-node serve`` with no file works as
-is. A TOML file (``--config FILE`` or ``SCP_NODE_CONFIG``) overrides them, and every key can be overridden
-again by an environment variable ``SCP_NODE_<SECTION>__<KEY>`` (for example
-``SCP_NODE_DICOM__PORT=104``). ``docs/configuration.md`` documents every key.
-"""
+The defaults below *are* the embedded default configuration: ``scp-node serve`` with no file works
+as is. A TOML file (``--config FILE`` or ``SCP_NODE_CONFIG``) overrides them, and every key can be
+overridden again by an environment variable ``SCP_NODE_<SECTION>__<KEY>`` (for example
+``SCP_NODE_DICOM__PORT=104``). ``docs/configuration.md`` documents every key."""
 
 from __future__ import annotations
 
@@ -37,7 +36,9 @@ class TlsSettings(BaseModel):
     enabled: bool = False
     cert_file: Path | None = None
     key_file: Path | None = None
-    ca_file: Path | None = Field(None, description="CA bundle; when set, clients must present a cert")
+    ca_file: Path | None = Field(
+        None, description="CA bundle; when set, clients must present a cert"
+    )
 
 
 class DicomSettings(BaseModel):
@@ -105,7 +106,9 @@ class HttpSettings(BaseModel):
 class ModelSettings(BaseModel):
     """The spine-level localizer and the LSTV screen."""
 
-    weights: Path | None = Field(None, description="checkpoint; empty = the packaged reference weights")
+    weights: Path | None = Field(
+        None, description="checkpoint; empty = the packaged reference weights"
+    )
     device: str = "auto"
     mc_samples: int = 8
     cpu_threads: int = 0
@@ -121,9 +124,7 @@ class ModelSettings(BaseModel):
 class SeriesRules(BaseModel):
     """How the sagittal T2 series is chosen among a study's series."""
 
-    description_include: list[str] = Field(
-        default_factory=lambda: ["t2", "T2"]
-    )
+    description_include: list[str] = Field(default_factory=lambda: ["t2", "T2"])
     description_exclude: list[str] = Field(default_factory=lambda: ["stir", "STIR", "t1", "T1"])
     max_normal_deviation_deg: float = 20.0
     min_slices: int = 3
@@ -157,7 +158,7 @@ class Destination(BaseModel):
 
 
 class DeliverySettings(BaseModel):
-    """Outbox delivery of results (retries with exponential backoff and jitter, then dead letter)."""
+    """Outbox delivery of results (exponential backoff with jitter, then dead letter)."""
 
     destinations: dict[str, Destination] = Field(default_factory=dict)
     default_destinations: list[str] = Field(default_factory=list)

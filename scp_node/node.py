@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    """Everything ``scp-node serve`` runs, startable and stoppable in-process (tests use this too)."""
+    """Everything ``scp-node serve`` runs; startable and stoppable in-process (tests do)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -55,7 +55,11 @@ class Node:
             from scp_node.http_server import HttpService
 
             self.http = HttpService(
-                settings, self.receiver, self.index, self.db, self.dimse,
+                settings,
+                self.receiver,
+                self.index,
+                self.db,
+                self.dimse,
                 on_stow_complete=self._commit_requested,
             )
             self.services.append(self.http)

@@ -23,12 +23,15 @@ INSTANCES_REFUSED = Counter(
     "scp_node_instances_refused_total", "Instances refused, by status", ["status", "source"]
 )
 DECODE_FAILURES = Counter(
-    "scp_node_decode_failures_total", "Pixel decode failures by plugin", ["plugin", "transfer_syntax"]
+    "scp_node_decode_failures_total",
+    "Pixel decode failures by plugin",
+    ["plugin", "transfer_syntax"],
 )
 QUEUE_DEPTH = Gauge("scp_node_job_queue_depth", "Jobs waiting for the model worker")
 JOB_OUTCOMES = Counter("scp_node_jobs_total", "Finished jobs by outcome", ["outcome"])
 INFERENCE_SECONDS = Histogram(
-    "scp_node_inference_seconds", "Model inference time per study",
+    "scp_node_inference_seconds",
+    "Model inference time per study",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 END_TO_END_SECONDS = Histogram(
@@ -62,9 +65,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -15,10 +15,10 @@ DISC_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 class LevelFinding:
     """One disc level as the localizer placed it, with its uncertainty terms.
 
-    ``pixel_xy`` is (column, row) on the slice ``sop_instance_uid``, in pixel units with (0, 0) at the
-    centre of the top-left pixel, i.e. the DICOM SCOORD convention minus 0.5 (PS3.3 C.18.6.1.2 uses
-    the top-left corner of the image; the report adds the 0.5). ``patient_xyz`` is in mm (patient
-    coordinate system, PS3.3 C.7.6.2.1.1). Entropies are in bits.
+    ``pixel_xy`` is (column, row) on the slice ``sop_instance_uid``, in pixel units with (0, 0) at
+    the centre of the top-left pixel, i.e. the DICOM SCOORD convention minus 0.5 (PS3.3
+    C.18.6.1.2 uses the top-left corner of the image; the report adds the 0.5). ``patient_xyz``
+    is in mm (patient coordinate system, PS3.3 C.7.6.2.1.1). Entropies are in bits.
     """
 
     level: str
@@ -35,7 +35,7 @@ class LevelFinding:
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which algorithm and which weights produced a result (for the SR's algorithm identification)."""
+    """Which algorithm and weights produced a result (the SR's algorithm identification)."""
 
     name: str
     version: str

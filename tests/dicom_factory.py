@@ -68,7 +68,8 @@ def encode(source: Path, destination: Path, transfer_syntax: str) -> Path:
     tool, *options = ENCODERS[transfer_syntax]
     subprocess.run(
         [f"/usr/bin/{tool}", *options, str(source), str(destination)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return destination
 
@@ -90,7 +91,8 @@ def encode_htj2k(source: Path, destination: Path, transfer_syntax: str) -> Path:
     options = ["-reversible", "true"] if lossless else ["-reversible", "false", "-qstep", "0.0001"]
     subprocess.run(
         ["ojph_compress", "-i", str(pgm), "-o", str(j2c), "-prog_order", order, *options],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     ds.file_meta.TransferSyntaxUID = transfer_syntax
     ds.PixelData = encapsulate([j2c.read_bytes()])

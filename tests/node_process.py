@@ -53,7 +53,9 @@ class NodeProcess:
         env = {**os.environ, "SCP_NODE_CONFIG": str(self.config_path)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scp_node", "serve"], env=env, stdout=log,
+                [sys.executable, "-m", "scp_node", "serve"],
+                env=env,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout

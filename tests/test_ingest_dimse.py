@@ -20,7 +20,10 @@ HTJ2K_SYNTAXES = ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840
 
 
 def storescu_exactly(
-    settings: Settings, files: list[Path], transfer_syntax: str, tmp_path: Path,
+    settings: Settings,
+    files: list[Path],
+    transfer_syntax: str,
+    tmp_path: Path,
     calling: str = "PACS",
 ) -> subprocess.CompletedProcess[str]:
     """DCMTK storescu proposing MR Image Storage with exactly one transfer syntax (a profile)."""
@@ -33,11 +36,22 @@ def storescu_exactly(
     )
     return subprocess.run(
         [
-            dcmtk("storescu"), "-aet", calling, "-aec", settings.dicom.ae_title,
-            "-xf", str(profile), "Exact",
-            "127.0.0.1", str(settings.dicom.port), *map(str, files),
+            dcmtk("storescu"),
+            "-aet",
+            calling,
+            "-aec",
+            settings.dicom.ae_title,
+            "-xf",
+            str(profile),
+            "Exact",
+            "127.0.0.1",
+            str(settings.dicom.port),
+            *map(str, files),
         ],
-        capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=dcmtk_env(),
+        timeout=60,
     )
 
 
@@ -104,9 +118,21 @@ def test_sender_offering_compressed_and_uncompressed_keeps_compressed(
 ):
     sent = encode(write_mr(tmp_path / "src.dcm"), tmp_path / "j2k.dcm", "1.2.840.10008.1.2.4.90")
     result = subprocess.run(
-        [dcmtk("storescu"), "-aet", "PACS", "-aec", settings.dicom.ae_title, "-xv",
-         "127.0.0.1", str(settings.dicom.port), str(sent)],
-        capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+        [
+            dcmtk("storescu"),
+            "-aet",
+            "PACS",
+            "-aec",
+            settings.dicom.ae_title,
+            "-xv",
+            "127.0.0.1",
+            str(settings.dicom.port),
+            str(sent),
+        ],
+        capture_output=True,
+        text=True,
+        env=dcmtk_env(),
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     record = running_node.index.get(str(dcmread(sent).SOPInstanceUID))
@@ -121,9 +147,7 @@ def test_uncompressed_policy_takes_explicit_le(tmp_path):
     node.start()
     try:
         ae = AE(ae_title="PACS")
-        ae.add_requested_context(
-            MRImageStorage, ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"]
-        )
+        ae.add_requested_context(MRImageStorage, ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"])
         assoc = ae.associate("127.0.0.1", settings.dicom.port, ae_title="LSTV_NODE")
         assert assoc.is_established
         accepted = [cx.transfer_syntax[0] for cx in assoc.accepted_contexts]
@@ -138,18 +162,30 @@ def test_duplicate_sop_instance_is_idempotent(running_node, settings, tmp_path):
     for _ in range(2):
         assert pynetdicom_store(settings, source, "1.2.840.10008.1.2.1").Status == 0
     sop = str(dcmread(source).SOPInstanceUID)
-    rows = running_node.db.connection().execute(
-        "SELECT times_received FROM instances WHERE sop_instance_uid = ?", (sop,)
-    ).fetchall()
+    rows = (
+        running_node.db.connection()
+        .execute("SELECT times_received FROM instances WHERE sop_instance_uid = ?", (sop,))
+        .fetchall()
+    )
     assert [r[0] for r in rows] == [2]
     assert len(list(Path(running_node.spool.root).rglob("*.dcm"))) == 1
 
 
 def test_echo_from_dcmtk_and_from_the_cli(running_node, settings):
     result = subprocess.run(
-        [dcmtk("echoscu"), "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1",
-         str(settings.dicom.port)],
-        capture_output=True, text=True, env=dcmtk_env(), timeout=30,
+        [
+            dcmtk("echoscu"),
+            "-aet",
+            "PACS",
+            "-aec",
+            "LSTV_NODE",
+            "127.0.0.1",
+            str(settings.dicom.port),
+        ],
+        capture_output=True,
+        text=True,
+        env=dcmtk_env(),
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     from scp_node.cli import main

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from io import BytesIO
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -48,8 +48,9 @@ def encode_dataset(ds) -> bytes:
     return buffer.getvalue()
 
 
-def raw_c_store(port: int, encoded: bytes, sop_class: str, sop_instance: str,
-                send_fraction: float = 1.0) -> int | None:
+def raw_c_store(
+    port: int, encoded: bytes, sop_class: str, sop_instance: str, send_fraction: float = 1.0
+) -> int | None:
     """A C-STORE-RQ whose data set bytes are sent as given (no checks by the sender).
 
     With ``send_fraction`` < 1 only that share of the P-DATA fragments is sent, then A-ABORT.
@@ -98,8 +99,11 @@ def test_unknown_calling_ae_is_rejected_with_reason(tmp_path, caplog):
         assert assoc.is_rejected
         # PS3.8 §9.3.4: result 1 (rejected-permanent), source 1 (service-user),
         # reason 3 (calling-AE-title-not-recognized)
-        assert (assoc.acceptor.primitive.result, assoc.acceptor.primitive.result_source,
-                assoc.acceptor.primitive.diagnostic) == (1, 1, 3)
+        assert (
+            assoc.acceptor.primitive.result,
+            assoc.acceptor.primitive.result_source,
+            assoc.acceptor.primitive.diagnostic,
+        ) == (1, 1, 3)
         assert "STRANGER" in caplog.text and "rejected" in caplog.text
         assert_still_serving(node, tmp_path)
     finally:
@@ -149,8 +153,11 @@ def test_aborted_association_leaves_no_partial_file(running_node, settings, tmp_
     ds = mr_dataset(size=256, seed=2)
     with caplog.at_level(logging.INFO):
         status = raw_c_store(
-            settings.dicom.port, encode_dataset(ds), str(ds.SOPClassUID),
-            str(ds.SOPInstanceUID), send_fraction=0.5,
+            settings.dicom.port,
+            encode_dataset(ds),
+            str(ds.SOPClassUID),
+            str(ds.SOPInstanceUID),
+            send_fraction=0.5,
         )
         assert status is None
         assert_still_serving(running_node, tmp_path)
@@ -200,30 +207,78 @@ def test_max_associations_rejects_the_extra_one(tmp_path):
 def test_tls_storescu_with_a_certificate_made_here(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     settings = node_settings(
         tmp_path,
-        dicom={"tls": {"enabled": True, "cert_file": str(cert), "key_file": str(key),
-                       "ca_file": str(cert)}},
+        dicom={
+            "tls": {
+                "enabled": True,
+                "cert_file": str(cert),
+                "key_file": str(key),
+                "ca_file": str(cert),
+            }
+        },
     )
     node = Node(settings)
     node.start()
     try:
         sent = write_mr(tmp_path / "tls.dcm", seed=7)
         result = subprocess.run(
-            [dcmtk("storescu"), "-aet", "PACS", "-aec", "LSTV_NODE", "+tls", str(key), str(cert),
-             "+cf", str(cert), "127.0.0.1", str(settings.dicom.port), str(sent)],
-            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "PACS",
+                "-aec",
+                "LSTV_NODE",
+                "+tls",
+                str(key),
+                str(cert),
+                "+cf",
+                str(cert),
+                "127.0.0.1",
+                str(settings.dicom.port),
+                str(sent),
+            ],
+            capture_output=True,
+            text=True,
+            env=dcmtk_env(),
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert node.index.get(str(dcmread(sent).SOPInstanceUID)) is not None
         plain = subprocess.run(
-            [dcmtk("storescu"), "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1",
-             str(settings.dicom.port), str(sent)],
-            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "PACS",
+                "-aec",
+                "LSTV_NODE",
+                "127.0.0.1",
+                str(settings.dicom.port),
+                str(sent),
+            ],
+            capture_output=True,
+            text=True,
+            env=dcmtk_env(),
+            timeout=60,
         )
         assert plain.returncode != 0, "a plain-TCP sender must not get through a TLS listener"
     finally:

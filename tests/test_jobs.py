@@ -26,11 +26,18 @@ class Clock:
 
 
 def add_instance(index: InstanceIndex, study: str, sop: str, when: float) -> None:
-    index.add(InstanceRecord(
-        sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.4", study_uid=study,
-        series_uid="1.2.3", transfer_syntax="1.2.840.10008.1.2.1", path=Path("/x"), size=1,
-        received_at=when,
-    ))
+    index.add(
+        InstanceRecord(
+            sop_instance_uid=sop,
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+            study_uid=study,
+            series_uid="1.2.3",
+            transfer_syntax="1.2.840.10008.1.2.1",
+            path=Path("/x"),
+            size=1,
+            received_at=when,
+        )
+    )
 
 
 def make(tmp_path: Path) -> tuple[JobStore, InstanceIndex, Clock]:
@@ -111,8 +118,16 @@ def test_delivered_only_from_queued(tmp_path):
 
 def test_non_image_objects_do_not_open_jobs(tmp_path):
     jobs, index, clock = make(tmp_path)
-    index.add(InstanceRecord(
-        sop_instance_uid="9.9", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34", study_uid="1.7",
-        series_uid="9", transfer_syntax="1.2.840.10008.1.2.1", path=Path("/x"), size=1,
-    ), touch_study=False)
+    index.add(
+        InstanceRecord(
+            sop_instance_uid="9.9",
+            sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
+            study_uid="1.7",
+            series_uid="9",
+            transfer_syntax="1.2.840.10008.1.2.1",
+            path=Path("/x"),
+            size=1,
+        ),
+        touch_study=False,
+    )
     assert jobs.sync_from_studies() == []

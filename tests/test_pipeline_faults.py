@@ -29,9 +29,21 @@ needs_weights = pytest.mark.skipif(
 
 def storescu(port: int, files: list[Path], calling: str = "PACS") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [dcmtk("storescu"), "-v", "-aet", calling, "-aec", "LSTV_NODE", "127.0.0.1",
-         str(port), *map(str, files)],
-        capture_output=True, text=True, env=dcmtk_env(), timeout=120,
+        [
+            dcmtk("storescu"),
+            "-v",
+            "-aet",
+            calling,
+            "-aec",
+            "LSTV_NODE",
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        env=dcmtk_env(),
+        timeout=120,
     )
 
 
@@ -46,7 +58,8 @@ def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):
     listener = AE(ae_title="MODALITY")
     listener.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
     server = listener.start_server(
-        ("127.0.0.1", listener_port), block=False,
+        ("127.0.0.1", listener_port),
+        block=False,
         evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_event_report)],
     )
     settings = node_settings(
@@ -56,8 +69,14 @@ def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):
         pipeline={"enabled": True, "quiet_seconds": 600, "poll_interval_s": 0.2},
         model={"weights": str(tmp_path / "absent.pt")},  # keep the worker idle
         delivery={
-            "destinations": {"modality": {"kind": "dimse", "ae_title": "MODALITY",
-                                          "host": "127.0.0.1", "port": listener_port}},
+            "destinations": {
+                "modality": {
+                    "kind": "dimse",
+                    "ae_title": "MODALITY",
+                    "host": "127.0.0.1",
+                    "port": listener_port,
+                }
+            },
             "reply_to_sender": {"MODALITY": "modality"},
         },
     )
@@ -99,9 +118,14 @@ def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):
         committed = {str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence}
         assert committed == {str(ds.SOPInstanceUID) for ds in datasets}
         assert [int(i.FailureReason) for i in info.FailedSOPSequence] == [0x0112]
-        wait_for(lambda: node.pipeline.jobs.get(study_uid)
-                 and node.pipeline.jobs.get(study_uid).state != "received",
-                 timeout=10, what="study complete without the quiet time")
+        wait_for(
+            lambda: (
+                node.pipeline.jobs.get(study_uid)
+                and node.pipeline.jobs.get(study_uid).state != "received"
+            ),
+            timeout=10,
+            what="study complete without the quiet time",
+        )
     finally:
         node.stop()
         server.shutdown()
@@ -110,8 +134,7 @@ def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):
 def test_full_queue_gives_back_pressure_and_metrics_count_it(tmp_path):
     settings = node_settings(
         tmp_path,
-        pipeline={"enabled": True, "quiet_seconds": 0.2, "poll_interval_s": 0.1,
-                  "queue_size": 1},
+        pipeline={"enabled": True, "quiet_seconds": 0.2, "poll_interval_s": 0.1, "queue_size": 1},
         model={"weights": str(tmp_path / "absent.pt")},  # the worker never drains the queue
     )
     node = Node(settings)
@@ -146,18 +169,29 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
     node_port = free_port()
     data = tmp_path / "node-data"
     config = tmp_path / "node.toml"
-    write_toml(config, {
-        "dicom": {"port": node_port, "bind_host": "127.0.0.1"},
-        "storage": {"data_dir": str(data), "min_free_mb": 1},
-        "http": {"enabled": False},
-        "pipeline": {"quiet_seconds": 1.0, "poll_interval_s": 0.05},
-        "model": {"mc_samples": 16},
-        "delivery": {
-            "default_destinations": ["pacs"], "backoff_initial_s": 0.2, "poll_interval_s": 0.2,
-            "destinations": {"pacs": {"kind": "dimse", "ae_title": pacs.aet,
-                                      "host": "127.0.0.1", "port": pacs.dicom_port}},
+    write_toml(
+        config,
+        {
+            "dicom": {"port": node_port, "bind_host": "127.0.0.1"},
+            "storage": {"data_dir": str(data), "min_free_mb": 1},
+            "http": {"enabled": False},
+            "pipeline": {"quiet_seconds": 1.0, "poll_interval_s": 0.05},
+            "model": {"mc_samples": 16},
+            "delivery": {
+                "default_destinations": ["pacs"],
+                "backoff_initial_s": 0.2,
+                "poll_interval_s": 0.2,
+                "destinations": {
+                    "pacs": {
+                        "kind": "dimse",
+                        "ae_title": pacs.aet,
+                        "host": "127.0.0.1",
+                        "port": pacs.dicom_port,
+                    }
+                },
+            },
         },
-    })
+    )
     node = NodeProcess(config, node_port)
     try:
         files = write_phantom(tmp_path / "s", variant="normal", seed=51, slices=20, size=384)
@@ -165,12 +199,25 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
         node.start()
         # 1. kill -9 in the middle of the sender's association
         sender = subprocess.Popen(
-            [dcmtk("storescu"), "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1",
-             str(node_port), *map(str, files)],
-            env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "PACS",
+                "-aec",
+                "LSTV_NODE",
+                "127.0.0.1",
+                str(node_port),
+                *map(str, files),
+            ],
+            env=dcmtk_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: (data / "index.sqlite3").exists() and _count(data) >= 5,
-                 timeout=30, what="some instances stored")
+        wait_for(
+            lambda: (data / "index.sqlite3").exists() and _count(data) >= 5,
+            timeout=30,
+            what="some instances stored",
+        )
         node.kill9()
         sender.wait(30)
         assert _count(data) >= 5, "instances acknowledged before the kill survive it"
@@ -179,13 +226,18 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
         assert storescu(node_port, files).returncode == 0
         assert _count(data) == len(files), "every instance indexed exactly once"
         # 3. kill -9 while the model works on it
-        wait_for(lambda: _job_state(data / "index.sqlite3", study_uid) in ("inferring",
-                                                                          "reporting"),
-                 timeout=60, what="inference running")
+        wait_for(
+            lambda: _job_state(data / "index.sqlite3", study_uid) in ("inferring", "reporting"),
+            timeout=60,
+            what="inference running",
+        )
         node.kill9()
         node.start()
-        wait_for(lambda: _job_state(data / "index.sqlite3", study_uid) == "delivered",
-                 timeout=120, what="study delivered after restart")
+        wait_for(
+            lambda: _job_state(data / "index.sqlite3", study_uid) == "delivered",
+            timeout=120,
+            what="study delivered after restart",
+        )
         time.sleep(1.0)  # a duplicate delivery would show up here
         assert len(sr_in_pacs(pacs, study_uid)) == 1, "one SR per study"
         assert "restart" in node.log()
@@ -197,8 +249,10 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
 def _count(data: Path) -> int:
     try:
         with sqlite3.connect(data / "index.sqlite3", timeout=5) as conn:
-            return int(conn.execute(
-                "SELECT COUNT(*) FROM instances WHERE source != 'result'"
-            ).fetchone()[0])
+            return int(
+                conn.execute("SELECT COUNT(*) FROM instances WHERE source != 'result'").fetchone()[
+                    0
+                ]
+            )
     except sqlite3.OperationalError:
         return 0

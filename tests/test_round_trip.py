@@ -38,8 +38,12 @@ def pipeline_settings(tmp_path: Path, pacs: Orthanc, **extra: dict) -> Settings:
         pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
         delivery={
             "destinations": {
-                "pacs": {"kind": "dimse", "ae_title": pacs.aet, "host": "127.0.0.1",
-                         "port": pacs.dicom_port},
+                "pacs": {
+                    "kind": "dimse",
+                    "ae_title": pacs.aet,
+                    "host": "127.0.0.1",
+                    "port": pacs.dicom_port,
+                },
             },
             "reply_to_sender": {pacs.aet: "pacs"},
             "backoff_initial_s": 0.2,
@@ -61,7 +65,8 @@ def upload(pacs: Orthanc, files: list[Path]) -> str:
 
 def sr_in_pacs(pacs: Orthanc, study_uid: str) -> list[str]:
     return [
-        i for i in pacs.find_instances(Modality="SR")
+        i
+        for i in pacs.find_instances(Modality="SR")
         if pacs.instance_tags(i).get("StudyInstanceUID") == study_uid
     ]
 
@@ -96,8 +101,9 @@ def test_orthanc_round_trip(pacs_and_node, tmp_path):
     studies = []
     for variant, seed, syntax, _ in CASES:
         folder = tmp_path / variant
-        files = write_phantom(folder, variant=variant, seed=seed, slices=12, size=256,
-                              transfer_syntax=syntax)
+        files = write_phantom(
+            folder, variant=variant, seed=seed, slices=12, size=256, transfer_syntax=syntax
+        )
         study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         studies.append((variant, study_uid, upload(pacs, files), len(files)))
     for _variant, _study_uid, orthanc_study, count in studies:
@@ -120,8 +126,10 @@ def test_orthanc_round_trip(pacs_and_node, tmp_path):
         referenced = {str(r.ReferencedSOPInstanceUID) for r in sr_references(sr)}
         assert referenced <= {r.sop_instance_uid for r in records}
         assert referenced, "the SR's SCOORDs must reference the source images"
-        wait_for(lambda uid=study_uid: node.pipeline.jobs.get(uid).state == "delivered",
-                 what="job delivered")
+        wait_for(
+            lambda uid=study_uid: node.pipeline.jobs.get(uid).state == "delivered",
+            what="job delivered",
+        )
     assert all(found == truth for found, truth in decisions.values()), decisions
 
 
@@ -145,17 +153,26 @@ def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
     inbox.mkdir()
     storescp = subprocess.Popen(
         [dcmtk("storescp"), "-aet", "MODALITY", "-od", str(inbox), str(receiver_port)],
-        env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dcmtk_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     settings = node_settings(
         tmp_path,
         dicom={"port": node_port},
         pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
         delivery={
-            "destinations": {"modality": {"kind": "dimse", "ae_title": "MODALITY",
-                                          "host": "127.0.0.1", "port": receiver_port}},
+            "destinations": {
+                "modality": {
+                    "kind": "dimse",
+                    "ae_title": "MODALITY",
+                    "host": "127.0.0.1",
+                    "port": receiver_port,
+                }
+            },
             "reply_to_sender": {"MODALITY": "modality"},
-            "backoff_initial_s": 0.2, "poll_interval_s": 0.2,
+            "backoff_initial_s": 0.2,
+            "poll_interval_s": 0.2,
         },
     )
     node = Node(settings)
@@ -163,13 +180,26 @@ def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
     try:
         files = write_phantom(tmp_path / "study", variant="normal", seed=21, slices=10, size=256)
         result = subprocess.run(
-            [dcmtk("storescu"), "-aet", "MODALITY", "-aec", "LSTV_NODE", "127.0.0.1",
-             str(node_port), *map(str, files)],
-            capture_output=True, text=True, env=dcmtk_env(), timeout=60,
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "MODALITY",
+                "-aec",
+                "LSTV_NODE",
+                "127.0.0.1",
+                str(node_port),
+                *map(str, files),
+            ],
+            capture_output=True,
+            text=True,
+            env=dcmtk_env(),
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
-        received = wait_for(lambda: [p for p in inbox.iterdir() if p.name.startswith("SR")],
-                            what="SR at the storescp")
+        received = wait_for(
+            lambda: [p for p in inbox.iterdir() if p.name.startswith("SR")],
+            what="SR at the storescp",
+        )
         sr = dcmread(received[0])
         assert sr.StudyInstanceUID == dcmread(files[0]).StudyInstanceUID
     finally:

@@ -17,9 +17,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    HTJ2K,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
-    HTJ2K,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
     MRImageStorage,
@@ -96,12 +96,39 @@ def main() -> int:
             run("gdcmconv", "--j2k", "--lossy", "-r", "2", sources[bits], OUT / f"j2k_{bits}.dcm")
             run("dcmcrle", sources[bits], OUT / f"rle_{bits}.dcm")
             src = source_dataset(bits)
-            htj2k(src, bits, HTJ2KLossless, OUT / f"htj2k_lossless_{bits}.dcm", tmp,
-                  "-reversible", "true", "-prog_order", "LRCP")
-            htj2k(src, bits, HTJ2KLosslessRPCL, OUT / f"htj2k_rpcl_{bits}.dcm", tmp,
-                  "-reversible", "true", "-prog_order", "RPCL")
-            htj2k(src, bits, HTJ2K, OUT / f"htj2k_{bits}.dcm", tmp,
-                  "-reversible", "false", "-qstep", "0.0001")
+            htj2k(
+                src,
+                bits,
+                HTJ2KLossless,
+                OUT / f"htj2k_lossless_{bits}.dcm",
+                tmp,
+                "-reversible",
+                "true",
+                "-prog_order",
+                "LRCP",
+            )
+            htj2k(
+                src,
+                bits,
+                HTJ2KLosslessRPCL,
+                OUT / f"htj2k_rpcl_{bits}.dcm",
+                tmp,
+                "-reversible",
+                "true",
+                "-prog_order",
+                "RPCL",
+            )
+            htj2k(
+                src,
+                bits,
+                HTJ2K,
+                OUT / f"htj2k_{bits}.dcm",
+                tmp,
+                "-reversible",
+                "false",
+                "-qstep",
+                "0.0001",
+            )
             deflated = source_dataset(bits)
             deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
             deflated.save_as(OUT / f"deflated_{bits}.dcm", enforce_file_format=True)

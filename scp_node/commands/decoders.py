@@ -1,4 +1,4 @@
-"""``scp-node decoders``: the verified decoder table (the original project's verification checklist)."""
+"""``scp-node decoders``: the verified decoder table (the original verification checklist)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run the node (DICOM listener, DICOMweb, pipeline)")
+    parser = subparsers.add_parser(
+        "serve", help="run the node (DICOM listener, DICOMweb, pipeline)"
+    )
     add_config_argument(parser)
     parser.set_defaults(func=run)
 

@@ -40,22 +40,27 @@ def run(args: argparse.Namespace) -> int:
     jobs = JobStore(db).recent(args.limit)
     index = InstanceIndex(db)
     now = time.time()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for job in jobs:
         result = job.result()
-        rows.append({
-            "study_uid": job.study_uid,
-            "state": job.state,
-            "reason": job.reason,
-            "instances": len([r for r in index.for_study(job.study_uid) if r.source != "result"]),
-            "updated": job.updated_at,
-            "inference_ms": result.get("inference_ms"),
-            "lstv_score": result.get("lstv_score"),
-            "lstv_suspected": result.get("lstv_suspected"),
-            "wait_s": None if job.complete_at is None else job.complete_at - job.created_at,
-            "end_to_end_s": None if job.delivered_at is None or job.input_received_at is None
-            else job.delivered_at - job.input_received_at,
-        })
+        rows.append(
+            {
+                "study_uid": job.study_uid,
+                "state": job.state,
+                "reason": job.reason,
+                "instances": len(
+                    [r for r in index.for_study(job.study_uid) if r.source != "result"]
+                ),
+                "updated": job.updated_at,
+                "inference_ms": result.get("inference_ms"),
+                "lstv_score": result.get("lstv_score"),
+                "lstv_suspected": result.get("lstv_suspected"),
+                "wait_s": None if job.complete_at is None else job.complete_at - job.created_at,
+                "end_to_end_s": None
+                if job.delivered_at is None or job.input_received_at is None
+                else job.delivered_at - job.input_received_at,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

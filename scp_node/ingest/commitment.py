@@ -63,7 +63,8 @@ def send_event_report(settings: Settings, calling_ae: str, info: Dataset) -> boo
     if dest is None or dest.kind != "dimse":
         log.warning(
             "storage commitment from %s: no DIMSE destination in delivery.reply_to_sender for it; "
-            "the N-EVENT-REPORT cannot be sent", calling_ae,
+            "the N-EVENT-REPORT cannot be sent",
+            calling_ae,
         )
         return False
     ae = AE(ae_title=settings.dicom.ae_title)
@@ -71,8 +72,12 @@ def send_event_report(settings: Settings, calling_ae: str, info: Dataset) -> boo
     role = build_role(StorageCommitmentPushModel, scp_role=True, scu_role=False)
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, ext_neg=[role])
     if not assoc.is_established:
-        log.warning("storage commitment: association to %s@%s:%d failed",
-                    dest.ae_title, dest.host, dest.port)
+        log.warning(
+            "storage commitment: association to %s@%s:%d failed",
+            dest.ae_title,
+            dest.host,
+            dest.port,
+        )
         return False
     try:
         event_type = 2 if "FailedSOPSequence" in info else 1
@@ -82,7 +87,10 @@ def send_event_report(settings: Settings, calling_ae: str, info: Dataset) -> boo
         code = int(status.Status) if status and "Status" in status else -1
         log.info(
             "storage commitment transaction %s reported to %s: event type %d, status 0x%04X",
-            info.TransactionUID, calling_ae, event_type, code,
+            info.TransactionUID,
+            calling_ae,
+            event_type,
+            code,
         )
         return code == 0
     finally:
@@ -110,7 +118,8 @@ def commitment_handlers(
             info, studies = commitment_result(request, index)
             log.info(
                 "storage commitment from %s: %d committed, %d failed",
-                calling_ae, len(info.get("ReferencedSOPSequence", [])),
+                calling_ae,
+                len(info.get("ReferencedSOPSequence", [])),
                 len(info.get("FailedSOPSequence", [])),
             )
             if studies:

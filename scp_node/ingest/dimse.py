@@ -1,9 +1,9 @@
 """The DICOM listener: pynetdicom AE with C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
 
-Presentation contexts come from :mod:`scp_node.codecs`: every storage SOP class with the uncompressed
-syntaxes plus only the compressed syntaxes this install proved it decodes. pynetdicom picks, for each
-proposed context, the first syntax of *our* list that the sender proposed, so the order of the list is
-the negotiation policy (``dicom.syntax_policy``).
+Presentation contexts come from :mod:`scp_node.codecs`: every storage SOP class with the
+uncompressed syntaxes plus only the compressed syntaxes this install proved it decodes. pynetdicom
+picks, for each proposed context, the first syntax of *our* list that the sender proposed, so the
+order of the list is the negotiation policy (``dicom.syntax_policy``).
 """
 
 from __future__ import annotations
@@ -107,10 +107,14 @@ class DimseServer:
         ae.add_supported_context(Verification)
         ae.add_supported_context(StorageCommitmentPushModel)
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, syntaxes)
         log.info(
             "DICOM AE %s: %d storage SOP classes x %d transfer syntaxes (policy %s): %s",
-            s.ae_title, len(AllStoragePresentationContexts), len(syntaxes), s.syntax_policy,
+            s.ae_title,
+            len(AllStoragePresentationContexts),
+            len(syntaxes),
+            s.syntax_policy,
             ", ".join(str(u) for u in syntaxes),
         )
         return ae
@@ -128,11 +132,14 @@ class DimseServer:
         self._server = self.ae.start_server(
             (s.bind_host, s.port),
             block=False,
-            evt_handlers=self._handlers,
+            evt_handlers=self._handlers,  # type: ignore[arg-type]
             ssl_context=server_ssl_context(s),
         )
         log.info(
-            "DICOM listener %s on %s:%d%s", s.ae_title, s.bind_host, self.port,
+            "DICOM listener %s on %s:%d%s",
+            s.ae_title,
+            s.bind_host,
+            self.port,
             " (TLS)" if s.tls.enabled else "",
         )
 
@@ -175,7 +182,10 @@ class DimseServer:
             INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}", source="dimse").inc()
             log.warning(
                 "C-STORE refused sop=%s from=%s status=0x%04X: %s",
-                request.AffectedSOPInstanceUID, origin.calling_ae, exc.status, exc.reason,
+                request.AffectedSOPInstanceUID,
+                origin.calling_ae,
+                exc.status,
+                exc.reason,
             )
             return status_dataset(exc.status, exc.reason)
         except Exception as exc:  # never raise into the association
@@ -190,7 +200,9 @@ class DimseServer:
             self._admission[id(event.assoc)] = self.admit()
         log.info(
             "association accepted from %s (%s) to %s",
-            event.assoc.requestor.ae_title, self._peer(event), event.assoc.acceptor.ae_title,
+            event.assoc.requestor.ae_title,
+            self._peer(event),
+            event.assoc.acceptor.ae_title,
         )
 
     def _on_rejected(self, event: Any) -> None:
@@ -198,13 +210,20 @@ class DimseServer:
         reason = getattr(primitive, "reason_str", None) or getattr(primitive, "result_reason", "?")
         log.warning(
             "association rejected from %s calling=%s called=%s: %s",
-            self._peer(event), event.assoc.requestor.ae_title, event.assoc.acceptor.ae_title, reason,
+            self._peer(event),
+            event.assoc.requestor.ae_title,
+            event.assoc.acceptor.ae_title,
+            reason,
         )
 
     def _on_released(self, event: Any) -> None:
         self._admission.pop(id(event.assoc), None)
-        log.info("association released by %s (%s)", event.assoc.requestor.ae_title, self._peer(event))
+        log.info(
+            "association released by %s (%s)", event.assoc.requestor.ae_title, self._peer(event)
+        )
 
     def _on_aborted(self, event: Any) -> None:
         self._admission.pop(id(event.assoc), None)
-        log.warning("association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event))
+        log.warning(
+            "association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event)
+        )

@@ -114,7 +114,9 @@ def parse_dataset(raw: bytes, transfer_syntax: UID) -> Dataset:
         try:
             raw = zlib.decompress(raw, -zlib.MAX_WBITS)
         except zlib.error as exc:
-            raise Rejected(STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}") from exc
+            raise Rejected(
+                STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}"
+            ) from exc
     implicit, little = _is_implicit_little(transfer_syntax)
     stream = io.BytesIO(raw)
     try:
@@ -143,8 +145,11 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
     try:
         expected = (
-            int(ds.Rows) * int(ds.Columns) * samples
-            * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)
+            int(ds.Rows)
+            * int(ds.Columns)
+            * samples
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise Rejected(STATUS_INCOMPLETE, f"image pixel module incomplete: {exc}") from exc
@@ -175,8 +180,8 @@ def read_header(ds: Dataset) -> Header:
 def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> FileMetaDataset:
     """The Part 10 File Meta Information for a received data set (PS3.10 §7.1)."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = header.sop_class_uid
-    meta.MediaStorageSOPInstanceUID = header.sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(header.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(header.sop_instance_uid)
     meta.TransferSyntaxUID = transfer_syntax
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
@@ -217,7 +222,9 @@ class Receiver:
         if command_sop_instance and command_sop_instance != header.sop_instance_uid:
             raise Rejected(STATUS_UID_MISMATCH, "SOP Instance UID differs from the C-STORE request")
         if command_sop_class and command_sop_class != header.sop_class_uid:
-            raise Rejected(STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request")
+            raise Rejected(
+                STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
+            )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
 
         def write(handle: BinaryIO) -> None:
@@ -238,7 +245,7 @@ class Receiver:
         transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
         if not transfer_syntax:
             raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax UID")
-        raw = data[stream.tell():]
+        raw = data[stream.tell() :]
         return self.store_dataset(raw, transfer_syntax, origin)
 
     def store_part10_file(
@@ -312,14 +319,21 @@ class Receiver:
             source=origin.source,
             received_at=time.time(),
         )
-        new = self.index.add(record, touch_study=header.is_study_input and origin.source != "result")
+        new = self.index.add(
+            record, touch_study=header.is_study_input and origin.source != "result"
+        )
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
-            header.sop_instance_uid, header.study_uid, transfer_syntax, transfer_syntax.name,
-            size, origin.calling_ae or origin.peer, origin.source,
-            "" if new else " (duplicate, replaced)", (time.perf_counter() - started) * 1000,
+            header.sop_instance_uid,
+            header.study_uid,
+            transfer_syntax,
+            transfer_syntax.name,
+            size,
+            origin.calling_ae or origin.peer,
+            origin.source,
+            "" if new else " (duplicate, replaced)",
+            (time.perf_counter() - started) * 1000,
         )
         if self.on_stored is not None:
             self.on_stored(record)
         return record
-

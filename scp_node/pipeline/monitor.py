@@ -72,6 +72,7 @@ class StudyMonitor:
                     END_TO_END_SECONDS.observe(max(0.0, when - job.input_received_at))
                 log.info(
                     "study %s: results delivered (%.1f s after its last instance)",
-                    job.study_uid, when - (job.input_received_at or when),
+                    job.study_uid,
+                    when - (job.input_received_at or when),
                 )
         QUEUE_DEPTH.set(self.jobs.depth())

@@ -67,8 +67,11 @@ class ModelWorker:
         self.engine = LocalizerEngine.from_settings(self.settings.model)
         log.info(
             "model loaded on %s in %.1f s (%s %s, weights sha256 %s)",
-            self.engine.device_name, time.perf_counter() - started, self.engine.identity.name,
-            self.engine.identity.version, self.engine.identity.weights_sha256[:12],
+            self.engine.device_name,
+            time.perf_counter() - started,
+            self.engine.identity.name,
+            self.engine.identity.version,
+            self.engine.identity.weights_sha256[:12],
         )
         self.ready.set()
 
@@ -108,11 +111,17 @@ class ModelWorker:
             return
         log.info(
             "study %s: LSTV score %.3f (threshold %.3f) suspected=%s needs_review=%s in %.0f ms",
-            job.study_uid, result.lstv_score, result.lstv_threshold, result.lstv_suspected,
-            result.needs_review, result.inference_ms,
+            job.study_uid,
+            result.lstv_score,
+            result.lstv_threshold,
+            result.lstv_suspected,
+            result.needs_review,
+            result.inference_ms,
         )
         if not self.jobs.advance(job, REPORTING, "", summary):
-            log.info("study %s: new instances arrived during inference; it runs again", job.study_uid)
+            log.info(
+                "study %s: new instances arrived during inference; it runs again", job.study_uid
+            )
             return
         datasets = self._reports(result, records)
         self._index_results(job.study_uid, datasets)
@@ -128,7 +137,7 @@ class ModelWorker:
         from scp_node.report.sr import build_reports
 
         series = [r for r in records if r.series_uid == result.series_instance_uid]
-        sources = [pydicom.dcmread(r.path) for r in series]
+        sources: list[Dataset] = [pydicom.dcmread(r.path) for r in series]
         return build_reports(result, sources, self.settings.report)
 
     def _index_results(self, study_uid: str, datasets: Sequence[Dataset]) -> None:
@@ -137,7 +146,9 @@ class ModelWorker:
 
         for ds in datasets:
             path = (
-                self.results_dir / study_uid / str(ds.SeriesInstanceUID)
+                self.results_dir
+                / study_uid
+                / str(ds.SeriesInstanceUID)
                 / f"{ds.SOPInstanceUID}.dcm"
             )
             write_dataset(ds, path)

@@ -19,7 +19,7 @@ STORE_MODULES: tuple[str, ...] = ("index", "jobs", "outbox")
 
 
 def register_schema(name: str, ddl: str) -> None:
-    """Called by each store module at import time with its ``CREATE ... IF NOT EXISTS`` statements."""
+    """Called by each store module at import with its ``CREATE ... IF NOT EXISTS`` statements."""
     SCHEMAS[name] = ddl
 
 

@@ -94,16 +94,28 @@ class InstanceIndex:
                     times_received = instances.times_received + 1
                 """,
                 (
-                    rec.sop_instance_uid, rec.sop_class_uid, rec.study_uid, rec.series_uid,
-                    rec.transfer_syntax, rec.modality, rec.patient_id, str(rec.path), rec.size,
-                    rec.calling_ae, rec.called_ae, rec.peer, rec.source, now,
+                    rec.sop_instance_uid,
+                    rec.sop_class_uid,
+                    rec.study_uid,
+                    rec.series_uid,
+                    rec.transfer_syntax,
+                    rec.modality,
+                    rec.patient_id,
+                    str(rec.path),
+                    rec.size,
+                    rec.calling_ae,
+                    rec.called_ae,
+                    rec.peer,
+                    rec.source,
+                    now,
                 ),
             )
             if not touch_study:
                 return existed is None
             conn.execute(
                 """
-                INSERT INTO studies (study_uid, first_received_at, last_received_at, calling_ae, source)
+                INSERT INTO studies
+                    (study_uid, first_received_at, last_received_at, calling_ae, source)
                 VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (study_uid) DO UPDATE SET
                     last_received_at = excluded.last_received_at,
@@ -114,16 +126,22 @@ class InstanceIndex:
         return existed is None
 
     def get(self, sop_instance_uid: str) -> InstanceRecord | None:
-        row = self.db.connection().execute(
-            "SELECT * FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT * FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            .fetchone()
+        )
         return _record(row) if row else None
 
     def for_study(self, study_uid: str) -> list[InstanceRecord]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM instances WHERE study_uid = ? ORDER BY series_uid, received_at",
-            (study_uid,),
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT * FROM instances WHERE study_uid = ? ORDER BY series_uid, received_at",
+                (study_uid,),
+            )
+            .fetchall()
+        )
         return [_record(r) for r in rows]
 
     def count(self) -> int:
@@ -137,11 +155,13 @@ class InstanceIndex:
         """Studies with at least one instance matching ``match`` (Modality matches any series,
         i.e. ModalitiesInStudy); counts cover the whole study."""
         where, args = match.where(modality=False)
-        having, h_args = ("", []) if not match.modality else (
-            "HAVING SUM(modality = ?) > 0", [match.modality]
+        having, h_args = (
+            ("", []) if not match.modality else ("HAVING SUM(modality = ?) > 0", [match.modality])
         )
-        rows = self.db.connection().execute(
-            f"""
+        rows = (
+            self.db.connection()
+            .execute(
+                f"""
             SELECT study_uid, MIN(patient_id) AS patient_id,
                    GROUP_CONCAT(DISTINCT modality) AS modalities,
                    COUNT(DISTINCT series_uid) AS n_series, COUNT(*) AS n_instances,
@@ -149,13 +169,17 @@ class InstanceIndex:
             FROM instances {where} GROUP BY study_uid {having}
             ORDER BY MIN(received_at), study_uid LIMIT ? OFFSET ?
             """,
-            [*args, *h_args, _limit(limit), max(offset, 0)],
-        ).fetchall()
+                [*args, *h_args, _limit(limit), max(offset, 0)],
+            )
+            .fetchall()
+        )
         return [
             StudySummary(
-                study_uid=r["study_uid"], patient_id=r["patient_id"],
+                study_uid=r["study_uid"],
+                patient_id=r["patient_id"],
                 modalities=tuple(sorted(m for m in (r["modalities"] or "").split(",") if m)),
-                series_count=r["n_series"], instance_count=r["n_instances"],
+                series_count=r["n_series"],
+                instance_count=r["n_instances"],
                 sample_path=Path(r["path"]),
             )
             for r in rows
@@ -166,19 +190,26 @@ class InstanceIndex:
     ) -> list[SeriesSummary]:
         """Series with at least one instance matching ``match``."""
         where, args = match.where()
-        rows = self.db.connection().execute(
-            f"""
+        rows = (
+            self.db.connection()
+            .execute(
+                f"""
             SELECT study_uid, series_uid, MIN(modality) AS modality, MIN(patient_id) AS patient_id,
                    COUNT(*) AS n_instances, MIN(path) AS path
             FROM instances {where} GROUP BY study_uid, series_uid
             ORDER BY MIN(received_at), series_uid LIMIT ? OFFSET ?
             """,
-            [*args, _limit(limit), max(offset, 0)],
-        ).fetchall()
+                [*args, _limit(limit), max(offset, 0)],
+            )
+            .fetchall()
+        )
         return [
             SeriesSummary(
-                study_uid=r["study_uid"], series_uid=r["series_uid"], modality=r["modality"],
-                patient_id=r["patient_id"], instance_count=r["n_instances"],
+                study_uid=r["study_uid"],
+                series_uid=r["series_uid"],
+                modality=r["modality"],
+                patient_id=r["patient_id"],
+                instance_count=r["n_instances"],
                 sample_path=Path(r["path"]),
             )
             for r in rows
@@ -189,11 +220,15 @@ class InstanceIndex:
     ) -> list[InstanceRecord]:
         """Instances matching ``match``, ordered by study, series and arrival."""
         where, args = match.where()
-        rows = self.db.connection().execute(
-            f"SELECT * FROM instances {where} "
-            "ORDER BY study_uid, series_uid, received_at, sop_instance_uid LIMIT ? OFFSET ?",
-            [*args, _limit(limit), max(offset, 0)],
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT * FROM instances {where} "
+                "ORDER BY study_uid, series_uid, received_at, sop_instance_uid LIMIT ? OFFSET ?",
+                [*args, _limit(limit), max(offset, 0)],
+            )
+            .fetchall()
+        )
         return [_record(r) for r in rows]
 
 
@@ -213,8 +248,10 @@ class QueryMatch:
         clauses: list[str] = []
         args: list[object] = []
         for column, values in (
-            ("study_uid", self.study_uids), ("series_uid", self.series_uids),
-            ("sop_instance_uid", self.sop_instance_uids), ("sop_class_uid", self.sop_class_uids),
+            ("study_uid", self.study_uids),
+            ("series_uid", self.series_uids),
+            ("sop_instance_uid", self.sop_instance_uids),
+            ("sop_class_uid", self.sop_class_uids),
         ):
             if values:
                 clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
@@ -258,10 +295,18 @@ def _limit(limit: int | None) -> int:
 def _record(row: object) -> InstanceRecord:
     r = dict(row)  # type: ignore[call-overload]
     return InstanceRecord(
-        sop_instance_uid=r["sop_instance_uid"], sop_class_uid=r["sop_class_uid"],
-        study_uid=r["study_uid"], series_uid=r["series_uid"],
-        transfer_syntax=r["transfer_syntax"], path=Path(r["path"]), size=r["size"],
-        modality=r["modality"], patient_id=r["patient_id"], calling_ae=r["calling_ae"],
-        called_ae=r["called_ae"], peer=r["peer"], source=r["source"],
+        sop_instance_uid=r["sop_instance_uid"],
+        sop_class_uid=r["sop_class_uid"],
+        study_uid=r["study_uid"],
+        series_uid=r["series_uid"],
+        transfer_syntax=r["transfer_syntax"],
+        path=Path(r["path"]),
+        size=r["size"],
+        modality=r["modality"],
+        patient_id=r["patient_id"],
+        calling_ae=r["calling_ae"],
+        called_ae=r["called_ae"],
+        peer=r["peer"],
+        source=r["source"],
         received_at=r["received_at"],
     )

@@ -43,7 +43,11 @@ register_schema(
 )
 
 RECEIVED, COMPLETE, INFERRING, REPORTING, QUEUED = (
-    "received", "complete", "inferring", "reporting", "queued",
+    "received",
+    "complete",
+    "inferring",
+    "reporting",
+    "queued",
 )
 DELIVERED, REPORTED, NOT_APPLICABLE, FAILED = "delivered", "reported", "not_applicable", "failed"
 FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED)
@@ -73,11 +77,19 @@ class Job:
 def _job(row: Any) -> Job:
     r = dict(row)
     return Job(
-        study_uid=r["study_uid"], state=r["state"], reason=r["reason"],
-        generation=r["generation"], created_at=r["created_at"], updated_at=r["updated_at"],
-        calling_ae=r["calling_ae"], complete_at=r["complete_at"], started_at=r["started_at"],
-        finished_at=r["finished_at"], delivered_at=r["delivered_at"],
-        input_received_at=r["input_received_at"], result_json=r["result_json"],
+        study_uid=r["study_uid"],
+        state=r["state"],
+        reason=r["reason"],
+        generation=r["generation"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        calling_ae=r["calling_ae"],
+        complete_at=r["complete_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        delivered_at=r["delivered_at"],
+        input_received_at=r["input_received_at"],
+        result_json=r["result_json"],
     )
 
 
@@ -104,8 +116,14 @@ class JobStore:
                     conn.execute(
                         """INSERT INTO jobs (study_uid, state, seen_received_at, created_at,
                                updated_at, calling_ae) VALUES (?, ?, ?, ?, ?, ?)""",
-                        (row["study_uid"], RECEIVED, row["last_received_at"], now, now,
-                         row["calling_ae"]),
+                        (
+                            row["study_uid"],
+                            RECEIVED,
+                            row["last_received_at"],
+                            now,
+                            now,
+                            row["calling_ae"],
+                        ),
                     )
                 elif row["state"] == RECEIVED:
                     conn.execute(
@@ -118,8 +136,14 @@ class JobStore:
                                generation = generation + 1, seen_received_at = ?,
                                complete_requested = 0, created_at = ?, updated_at = ?,
                                calling_ae = ? WHERE study_uid = ?""",
-                        (RECEIVED, row["last_received_at"], now, now, row["calling_ae"],
-                         row["study_uid"]),
+                        (
+                            RECEIVED,
+                            row["last_received_at"],
+                            now,
+                            now,
+                            row["calling_ae"],
+                            row["study_uid"],
+                        ),
                     )
         return [r["study_uid"] for r in rows]
 
@@ -183,8 +207,15 @@ class JobStore:
                        finished_at = COALESCE(?, finished_at),
                        result_json = COALESCE(?, result_json)
                    WHERE study_uid = ? AND generation = ?""",
-                (state, reason, now, finished, json.dumps(result) if result is not None else None,
-                 job.study_uid, job.generation),
+                (
+                    state,
+                    reason,
+                    now,
+                    finished,
+                    json.dumps(result) if result is not None else None,
+                    job.study_uid,
+                    job.generation,
+                ),
             )
         return cursor.rowcount == 1
 
@@ -208,27 +239,35 @@ class JobStore:
         return cursor.rowcount
 
     def in_state(self, state: str) -> list[Job]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM jobs WHERE state = ? ORDER BY updated_at", (state,)
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute("SELECT * FROM jobs WHERE state = ? ORDER BY updated_at", (state,))
+            .fetchall()
+        )
         return [_job(r) for r in rows]
 
     def depth(self) -> int:
         """Jobs the model worker still has to finish (the bounded queue)."""
         marks = ",".join("?" * len(WAITING_FOR_WORKER))
-        row = self.db.connection().execute(
-            f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", WAITING_FOR_WORKER
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", WAITING_FOR_WORKER)
+            .fetchone()
+        )
         return int(row[0])
 
     def get(self, study_uid: str) -> Job | None:
-        row = self.db.connection().execute(
-            "SELECT * FROM jobs WHERE study_uid = ?", (study_uid,)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT * FROM jobs WHERE study_uid = ?", (study_uid,))
+            .fetchone()
+        )
         return _job(row) if row else None
 
     def recent(self, limit: int = 20) -> list[Job]:
-        rows = self.db.connection().execute(
-            "SELECT * FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute("SELECT * FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,))
+            .fetchall()
+        )
         return [_job(r) for r in rows]
