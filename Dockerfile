@@ -1,0 +1,71 @@
+# scp-node: DICOM Storage SCP + DICOMweb node with the LSTV screen (docs/deployment.md).
+#
+#   docker build -t scp-node:0.1.0 .
+#   docker run --gpus all -p 11112:11112 -p 8042:8042 -v scp-node-data:/data scp-node:0.1.0
+#
+# No conda anywhere: a slim Debian Python 3.11 image plus wheels from PyPI. Every Python package
+# comes from pyproject.toml (the project is installed from its own wheel); torch==2.13.0 from PyPI
+# is the CUDA build on Linux x86_64 and brings the CUDA user-space libraries as nvidia-* wheels, so
+# the host needs only the NVIDIA driver and the NVIDIA Container Toolkit (`--gpus all`).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: turn the source tree into one wheel (build tools stay in this stage) ---------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY scp_node ./scp_node
+
+# Builds with the backend pyproject.toml names ([build-system]) in an isolated environment; the
+# wheel carries the package data: codec self-test samples and the reference weights.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
+    && python -m zipfile -l /dist/scp_node-*.whl > /tmp/wheel-contents.txt \
+    && grep -q "scp_node/data/reference_localizer.pt" /tmp/wheel-contents.txt \
+    && grep -q "scp_node/data/codec_samples/" /tmp/wheel-contents.txt
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+LABEL org.opencontainers.image.title="scp-node" \
+      org.opencontainers.image.description="DICOM Storage SCP + DICOMweb node: LSTV screen, DICOM SR back to the PACS (research use only)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SCP_NODE_STORAGE__DATA_DIR=/data \
+    SCP_NODE_DICOM__BIND_HOST=0.0.0.0 \
+    SCP_NODE_HTTP__HOST=0.0.0.0
+
+# The node never runs as root; /data (spool, SQLite index, results) belongs to it.
+RUN groupadd --system --gid 10001 scpnode \
+    && useradd --system --uid 10001 --gid scpnode --create-home --home-dir /home/scpnode \
+       --shell /usr/sbin/nologin scpnode \
+    && mkdir -p /data \
+    && chown scpnode:scpnode /data
+
+# The wheel is bind-mounted from the builder, so no layer keeps a copy of it. pip resolves the
+# dependencies from the wheel's metadata, i.e. from pyproject.toml; nothing else is named here.
+# The decoder self-test then proves at build time that the codecs import and decode.
+RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
+    pip install --no-cache-dir /dist/scp_node-*.whl \
+    && scp-node decoders
+
+USER 10001:10001
+WORKDIR /data
+VOLUME ["/data"]
+
+# 11112: DICOM upper layer (C-ECHO, C-STORE, Storage Commitment); 8042: DICOMweb, probes, metrics.
+EXPOSE 11112 8042
+
+# The node checks itself with its own C-ECHO (same config and environment as `serve`).
+HEALTHCHECK --interval=30s --timeout=15s --start-period=120s --retries=3 \
+    CMD ["scp-node", "echo"]
+
+CMD ["scp-node", "serve"]
