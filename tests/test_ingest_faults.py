@@ -12,6 +12,7 @@ from pydicom import dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
@@ -48,14 +49,10 @@ def encode_dataset(ds) -> bytes:
     return buffer.getvalue()
 
 
-def raw_c_store(
-    port: int, encoded: bytes, sop_class: str, sop_instance: str, send_fraction: float = 1.0
-) -> int | None:
-    """A C-STORE-RQ whose data set bytes are sent as given (no checks by the sender).
-
-    With ``send_fraction`` < 1 only that share of the P-DATA fragments is sent, then A-ABORT.
-    Returns the response status, or None after an abort.
-    """
+def send_part_then_abort(
+    port: int, encoded: bytes, sop_class: str, sop_instance: str, send_fraction: float = 0.5
+) -> None:
+    """Start a C-STORE-RQ, send only ``send_fraction`` of its P-DATA fragments, then A-ABORT."""
     ae = AE(ae_title="PACS")
     ae.add_requested_context(MRImageStorage, [EXPLICIT_LE])
     ae.maximum_pdu_size = 16384
@@ -70,17 +67,32 @@ def raw_c_store(
     message = C_STORE_RQ()
     message.primitive_to_message(request)
     fragments = list(message.encode_msg(assoc.accepted_contexts[0].context_id, 16384))
-    if send_fraction < 1.0:
-        assert len(fragments) > 4
-        for pdata in fragments[: int(len(fragments) * send_fraction)]:
-            assoc.dul.send_pdu(pdata)
-        assoc.abort()
-        return None
-    for pdata in fragments:
+    assert len(fragments) > 4
+    for pdata in fragments[: int(len(fragments) * send_fraction)]:
         assoc.dul.send_pdu(pdata)
-    _, response = assoc.dimse.get_msg(block=True)
-    assoc.release()
-    return int(response.Status)
+    assoc.abort()
+
+
+def send_raw_file(port: int, tmp_path: Path, encoded: bytes, sop_class: str, sop_uid: str) -> int:
+    """C-STORE of ``encoded`` exactly as given: pynetdicom's chunked mode sends the bytes after
+    the file meta without parsing them (the sender does no checks of its own)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = EXPLICIT_LE
+    path = tmp_path / f"raw-{sop_uid[-8:]}.dcm"
+    with path.open("wb") as handle:
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(handle, meta)
+        handle.write(encoded)
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        return store_file(port, path)
+    finally:
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = False
 
 
 def assert_still_serving(node: Node, tmp_path: Path) -> None:
@@ -119,7 +131,9 @@ def test_wrong_called_ae_is_rejected_with_reason(running_node, settings):
 def test_truncated_dataset_is_refused(running_node, settings, tmp_path):
     ds = mr_dataset()
     encoded = encode_dataset(ds)[:-1000]
-    status = raw_c_store(settings.dicom.port, encoded, str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+    status = send_raw_file(
+        settings.dicom.port, tmp_path, encoded, str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+    )
     assert status == 0xC102
     assert running_node.index.count() == 0
     assert not list(Path(running_node.spool.root).rglob("*.dcm"))
@@ -130,7 +144,9 @@ def test_missing_sop_instance_uid_is_refused(running_node, settings, tmp_path):
     ds = mr_dataset()
     uid = str(ds.SOPInstanceUID)
     del ds.SOPInstanceUID  # the C-STORE request still names one
-    status = raw_c_store(settings.dicom.port, encode_dataset(ds), str(ds.SOPClassUID), uid)
+    status = send_raw_file(
+        settings.dicom.port, tmp_path, encode_dataset(ds), str(ds.SOPClassUID), uid
+    )
     assert status == 0xC101
     assert running_node.index.count() == 0
     assert_still_serving(running_node, tmp_path)
@@ -152,14 +168,9 @@ def test_aborted_association_leaves_no_partial_file(running_node, settings, tmp_
 
     ds = mr_dataset(size=256, seed=2)
     with caplog.at_level(logging.INFO):
-        status = raw_c_store(
-            settings.dicom.port,
-            encode_dataset(ds),
-            str(ds.SOPClassUID),
-            str(ds.SOPInstanceUID),
-            send_fraction=0.5,
+        send_part_then_abort(
+            settings.dicom.port, encode_dataset(ds), str(ds.SOPClassUID), str(ds.SOPInstanceUID)
         )
-        assert status is None
         assert_still_serving(running_node, tmp_path)
     assert running_node.index.get(str(ds.SOPInstanceUID)) is None
     assert running_node.index.get(str(dcmread(first).SOPInstanceUID)) is not None
