@@ -17,6 +17,7 @@ centre is 0.5\\0.5), and highdicom stores Graphic Data as given, so the report a
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -132,10 +133,54 @@ def _comment(text: str) -> hd.sr.TextContentItem:
     )
 
 
+def _verdict(result: StudyResult) -> str:
+    """The study-level outcome in words (the first line a viewer shows for the group)."""
+    verdict = "LSTV suspected" if result.lstv_suspected else "No LSTV suspected"
+    return f"{verdict}, needs review" if result.needs_review else verdict
+
+
+def _study_anchor(result: StudyResult, by_uid: dict[str, Dataset]) -> hd.sr.ImageRegion | None:
+    """POINT the study-level measurements are INFERRED FROM: the upper sacrum.
+
+    One inter-disc step caudal to the lowest placed disc (or rows/10 below it when only one disc
+    was placed), on that disc's slice, clipped to the image. Viewers such as OHIF draw a TID 1501
+    group only when its measurements carry an image reference (docs/viewer.md).
+    """
+    if not result.applicable or not result.levels:
+        return None
+    ordered = sorted(result.levels, key=lambda f: f.pixel_xy[1])
+    last = ordered[-1]
+    source = by_uid.get(last.sop_instance_uid)
+    if source is None:
+        return None
+    rows, cols = int(getattr(source, "Rows", 0) or 0), int(getattr(source, "Columns", 0) or 0)
+    if len(ordered) > 1:
+        prev = ordered[-2]
+        step = (last.pixel_xy[0] - prev.pixel_xy[0], last.pixel_xy[1] - prev.pixel_xy[1])
+    else:
+        step = (0.0, rows / 10.0)
+    col = min(max(last.pixel_xy[0] + step[0], 0.0), max(cols - 1.0, 0.0))
+    row = min(max(last.pixel_xy[1] + step[1], 0.0), max(rows - 1.0, 0.0))
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POINT,
+        graphic_data=np.array([[col + SCOORD_OFFSET, row + SCOORD_OFFSET]], dtype=float),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+    )
+    region.RelationshipType = hd.sr.RelationshipTypeValues.INFERRED_FROM.value
+    return region
+
+
 def _study_group(
-    result: StudyResult, sr_sop_uid: str, algorithm: hd.sr.AlgorithmIdentification | None
+    result: StudyResult,
+    sr_sop_uid: str,
+    algorithm: hd.sr.AlgorithmIdentification | None,
+    anchor: hd.sr.ImageRegion | None = None,
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """TID 1501 group with the study-level outcome (or, when not applicable, the reason)."""
+    """TID 1501 group with the study-level outcome (or, when not applicable, the reason).
+
+    With an ``anchor`` each NUM gets an INFERRED FROM SCOORD (TID 300 → TID 320) and the verdict
+    is repeated as the first Comment, so that a viewer can show it on the image.
+    """
     evaluations = [
         hd.sr.QualitativeEvaluation(codes.SCREEN_APPLICABLE, codes.yes_no(result.applicable))
     ]
@@ -151,6 +196,12 @@ def _study_group(
     evaluations.append(
         hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
     )
+    if anchor is not None:
+        for measurement in measurements:
+            num = measurement[0]
+            if "ContentSequence" not in num:
+                num.ContentSequence = hd.sr.ContentSequence(is_root=False)
+            num.ContentSequence.append(copy.deepcopy(anchor))
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid(sr_sop_uid, "LSTV screen"), identifier="LSTV screen"
@@ -161,7 +212,7 @@ def _study_group(
         measurements=measurements or None,
         qualitative_evaluations=evaluations,
     )
-    texts = []
+    texts = [_verdict(result)] if result.applicable else []
     if not result.applicable:
         texts.append(f"Not applicable: {result.reason or 'no reason given'}")
     texts += [f"Warning: {w}" for w in result.warnings]
@@ -192,7 +243,7 @@ def build_sr(
                     "which is not among the source datasets"
                 )
             groups.append(_level_group(finding, source, sop, algorithm))
-    groups.append(_study_group(result, sop, algorithm))
+    groups.append(_study_group(result, sop, algorithm, _study_anchor(result, by_uid)))
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(settings),
         procedure_reported=codes.PROCEDURE_MR,
