@@ -1,4 +1,4 @@
-"""A same-origin web server for OHIF in tests: the prebuilt viewer plus a proxy to Orthanc's DICOMweb.
+"""Same-origin web server for OHIF in tests: the prebuilt viewer plus a proxy to Orthanc DICOMweb.
 
 Orthanc 1.10 / DICOMweb 1.7 send no CORS headers, so OHIF and the DICOMweb API must share one
 origin. This server (stdlib ``http.server``, one thread per request) serves:
@@ -101,7 +101,9 @@ class OhifServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def start(self) -> OhifServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="ohif-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="ohif-http", daemon=True
+        )
         self.thread.start()
         return self
 
