@@ -38,9 +38,7 @@ pytestmark = pytest.mark.ohif
 
 HERE = Path(__file__).parent / "ohif"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-OHIF_DIST = Path(
-    os.environ.get("OHIF_DIST", Path.home() / ".cache" / "scp-node" / "ohif" / "dist")
-)
+OHIF_DIST = Path(os.environ.get("OHIF_DIST", Path.home() / ".cache" / "scp-node" / "ohif" / "dist"))
 WEIGHTS = Path(__file__).parents[1] / "scp_node" / "data" / "reference_localizer.pt"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 VIEW_TIMEOUT_S = 120
@@ -58,7 +56,8 @@ def _require_tools() -> None:
     if not (HERE / "node_modules" / "puppeteer-core").exists():
         missing.append("tests/ohif/node_modules/puppeteer-core")
     if missing:
-        pytest.skip("OHIF test set-up missing: " + ", ".join(missing) + " (scripts/install-ohif.sh)")
+        hint = " (run scripts/install-ohif.sh)"
+        pytest.skip("OHIF test set-up missing: " + ", ".join(missing) + hint)
     if not WEIGHTS.exists():
         pytest.skip(f"reference model weights not trained yet: {WEIGHTS} is absent")
 
