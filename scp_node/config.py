@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,12 @@ from pydantic_settings import (
 ENV_PREFIX = "SCP_NODE_"
 
 
+class Section(BaseModel):
+    """A config section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _ae_title(value: str) -> str:
     """An AE title is 1-16 characters of the default repertoire, no backslash (PS3.5 §6.2, AE)."""
     stripped = value.strip()
@@ -30,7 +36,7 @@ def _ae_title(value: str) -> str:
     return stripped
 
 
-class TlsSettings(BaseModel):
+class TlsSettings(Section):
     """DICOM TLS (PS3.15 Annex B.9): server certificate and optional client verification."""
 
     enabled: bool = False
@@ -41,7 +47,7 @@ class TlsSettings(BaseModel):
     )
 
 
-class DicomSettings(BaseModel):
+class DicomSettings(Section):
     """The DICOM upper-layer listener (C-ECHO, C-STORE, Storage Commitment)."""
 
     ae_title: str = "LSTV_NODE"
@@ -68,7 +74,7 @@ class DicomSettings(BaseModel):
         return [_ae_title(v) for v in values]
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Section):
     """Where accepted instances and the SQLite index live."""
 
     data_dir: Path = Path("var")
@@ -88,7 +94,7 @@ class StorageSettings(BaseModel):
         return self.data_dir / "results"
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     """The HTTP server: DICOMweb (STOW/QIDO/WADO) plus /healthz, /readyz, /metrics."""
 
     enabled: bool = True
@@ -103,7 +109,7 @@ class HttpSettings(BaseModel):
     tls_key_file: Path | None = None
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     """The spine-level localizer and the LSTV screen."""
 
     weights: Path | None = Field(
@@ -121,7 +127,7 @@ class ModelSettings(BaseModel):
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 
 
-class SeriesRules(BaseModel):
+class SeriesRules(Section):
     """How the sagittal T2 series is chosen among a study's series."""
 
     description_include: list[str] = Field(default_factory=lambda: ["t2", "T2"])
@@ -130,7 +136,7 @@ class SeriesRules(BaseModel):
     min_slices: int = 3
 
 
-class ReportSettings(BaseModel):
+class ReportSettings(Section):
     """The DICOM SR (TID 1500) the node produces, and the optional Secondary Capture."""
 
     series_number: int = 9901
@@ -143,7 +149,7 @@ class ReportSettings(BaseModel):
     manufacturer: str = "scp-node project"
 
 
-class Destination(BaseModel):
+class Destination(Section):
     """Where results go: a DIMSE Storage SCP or a STOW-RS endpoint."""
 
     kind: Literal["dimse", "stow"] = "dimse"
@@ -157,7 +163,7 @@ class Destination(BaseModel):
     timeout_s: float = Field(30.0, description="connect/ACSE/DIMSE/HTTP timeout per attempt")
 
 
-class DeliverySettings(BaseModel):
+class DeliverySettings(Section):
     """Outbox delivery of results (exponential backoff with jitter, then dead letter)."""
 
     destinations: dict[str, Destination] = Field(default_factory=dict)
@@ -170,7 +176,7 @@ class DeliverySettings(BaseModel):
     batch_size: int = Field(32, description="rows sent per destination per pass (one association)")
 
 
-class PipelineSettings(BaseModel):
+class PipelineSettings(Section):
     """Study completion and the job queue."""
 
     enabled: bool = True
@@ -180,7 +186,7 @@ class PipelineSettings(BaseModel):
     poll_interval_s: float = 0.5
 
 
-class LogSettings(BaseModel):
+class LogSettings(Section):
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
 

@@ -41,6 +41,7 @@ class Node:
         self.pipeline: Pipeline | None = None
         if settings.pipeline.enabled:
             self.pipeline = Pipeline(settings, self.db, self.index)
+            self.receiver.admit = self.pipeline.admit
         self.dimse = DimseServer(
             settings.dicom,
             self.receiver,

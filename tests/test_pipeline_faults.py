@@ -149,6 +149,16 @@ def test_full_queue_gives_back_pressure_and_metrics_count_it(tmp_path):
         # storescu stops at the first refusal: "Refused: OutOfResources" is status 0xA700
         assert "Refused: OutOfResources" in refused.stdout + refused.stderr
         assert all(node.index.get(str(dcmread(f).SOPInstanceUID)) is None for f in second)
+        stow = httpx.post(
+            f"http://127.0.0.1:{node.http.port}/dicom-web/studies",
+            content=b"--b\r\nContent-Type: application/dicom\r\n\r\n"
+            + second[0].read_bytes()
+            + b"\r\n--b--\r\n",
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
+            timeout=30,
+        )
+        assert stow.status_code == 503 and stow.headers["Retry-After"]
+        assert node.index.get(str(dcmread(second[0]).SOPInstanceUID)) is None
         metrics = httpx.get(f"http://127.0.0.1:{node.http.port}/metrics", timeout=10).text
         assert 'scp_node_instances_refused_total{source="dimse",status="0xA700"} 1.0' in metrics
         assert "scp_node_job_queue_depth 1.0" in metrics

@@ -204,6 +204,8 @@ class Receiver:
         self.index = index
         self.accepted = set(accepted_syntaxes)
         self.on_stored = on_stored
+        #: Set by the node: None when new work is welcome, else why not (analysis queue full).
+        self.admit: Callable[[], str | None] | None = None
 
     def store_dataset(
         self,

@@ -126,6 +126,10 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
 
     async def stow(request: Request, study: str | None) -> Response:
         boundary = _check_stow_request(request, limits)
+        busy = ctx.receiver.admit() if ctx.receiver.admit is not None else None
+        if busy:  # back-pressure, like 0xA700 on C-STORE: nothing read, nothing stored
+            log.warning("STOW-RS refused with 503: %s", busy)
+            return Response(busy, status_code=503, headers={"Retry-After": "30"})
         client = request.client
         origin = Origin(
             calling_ae=request.headers.get(CALLING_AE_HEADER, "").strip()[:16],
