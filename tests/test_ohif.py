@@ -30,7 +30,7 @@ from scp_node.config import ReportSettings
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
 from tests.conftest import free_port
-from tests.ohif.server import OhifServer
+from tests.ohif.server import OhifServer, split_includefield
 from tests.orthanc import Orthanc
 from tests.test_round_trip import pipeline_settings, sr_in_pacs, upload, wait_for
 
@@ -258,3 +258,11 @@ def test_each_marker_names_its_disc_level(viewed: dict[str, Viewed], variant: st
     boxes = _boxes(seen.view, "Peak confidence")
     named = {lvl.name for lvl in seen.levels if any(lvl.name in " ".join(b) for b in boxes)}
     assert named == {lvl.name for lvl in seen.levels}
+
+
+def test_proxy_splits_comma_separated_includefield() -> None:
+    """DICOMweb 1.7 ignores ``includefield=a,b``; the proxy sends repeated parameters instead."""
+    query = "limit=5&includefield=00081030,00080060&StudyInstanceUID=1.2.3"
+    assert split_includefield(query) == (
+        "limit=5&includefield=00081030&includefield=00080060&StudyInstanceUID=1.2.3"
+    )
