@@ -2,8 +2,9 @@
 
 500 uncompressed 512x512 16-bit MR images (and the same 500 as JPEG 2000 lossless) are sent by DCMTK
 ``storescu`` in one association to each receiver in turn, alternating, for several rounds. Both
-receivers and the sender get TCP_NODELAY=1. The node writes durably (fsync + SQLite FULL commit per
-instance); storescp does not fsync. Prints a Markdown table of medians and the node/storescp ratio.
+receivers and the sender get TCP_NODELAY=1. The node runs its default configuration (pipeline on,
+given time to load the model first) and writes durably (fdatasync of each file and its directory,
+then the SQLite commit); storescp does not fsync. A third row runs the node with storage.fsync off. Prints a Markdown table of medians and the node/storescp ratio.
 
     python bench/bench_ingest.py [--count 500] [--rounds 3] [--work /tmp/scp-bench]
 """
@@ -26,6 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, MRImageStorage, generate_uid
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
+WARM_UP_S = 8.0
 
 
 def free_port() -> int:
@@ -89,9 +91,10 @@ def start_storescp(out: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_node(data: Path, port: int) -> subprocess.Popen[bytes]:
+def start_node(data: Path, port: int, fsync: bool = True) -> subprocess.Popen[bytes]:
     env = {
         **ENV,
+        "SCP_NODE_STORAGE__FSYNC": "true" if fsync else "false",
         "SCP_NODE_DICOM__PORT": str(port),
         "SCP_NODE_STORAGE__DATA_DIR": str(data),
         "SCP_NODE_HTTP__ENABLED": "false",
@@ -131,9 +134,14 @@ def run_one(kind: str, files: list[Path], work: Path, flag: str) -> tuple[float,
     port = free_port()
     target = work / f"recv-{kind}"
     shutil.rmtree(target, ignore_errors=True)
-    proc = start_node(target, port) if kind == "scp-node" else start_storescp(target, port)
+    if kind == "storescp":
+        proc = start_storescp(target, port)
+    else:
+        proc = start_node(target, port, fsync=kind == "scp-node")
     try:
         wait_port(port)
+        if kind != "storescp":
+            time.sleep(WARM_UP_S)  # the model worker imports torch and loads weights at start
         seconds = send(files, port, flag)
         rss = peak_rss_mb(proc.pid)
     finally:
@@ -155,7 +163,7 @@ def main() -> int:
     for label, j2k, flag in (("uncompressed", False, "-xe"), ("J2K lossless", True, "-xv")):
         files = make_series(args.work / label.replace(" ", "_"), args.count, j2k)
         megabytes = sum(f.stat().st_size for f in files) / 1e6
-        times: dict[str, list[float]] = {"storescp": [], "scp-node": []}
+        times: dict[str, list[float]] = {"storescp": [], "scp-node": [], "scp-node, no fsync": []}
         rss: dict[str, float] = {}
         for _ in range(args.rounds):
             for kind in times:
