@@ -4,7 +4,8 @@
 ``storescu`` in one association to each receiver in turn, alternating, for several rounds. Both
 receivers and the sender get TCP_NODELAY=1. The node runs its default configuration (pipeline on,
 given time to load the model first) and writes durably (fdatasync of each file and its directory,
-then the SQLite commit); storescp does not fsync. A third row runs the node with storage.fsync off. Prints a Markdown table of medians and the node/storescp ratio.
+then the SQLite commit); storescp does not fsync. A third row runs the node with storage.fsync off.
+Prints a Markdown table of medians and the node/storescp ratio.
 
     python bench/bench_ingest.py [--count 500] [--rounds 3] [--work /tmp/scp-bench]
 """

@@ -1,4 +1,4 @@
-"""One study in, one :class:`StudyResult` out: select the sagittal T2 series, load it, run the model."""
+"""One study in, one :class:`StudyResult` out: select series, load it, run the model."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def analyze_study(paths: list[Path], settings: Settings, engine: LocalizerEngine) -> StudyResult:
     """The LSTV screen of one study's instance files. A study without a usable series gives a
-    not-applicable result with the reason; model failures are reported the same way, never raised."""
+    not-applicable result with the reason; model failures are reported the same way, never
+    raised."""
     selection = select_and_load(paths, settings.series)
     if selection.volume is None:
         return StudyResult(

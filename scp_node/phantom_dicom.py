@@ -1,7 +1,9 @@
 """Write a phantom as a real DICOM MR Image series (PS3.3 A.4 MR Image IOD), one study per call.
 
-UIDs come from :func:`pydicom.uid.generate_uid` with an entropy source derived from (variant, seed), so
-the same call writes the same UIDs. Compressed transfer syntaxes are produced by ``Dataset.compress``
+UIDs come from :func:`pydicom.uid.generate_uid` with an entropy source derived from (variant,
+seed), so
+the same call writes the same UIDs. Compressed transfer syntaxes are produced by
+``Dataset.compress``
 (JPEG 2000 lossless, JPEG-LS lossless, RLE) with the SOP Instance UID kept, or by DCMTK ``dcmcjpeg``
 for JPEG Lossless (.57/.70). ``truth.json`` beside the files records the true disc centres.
 """

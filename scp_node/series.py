@@ -1,8 +1,10 @@
 """Pick a study's sagittal T2 series and load it as a geometry-sorted float volume.
 
-Orientation comes from Image Orientation (Patient) (PS3.3 C.7.6.2.1.1): the slice normal is the cross
+Orientation comes from Image Orientation (Patient) (PS3.3 C.7.6.2.1.1): the slice normal is the
+cross
 product of the row and column direction cosines; a sagittal slice has its normal along the patient
-L-R (x) axis. Slices are sorted by the projection of Image Position (Patient) on that normal. Pixel data
+L-R (x) axis. Slices are sorted by the projection of Image Position (Patient) on that normal.
+Pixel data
 are decoded only through :func:`scp_node.codecs.decode_pixels` and rescaled with Rescale Slope /
 Intercept (PS3.3 C.11.1.1.2); MONOCHROME1 is inverted (PS3.3 C.7.6.3.1.2).
 """
@@ -54,7 +56,9 @@ class SeriesVolume:
     series_description: str = ""
     warnings: list[str] = field(default_factory=list)
 
-    def pixel_to_patient(self, slice_index: int, col: float, row: float) -> tuple[float, float, float]:
+    def pixel_to_patient(
+        self, slice_index: int, col: float, row: float
+    ) -> tuple[float, float, float]:
         """Patient mm of pixel (col, row) on a slice (PS3.3 C.7.6.2.1.1 equation)."""
         origin = np.asarray(self.positions[slice_index], dtype=np.float64)
         r = np.asarray(self.row_direction) * self.pixel_spacing[1] * col
@@ -142,7 +146,9 @@ def _is_image(ds: Dataset) -> bool:
     return "Rows" in ds and "Columns" in ds and "ImageOrientationPatient" in ds
 
 
-def candidates(paths: Iterable[Path], rules: SeriesRules) -> tuple[list[_Candidate], str, list[str]]:
+def candidates(
+    paths: Iterable[Path], rules: SeriesRules
+) -> tuple[list[_Candidate], str, list[str]]:
     """Sagittal candidate series, best first; plus the study UID and notes on what was skipped."""
     by_series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     notes: list[str] = []

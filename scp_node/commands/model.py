@@ -18,27 +18,43 @@ def register(subparsers: Any) -> None:
         help="write a synthetic sagittal T2 lumbar spine study (DICOM MR) with truth.json",
     )
     ph.add_argument("out_dir", metavar="OUT_DIR", type=Path)
-    ph.add_argument("--variant", choices=["normal", "lumbarization", "sacralization"],
-                    default="normal")
+    ph.add_argument(
+        "--variant", choices=["normal", "lumbarization", "sacralization"], default="normal"
+    )
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--slices", type=int, default=15)
     ph.add_argument("--size", type=int, default=256, help="rows = columns (e.g. 256, 320, 512)")
-    ph.add_argument("--transfer-syntax", default="1.2.840.10008.1.2.1",
-                    help="transfer syntax UID (default Explicit VR Little Endian)")
+    ph.add_argument(
+        "--transfer-syntax",
+        default="1.2.840.10008.1.2.1",
+        help="transfer syntax UID (default Explicit VR Little Endian)",
+    )
     ph.set_defaults(func=run_phantom)
 
     model = subparsers.add_parser("model", help="train or evaluate the disc-level localizer")
     sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     tr = sub.add_parser("train", help="train on normal phantoms, pick the threshold, save weights")
-    tr.add_argument("--out", type=Path, default=None,
-                    help="weights file (default: the packaged reference_localizer.pt)")
+    tr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="weights file (default: the packaged reference_localizer.pt)",
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--phantoms", type=int, default=600, help="normal training phantoms")
     tr.add_argument("--steps", type=int, default=1200, help="optimizer steps (batch 16)")
-    tr.add_argument("--epochs", type=float, default=None,
-                    help="alternative to --steps: passes over the training samples")
-    tr.add_argument("--validation", type=int, default=20,
-                    help="validation phantoms per LSTV variant (twice as many normals)")
+    tr.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="alternative to --steps: passes over the training samples",
+    )
+    tr.add_argument(
+        "--validation",
+        type=int,
+        default=20,
+        help="validation phantoms per LSTV variant (twice as many normals)",
+    )
     tr.add_argument("--threads", type=int, default=2)
     tr.set_defaults(func=run_train)
 
@@ -56,8 +72,13 @@ def register(subparsers: Any) -> None:
     inf.add_argument("study_dir", metavar="STUDY_DIR", type=Path)
     inf.add_argument("--json", action="store_true")
     # --- SR output: owned by the report engineer (scp_node.report.write_sr_for_result) ---
-    inf.add_argument("--sr", metavar="OUT.dcm", type=Path, default=None,
-                     help="also write the result as a DICOM SR")
+    inf.add_argument(
+        "--sr",
+        metavar="OUT.dcm",
+        type=Path,
+        default=None,
+        help="also write the result as a DICOM SR",
+    )
     add_config_argument(inf)
     inf.set_defaults(func=run_infer)
 
@@ -65,8 +86,9 @@ def register(subparsers: Any) -> None:
 def run_phantom(args: argparse.Namespace) -> int:
     from scp_node.phantom_dicom import write_phantom
 
-    paths = write_phantom(args.out_dir, args.variant, args.seed, args.slices, args.size,
-                          args.transfer_syntax)
+    paths = write_phantom(
+        args.out_dir, args.variant, args.seed, args.slices, args.size, args.transfer_syntax
+    )
     print(f"wrote {len(paths)} slices ({args.variant}, seed {args.seed}) to {args.out_dir}")
     return 0
 
@@ -80,10 +102,17 @@ def run_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         steps = max(1, math.ceil(args.epochs * args.phantoms * 3 / 16))
     out = args.out or reference_path()
-    meta = train(TrainConfig(out=out, seed=args.seed, phantoms=args.phantoms, steps=steps,
-                             validation_per_variant=args.validation, threads=args.threads))
-    print(f"wrote {out}: threshold {meta['lstv_threshold']}, "
-          f"{meta['training']['total_seconds']} s")
+    meta = train(
+        TrainConfig(
+            out=out,
+            seed=args.seed,
+            phantoms=args.phantoms,
+            steps=steps,
+            validation_per_variant=args.validation,
+            threads=args.threads,
+        )
+    )
+    print(f"wrote {out}: threshold {meta['lstv_threshold']}, {meta['training']['total_seconds']} s")
     return 0
 
 
@@ -109,16 +138,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     err = report["error_mm"]
     print(f"weights sha256       {report['weights_sha256']}")
-    print(f"phantoms             {report['counts']} ({report['size']} px, {report['slices']} slices)")
-    print(f"localization error   median {err['median']:.2f} mm, p95 {err['p95']:.2f} mm "
-          f"(normals, in-plane)")
+    print(
+        f"phantoms             {report['counts']} ({report['size']} px, {report['slices']} slices)"
+    )
+    print(
+        f"localization error   median {err['median']:.2f} mm, p95 {err['p95']:.2f} mm "
+        f"(normals, in-plane)"
+    )
     for level, value in err["per_level_median"].items():
         print(f"  {level:<8} median {value:.2f} mm")
-    print(f"AUROC LSTV vs normal {report['auroc']:.3f} "
-          f"(lumbarization {report['auroc_by_variant']['lumbarization']:.3f}, "
-          f"sacralization {report['auroc_by_variant']['sacralization']:.3f})")
-    print(f"threshold {report['threshold']:.4f}: sensitivity {report['sensitivity']:.3f}, "
-          f"specificity {report['specificity']:.3f}")
+    print(
+        f"AUROC LSTV vs normal {report['auroc']:.3f} "
+        f"(lumbarization {report['auroc_by_variant']['lumbarization']:.3f}, "
+        f"sacralization {report['auroc_by_variant']['sacralization']:.3f})"
+    )
+    print(
+        f"threshold {report['threshold']:.4f}: sensitivity {report['sensitivity']:.3f}, "
+        f"specificity {report['specificity']:.3f}"
+    )
     print(f"median score by variant {report['score_median_by_variant']}")
     return 0
 
@@ -127,8 +164,9 @@ def run_infer(args: argparse.Namespace) -> int:
     from scp_node.analysis import analyze_study
 
     settings, engine = _engine(args)
-    paths = sorted(p for p in Path(args.study_dir).rglob("*") if p.is_file()
-                   and p.name != "truth.json")
+    paths = sorted(
+        p for p in Path(args.study_dir).rglob("*") if p.is_file() and p.name != "truth.json"
+    )
     result = analyze_study(paths, settings, engine)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -144,17 +182,25 @@ def _print_result(result: Any) -> None:
     if not result.applicable:
         print(f"NOT APPLICABLE: {result.reason}")
         return
-    print(f"series {result.series_instance_uid}   device {result.device}   "
-          f"{result.inference_ms:.0f} ms")
-    print(f"{'level':<7} {'col':>7} {'row':>7} {'peak':>6} {'H bits':>7} {'Hsp':>6} "
-          f"{'Hpred':>7} {'MI':>7}")
+    print(
+        f"series {result.series_instance_uid}   device {result.device}   "
+        f"{result.inference_ms:.0f} ms"
+    )
+    print(
+        f"{'level':<7} {'col':>7} {'row':>7} {'peak':>6} {'H bits':>7} {'Hsp':>6} "
+        f"{'Hpred':>7} {'MI':>7}"
+    )
     for f in result.levels:
-        print(f"{f.level:<7} {f.pixel_xy[0]:7.1f} {f.pixel_xy[1]:7.1f} {f.peak_confidence:6.3f} "
-              f"{f.entropy:7.3f} {f.spatial_entropy:6.3f} {f.predictive_entropy:7.3f} "
-              f"{f.mutual_information:7.4f}")
+        print(
+            f"{f.level:<7} {f.pixel_xy[0]:7.1f} {f.pixel_xy[1]:7.1f} {f.peak_confidence:6.3f} "
+            f"{f.entropy:7.3f} {f.spatial_entropy:6.3f} {f.predictive_entropy:7.3f} "
+            f"{f.mutual_information:7.4f}"
+        )
     decision = "LSTV SUSPECTED" if result.lstv_suspected else "no LSTV suspected"
-    print(f"LSTV score {result.lstv_score:.4f} (threshold {result.lstv_threshold:.4f}): {decision}"
-          + ("  [NEEDS REVIEW]" if result.needs_review else ""))
+    print(
+        f"LSTV score {result.lstv_score:.4f} (threshold {result.lstv_threshold:.4f}): {decision}"
+        + ("  [NEEDS REVIEW]" if result.needs_review else "")
+    )
     for w in result.warnings:
         print(f"warning: {w}")
     print("research use only - not for clinical use")
