@@ -58,6 +58,14 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--threads", type=int, default=2)
     tr.set_defaults(func=run_train)
 
+    ca = sub.add_parser(
+        "calibrate", help="re-choose the LSTV threshold of a weights file on validation phantoms"
+    )
+    ca.add_argument("weights", type=Path, metavar="WEIGHTS")
+    ca.add_argument("--out", type=Path, default=None, help="default: overwrite WEIGHTS")
+    ca.add_argument("--validation", type=int, default=20)
+    ca.set_defaults(func=run_calibrate)
+
     ev = sub.add_parser("evaluate", help="held-out evaluation (error mm, AUROC, sens/spec)")
     ev.add_argument("--weights", type=Path, default=None)
     ev.add_argument("--json", action="store_true")
@@ -113,6 +121,14 @@ def run_train(args: argparse.Namespace) -> int:
         )
     )
     print(f"wrote {out}: threshold {meta['lstv_threshold']}, {meta['training']['total_seconds']} s")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from scp_node.model.train import calibrate
+
+    meta = calibrate(args.weights, args.out or args.weights, args.validation)
+    print(f"threshold {meta['lstv_threshold']} (validation AUROC {meta['validation']['auroc']})")
     return 0
 
 

@@ -8,7 +8,6 @@ Loss: cross-entropy between each level's spatial softmax and a normalised Gaussi
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from scp_node.model import datasets, weights
 from scp_node.model.engine import LocalizerEngine
-from scp_node.model.metrics import best_threshold
+from scp_node.model.metrics import auroc, best_threshold
 from scp_node.model.network import HeatmapUNet, NetConfig
 from scp_node.model.phantom import generate
 from scp_node.result import DISC_LEVELS
@@ -27,6 +26,7 @@ from scp_node.result import DISC_LEVELS
 log = logging.getLogger(__name__)
 
 SIGMA = 1.5
+SCORE_FORMULA = "mean over L4-L5, L5-S1 of 4 * MI + (1 - peak_confidence)"
 
 
 @dataclass
@@ -129,25 +129,36 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "final_loss": float(np.mean(losses[-100:])),
             "seconds": round(t_train, 1),
         },
-        "score": "mean over L4-L5, L5-S1 of (1 - peak_confidence) + spatial_entropy/6 + 4*MI",
+        "score": SCORE_FORMULA,
         "lstv_threshold": 0.0,
     }
-    # threshold on validation phantoms (disjoint seeds, all three variants)
     tmp = cfg.out.with_suffix(".unvalidated.pt")
     weights.save(tmp, model, meta)
-    engine = LocalizerEngine(weights.load(tmp), device="cpu", lstv_threshold=0.0)
-    scores, labels = validation_scores(engine, cfg.validation_per_variant)
-    thr = best_threshold(scores, labels)
-    meta["lstv_threshold"] = round(thr, 4)
-    meta["validation"] = {
-        "per_variant": cfg.validation_per_variant,
-        "seed0": datasets.VALIDATION_SEED0,
-        "rule": "max Youden J",
-    }
-    weights.save(cfg.out, model, meta)
+    meta = calibrate(tmp, cfg.out, cfg.validation_per_variant)
     tmp.unlink(missing_ok=True)
     meta["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
-    log.info("threshold %.4f; total %.0f s", thr, time.perf_counter() - t0)
+    log.info("threshold %.4f; total %.0f s", meta["lstv_threshold"], time.perf_counter() - t0)
+    return meta
+
+
+def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
+    """Choose the LSTV threshold on validation phantoms (disjoint seeds, all three variants) for
+    the weights in ``src`` and write them with the threshold (and the score formula) to ``out``."""
+    loaded = weights.load(src)
+    meta = dict(loaded.metadata)
+    engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
+    scores, labels = validation_scores(engine, per_variant)
+    thr = best_threshold(scores, labels)
+    meta["score"] = SCORE_FORMULA
+    meta["lstv_threshold"] = round(thr, 4)
+    meta["validation"] = {
+        "per_variant": per_variant,
+        "normals": 2 * per_variant,
+        "seed0": datasets.VALIDATION_SEED0,
+        "rule": "max Youden J",
+        "auroc": round(auroc(scores, labels), 4),
+    }
+    weights.save(out, loaded.build(), meta)
     return meta
 
 
@@ -162,7 +173,3 @@ def validation_scores(engine: LocalizerEngine, per_variant: int) -> tuple[np.nda
             scores.append(res.lstv_score)
             labels.append(0 if variant == "normal" else 1)
     return np.array(scores), np.array(labels)
-
-
-def main_steps_for_budget(seconds: float, per_step: float) -> int:
-    return int(math.floor(seconds / per_step))

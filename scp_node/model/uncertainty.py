@@ -129,20 +129,19 @@ REFERENCE_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4")
 def lstv_score(stats: dict[str, LevelStats]) -> float:
     """LSTV suspicion from the lumbosacral junction (higher = more suspicious).
 
-    ``score = mean_{L4-L5, L5-S1} [ (1 - peak_confidence) + spatial_entropy / 6 + 4 * MI ]``
+    ``score = mean over {L4-L5, L5-S1} of [ 4 * MI + (1 - peak_confidence) ]``
 
-    Each bracket is a dimensionless "junction confusion" term: the mass that is *not* at the peak,
-    the spread of mass over distant 8x8 grid cells (normalised by its maximum of 6 bits), and the
-    epistemic disagreement between dropout passes (MI, bits; weight 4 because MI on confident
-    normals is ~0.01-0.05 bits). A model trained on normal spines localizes those levels sharply and
-    consistently; a transitional junction splits their mass between candidate discs.
+    MI (bits) is the epistemic disagreement between dropout passes (and neighbouring slices); on
+    confident normal junctions it is ~0.05-0.1 bits, hence the weight 4. ``1 - peak_confidence`` is
+    the probability mass *not* within 3 network pixels of the peak (aleatoric spread, e.g. a map
+    split between two candidate discs). A model trained on normal spines localizes those levels
+    sharply and consistently; a transitional junction makes it hesitate between candidate discs.
+    The formula was chosen on validation phantoms (seeds 200000+), never on evaluation phantoms.
     """
-    terms = []
-    for level in JUNCTION_LEVELS:
-        st = stats[level]
-        terms.append(
-            (1.0 - st.peak_confidence) + st.spatial_entropy / 6.0 + 4.0 * st.mutual_information
-        )
+    terms = [
+        4.0 * stats[level].mutual_information + (1.0 - stats[level].peak_confidence)
+        for level in JUNCTION_LEVELS
+    ]
     return float(np.mean(terms))
 
 
