@@ -229,5 +229,5 @@ def _write_sr(result: Any, paths: list[Path], out: Path, settings: Any) -> None:
     except ImportError:
         print("SR writing not available")
         return
-    write_sr_for_result(result, paths, out, settings)
+    write_sr_for_result(result, paths, out, settings.report)
     print(f"wrote SR {out}")
