@@ -122,7 +122,9 @@ class ModelSettings(Section):
     lstv_threshold: float | None = Field(
         None, description="LSTV score threshold; empty = the value stored in the weights metadata"
     )
-    review_margin: float = Field(0.1, description="needs review when |score - threshold| <= this")
+    review_margin: float = Field(
+        0.03, description="needs review when |score - threshold| <= this (score units)"
+    )
     context_slices: int = Field(3, description="central sagittal slices analysed (midline +- 1)")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 
