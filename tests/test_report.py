@@ -149,7 +149,9 @@ def test_sr_content_levels_values_units_and_references(study) -> None:
         group = found[disc["level"]]
         values = nums(group)
         level = result.levels[i]
-        assert values["Peak confidence"] == (pytest.approx(level.peak_confidence), "1")
+        assert values["Peak confidence"] == (pytest.approx(100 * level.peak_confidence), "%")
+        # the level's name is the group's first Comment: the first line OHIF draws
+        assert texts_of(group)[0] == disc["level"]
         assert values["Entropy"] == (pytest.approx(level.entropy), "bit")
         assert values["Spatial entropy"] == (pytest.approx(level.spatial_entropy), "bit")
         if level.mutual_information is None:
@@ -157,15 +159,25 @@ def test_sr_content_levels_values_units_and_references(study) -> None:
         else:
             assert values["Mutual information"] == (pytest.approx(level.mutual_information), "bit")
             assert values["Predictive entropy"][1] == "bit"
-        scoord = next(c for c in group.ContentSequence if c.ValueType == "SCOORD")
-        assert scoord.GraphicType == "POINT"
+        # every NUM is INFERRED FROM the disc's POINT on the slice the model chose
+        points = [
+            c
+            for num in group.ContentSequence
+            if num.ValueType == "NUM"
+            for c in num.ContentSequence
+            if c.ValueType == "SCOORD"
+        ]
+        assert len(points) == len(values)
         col, row = disc["pixel_col_row"]
-        assert list(scoord.GraphicData) == pytest.approx(
-            [col + SCOORD_OFFSET, row + SCOORD_OFFSET], abs=1e-3
-        )
-        ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
-        assert ref.ReferencedSOPInstanceUID == disc["sop_instance_uid"]
-        assert ref.ReferencedSOPClassUID == sources[0].SOPClassUID
+        for scoord in points:
+            assert scoord.RelationshipType == "INFERRED FROM"
+            assert scoord.GraphicType == "POINT"
+            assert list(scoord.GraphicData) == pytest.approx(
+                [col + SCOORD_OFFSET, row + SCOORD_OFFSET], abs=1e-3
+            )
+            ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+            assert ref.ReferencedSOPInstanceUID == disc["sop_instance_uid"]
+            assert ref.ReferencedSOPClassUID == sources[0].SOPClassUID
         uids = [c.UID for c in group.ContentSequence if c.ValueType == "UIDREF"]
         assert len(uids) == 1  # Tracking Unique Identifier
         # Algorithm identification on every measurement (TID 4019)
@@ -174,6 +186,7 @@ def test_sr_content_levels_values_units_and_references(study) -> None:
                 algo = {
                     c.ConceptNameCodeSequence[0].CodeMeaning: c.TextValue
                     for c in child.ContentSequence
+                    if c.ValueType == "TEXT"
                 }
                 assert algo["Algorithm Name"] == "lstv-unet"
                 assert algo["Algorithm Version"] == "1.2.0"

@@ -55,6 +55,7 @@ COMMENT = Code("121106", "DCM", "Comment")
 # --- Units (UCUM, PS3.16 CID 7181 / UCUM) --------------------------------------------------------
 UNIT_ONE = Code("1", "UCUM", "no units")
 UNIT_BIT = Code("bit", "UCUM", "bit")
+UNIT_PERCENT = Code("%", "UCUM", "percent")
 
 # --- Private concepts (99SCPNODE) ----------------------------------------------------------------
 DISC_LOCALIZATION = _private("DISCLOC", "Disc localization")

@@ -3,9 +3,10 @@
 Content tree (``docs/report.md`` lists every code):
 
 - TID 1500 Imaging Measurement Report, observer = the node as a device (TID 1004)
-- one TID 1411 planar ROI group per disc level: POINT SCOORD on the source slice, tracking
-  identifier (level name + deterministic UID), finding site (SCT disc level), numeric measurements
-  (TID 300) each with algorithm identification (TID 4019)
+- one TID 1501 group per disc level: tracking identifier (level name + deterministic UID),
+  finding site (SCT disc level), a Comment with the level name, numeric measurements (TID 300)
+  each with algorithm identification (TID 4019) and INFERRED FROM a POINT SCOORD on the source
+  slice (the shape OHIF draws with readable labels, docs/viewer.md)
 - one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected /
   Needs review / Screen applicable (SCT yes/no), and Comment TEXT
   items (reason when not applicable, warnings)
@@ -88,41 +89,65 @@ def _measurement(
     return [hd.sr.Measurement(name=name, value=float(value), unit=unit, algorithm_id=algorithm)]
 
 
-def _level_group(
-    finding: LevelFinding,
-    source: Dataset,
-    sr_sop_uid: str,
-    algorithm: hd.sr.AlgorithmIdentification | None,
-) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 group for one disc level: POINT on its slice plus the uncertainty terms."""
-    col, row = finding.pixel_xy
+def _inferred_point(col: float, row: float, source: Dataset) -> hd.sr.ImageRegion:
+    """POINT on ``source`` at pixel centre (col, row), as an INFERRED FROM SCOORD (TID 320)."""
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POINT,
         graphic_data=np.array([[col + SCOORD_OFFSET, row + SCOORD_OFFSET]], dtype=float),
         source_image=hd.sr.SourceImageForRegion.from_source_image(source),
     )
+    region.RelationshipType = hd.sr.RelationshipTypeValues.INFERRED_FROM.value
+    return region
+
+
+def _infer_from(measurements: list[hd.sr.Measurement], point: hd.sr.ImageRegion) -> None:
+    """Give each NUM an INFERRED FROM SCOORD child (TID 300 row 8 → TID 320)."""
+    for measurement in measurements:
+        num = measurement[0]
+        if "ContentSequence" not in num:
+            num.ContentSequence = hd.sr.ContentSequence(is_root=False)
+        num.ContentSequence.append(copy.deepcopy(point))
+
+
+def _level_group(
+    finding: LevelFinding,
+    source: Dataset,
+    sr_sop_uid: str,
+    algorithm: hd.sr.AlgorithmIdentification | None,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group for one disc level: its uncertainty terms, each inferred from a POINT on
+    the slice where the model placed the disc.
+
+    The first Comment is the level's name and the NUMs come in order of importance: OHIF labels a
+    TID 1501 annotation with its Comments, then at most 4 more lines of NUMs (docs/viewer.md).
+    Peak confidence is in percent so that it reads "93.00 %" rather than "0.93 1".
+    """
+    point = _inferred_point(*finding.pixel_xy, source)
     site = codes.DISC_LEVEL_SITES.get(finding.level)
+    confidence = None if finding.peak_confidence is None else 100.0 * finding.peak_confidence
     measurements = [
-        *_measurement(codes.PEAK_CONFIDENCE, finding.peak_confidence, codes.UNIT_ONE, algorithm),
+        *_measurement(codes.PEAK_CONFIDENCE, confidence, codes.UNIT_PERCENT, algorithm),
         *_measurement(codes.ENTROPY, finding.entropy, codes.UNIT_BIT, algorithm),
+        *_measurement(
+            codes.MUTUAL_INFORMATION, finding.mutual_information, codes.UNIT_BIT, algorithm
+        ),
         *_measurement(codes.SPATIAL_ENTROPY, finding.spatial_entropy, codes.UNIT_BIT, algorithm),
         *_measurement(
             codes.PREDICTIVE_ENTROPY, finding.predictive_entropy, codes.UNIT_BIT, algorithm
         ),
-        *_measurement(
-            codes.MUTUAL_INFORMATION, finding.mutual_information, codes.UNIT_BIT, algorithm
-        ),
     ]
-    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+    _infer_from(measurements, point)
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid(sr_sop_uid, finding.level), identifier=finding.level
         ),
-        referenced_region=region,
         finding_type=codes.DISC_LOCALIZATION,
         finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
         algorithm_id=algorithm,
         measurements=measurements,
     )
+    group[0].ContentSequence.append(_comment(finding.level))
+    return group
 
 
 def _comment(text: str) -> hd.sr.TextContentItem:
@@ -161,13 +186,7 @@ def _study_anchor(result: StudyResult, by_uid: dict[str, Dataset]) -> hd.sr.Imag
         step = (0.0, rows / 10.0)
     col = min(max(last.pixel_xy[0] + step[0], 0.0), max(cols - 1.0, 0.0))
     row = min(max(last.pixel_xy[1] + step[1], 0.0), max(rows - 1.0, 0.0))
-    region = hd.sr.ImageRegion(
-        graphic_type=hd.sr.GraphicTypeValues.POINT,
-        graphic_data=np.array([[col + SCOORD_OFFSET, row + SCOORD_OFFSET]], dtype=float),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
-    )
-    region.RelationshipType = hd.sr.RelationshipTypeValues.INFERRED_FROM.value
-    return region
+    return _inferred_point(col, row, source)
 
 
 def _study_group(
@@ -197,11 +216,7 @@ def _study_group(
         hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
     )
     if anchor is not None:
-        for measurement in measurements:
-            num = measurement[0]
-            if "ContentSequence" not in num:
-                num.ContentSequence = hd.sr.ContentSequence(is_root=False)
-            num.ContentSequence.append(copy.deepcopy(anchor))
+        _infer_from(measurements, anchor)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=tracking_uid(sr_sop_uid, "LSTV screen"), identifier="LSTV screen"
@@ -230,10 +245,7 @@ def build_sr(
     by_uid = {str(ds.SOPInstanceUID): ds for ds in evidence}
     series, sop = sr_uids(result, evidence)
     algorithm = _algorithm(result.model)
-    groups: list[
-        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
-        | hd.sr.MeasurementsAndQualitativeEvaluations
-    ] = []
+    groups: list[hd.sr.MeasurementsAndQualitativeEvaluations] = []
     if result.applicable:
         for finding in result.levels:
             source = by_uid.get(finding.sop_instance_uid)
