@@ -14,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
   $SUDO apt-get install -y -qq --no-install-recommends \
     dcmtk orthanc orthanc-dicomweb orthanc-gdcm dicom3tools libgdcm-tools openjph-tools \
     openssl >/dev/null
+  # OHIF viewer test: Debian chromium, the prebuilt @ohif/app dist (cached), puppeteer-core
+  bash scripts/install-ohif.sh
 fi
 
 # torch is pinned in pyproject.toml (2.13.0): on these machines pip takes the CPU build from disk.
@@ -23,3 +25,5 @@ if [ "${1:-}" = "--test" ]; then
 else
   python3 -m pip install --quiet --disable-pip-version-check -e .
 fi
+# pyenv installs console scripts behind shims that exist only after a rehash
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
