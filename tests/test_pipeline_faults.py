@@ -144,6 +144,8 @@ def test_full_queue_gives_back_pressure_and_metrics_count_it(tmp_path):
         assert storescu(settings.dicom.port, first).returncode == 0
         wait_for(lambda: node.pipeline.jobs.depth() >= 1, timeout=10, what="queued study")
         second = write_phantom(tmp_path / "b", variant="normal", seed=42, slices=3, size=64)
+        metrics_url = f"http://127.0.0.1:{node.http.port}/metrics"
+        refused_before = _metric(httpx.get(metrics_url, timeout=10).text, A700_DIMSE)
         refused = storescu(settings.dicom.port, second)
         assert refused.returncode != 0
         # storescu stops at the first refusal: "Refused: OutOfResources" is status 0xA700
@@ -159,11 +161,23 @@ def test_full_queue_gives_back_pressure_and_metrics_count_it(tmp_path):
         )
         assert stow.status_code == 503 and stow.headers["Retry-After"]
         assert node.index.get(str(dcmread(second[0]).SOPInstanceUID)) is None
-        metrics = httpx.get(f"http://127.0.0.1:{node.http.port}/metrics", timeout=10).text
-        assert 'scp_node_instances_refused_total{source="dimse",status="0xA700"} 1.0' in metrics
+        metrics = httpx.get(metrics_url, timeout=10).text
+        # counters are per process: compare with the value before this test's refusal
+        assert _metric(metrics, A700_DIMSE) == refused_before + 1
         assert "scp_node_job_queue_depth 1.0" in metrics
     finally:
         node.stop()
+
+
+A700_DIMSE = 'scp_node_instances_refused_total{source="dimse",status="0xA700"}'
+
+
+def _metric(text: str, series: str) -> float:
+    """The value of one series in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _job_state(index_path: Path, study_uid: str) -> str | None:
