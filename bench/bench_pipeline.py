@@ -47,6 +47,7 @@ def send(files: list[Path], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             "/usr/bin/storescu",
+            "-xv",  # propose JPEG 2000 lossless: storescu never decompresses on the fly
             "-aet",
             "PACS",
             "-aec",
