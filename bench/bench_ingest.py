@@ -4,7 +4,8 @@
 ``storescu`` in one association to each receiver in turn, alternating, for several rounds. Both
 receivers and the sender get TCP_NODELAY=1. The node runs its default configuration (pipeline on,
 given time to load the model first) and writes durably (fdatasync of each file and its directory,
-then the SQLite commit); storescp does not fsync. A third row runs the node with storage.fsync off.
+then the SQLite commit); storescp does not fsync. Further rows: the node with storage.fsync off, and
+bench/minimal_pynetdicom_scp.py (what pynetdicom alone costs).
 Prints a Markdown table of medians and the node/storescp ratio.
 
     python bench/bench_ingest.py [--count 500] [--rounds 3] [--work /tmp/scp-bench]
@@ -137,11 +138,23 @@ def run_one(kind: str, files: list[Path], work: Path, flag: str) -> tuple[float,
     shutil.rmtree(target, ignore_errors=True)
     if kind == "storescp":
         proc = start_storescp(target, port)
+    elif kind == "minimal pynetdicom":
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("minimal_pynetdicom_scp.py")),
+                str(port),
+                str(target),
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     else:
         proc = start_node(target, port, fsync=kind == "scp-node")
     try:
         wait_port(port)
-        if kind != "storescp":
+        if kind.startswith("scp-node"):
             time.sleep(WARM_UP_S)  # the model worker imports torch and loads weights at start
         seconds = send(files, port, flag)
         rss = peak_rss_mb(proc.pid)
@@ -164,7 +177,12 @@ def main() -> int:
     for label, j2k, flag in (("uncompressed", False, "-xe"), ("J2K lossless", True, "-xv")):
         files = make_series(args.work / label.replace(" ", "_"), args.count, j2k)
         megabytes = sum(f.stat().st_size for f in files) / 1e6
-        times: dict[str, list[float]] = {"storescp": [], "scp-node": [], "scp-node, no fsync": []}
+        times: dict[str, list[float]] = {
+            "storescp": [],
+            "minimal pynetdicom": [],
+            "scp-node": [],
+            "scp-node, no fsync": [],
+        }
         rss: dict[str, float] = {}
         for _ in range(args.rounds):
             for kind in times:
