@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -96,7 +97,8 @@ CASES = [
 ]
 
 
-def test_orthanc_round_trip(pacs_and_node, tmp_path):
+def test_orthanc_round_trip(pacs_and_node, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     pacs, node = pacs_and_node
     studies = []
     for variant, seed, syntax, _ in CASES:
@@ -134,6 +136,10 @@ def test_orthanc_round_trip(pacs_and_node, tmp_path):
     # study for review (score within review_margin of the threshold): that is its way of saying
     # "borderline, a radiologist decides". The normal seed 11 is such a case (score 0.456 against
     # a threshold of 0.432 with the reference weights): it exercises that path.
+    # no PHI in the node's logs: the phantoms' patient names and IDs never appear
+    logged = caplog.text
+    assert "study" in logged and "stored sop=" in logged
+    assert "PHANTOM^" not in logged and "PH-NORM" not in logged and "PH-LUMB" not in logged
     for variant, (suspected, truth, review) in decisions.items():
         assert suspected == truth or review, (variant, decisions)
     assert sum(suspected == truth for suspected, truth, _ in decisions.values()) >= 2, decisions
