@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,22 @@ def dcmtk(tool: str) -> str:
 def dcmtk_env() -> dict[str, str]:
     """Environment for DCMTK/Orthanc processes: TCP_NODELAY=1 avoids a ~45 ms wait per message."""
     return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def storescu(
+    port: int,
+    files: list[Path],
+    *options: str,
+    calling: str = "PACS",
+    called: str = "LSTV_NODE",
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """DCMTK storescu to 127.0.0.1:``port`` with ``options`` (e.g. ``-xv``, ``+tls KEY CERT``)."""
+    return subprocess.run(
+        [dcmtk("storescu"), *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
+         *map(str, files)],
+        capture_output=True, text=True, env=dcmtk_env(), timeout=timeout,
+    )  # fmt: skip
 
 
 def node_settings(tmp_path: Path, **sections: dict) -> Settings:

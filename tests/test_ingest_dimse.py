@@ -13,7 +13,7 @@ from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[at
 
 from scp_node.codecs import LOSSY, capabilities
 from scp_node.config import Settings
-from tests.conftest import dcmtk, dcmtk_env, node_settings
+from tests.conftest import dcmtk, dcmtk_env, node_settings, storescu
 from tests.dicom_factory import ENCODERS, encode, encode_htj2k, write_mr
 
 HTJ2K_SYNTAXES = ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
@@ -34,24 +34,14 @@ def storescu_exactly(
         "PresentationContext1 = MRImageStorage\\Exact\n"
         "[[Profiles]]\n[Exact]\nPresentationContexts = ExactOnly\n"
     )
-    return subprocess.run(
-        [
-            dcmtk("storescu"),
-            "-aet",
-            calling,
-            "-aec",
-            settings.dicom.ae_title,
-            "-xf",
-            str(profile),
-            "Exact",
-            "127.0.0.1",
-            str(settings.dicom.port),
-            *map(str, files),
-        ],
-        capture_output=True,
-        text=True,
-        env=dcmtk_env(),
-        timeout=60,
+    return storescu(
+        settings.dicom.port,
+        files,
+        "-xf",
+        str(profile),
+        "Exact",
+        calling=calling,
+        called=settings.dicom.ae_title,
     )
 
 
@@ -117,23 +107,7 @@ def test_sender_offering_compressed_and_uncompressed_keeps_compressed(
     running_node, settings, tmp_path
 ):
     sent = encode(write_mr(tmp_path / "src.dcm"), tmp_path / "j2k.dcm", "1.2.840.10008.1.2.4.90")
-    result = subprocess.run(
-        [
-            dcmtk("storescu"),
-            "-aet",
-            "PACS",
-            "-aec",
-            settings.dicom.ae_title,
-            "-xv",
-            "127.0.0.1",
-            str(settings.dicom.port),
-            str(sent),
-        ],
-        capture_output=True,
-        text=True,
-        env=dcmtk_env(),
-        timeout=60,
-    )
+    result = storescu(settings.dicom.port, [sent], "-xv", called=settings.dicom.ae_title)
     assert result.returncode == 0, result.stderr
     record = running_node.index.get(str(dcmread(sent).SOPInstanceUID))
     assert record is not None and record.transfer_syntax == "1.2.840.10008.1.2.4.90"

@@ -18,7 +18,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
 from scp_node.node import Node
-from tests.conftest import dcmtk, dcmtk_env, node_settings
+from tests.conftest import node_settings, storescu
 from tests.dicom_factory import mr_dataset, write_mr
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -252,45 +252,12 @@ def test_tls_storescu_with_a_certificate_made_here(tmp_path):
     node.start()
     try:
         sent = write_mr(tmp_path / "tls.dcm", seed=7)
-        result = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "PACS",
-                "-aec",
-                "LSTV_NODE",
-                "+tls",
-                str(key),
-                str(cert),
-                "+cf",
-                str(cert),
-                "127.0.0.1",
-                str(settings.dicom.port),
-                str(sent),
-            ],
-            capture_output=True,
-            text=True,
-            env=dcmtk_env(),
-            timeout=60,
+        result = storescu(
+            settings.dicom.port, [sent], "+tls", str(key), str(cert), "+cf", str(cert)
         )
         assert result.returncode == 0, result.stderr
         assert node.index.get(str(dcmread(sent).SOPInstanceUID)) is not None
-        plain = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "PACS",
-                "-aec",
-                "LSTV_NODE",
-                "127.0.0.1",
-                str(settings.dicom.port),
-                str(sent),
-            ],
-            capture_output=True,
-            text=True,
-            env=dcmtk_env(),
-            timeout=60,
-        )
+        plain = storescu(settings.dicom.port, [sent])
         assert plain.returncode != 0, "a plain-TCP sender must not get through a TLS listener"
     finally:
         node.stop()

@@ -18,6 +18,7 @@ from scp_node.model.weights import reference_path
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
 from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings
+from tests.conftest import storescu as conftest_storescu
 from tests.node_process import NodeProcess, write_toml
 from tests.orthanc import Orthanc
 from tests.test_round_trip import sr_in_pacs, wait_for
@@ -28,23 +29,7 @@ needs_weights = pytest.mark.skipif(
 
 
 def storescu(port: int, files: list[Path], calling: str = "PACS") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            dcmtk("storescu"),
-            "-v",
-            "-aet",
-            calling,
-            "-aec",
-            "LSTV_NODE",
-            "127.0.0.1",
-            str(port),
-            *map(str, files),
-        ],
-        capture_output=True,
-        text=True,
-        env=dcmtk_env(),
-        timeout=120,
-    )
+    return conftest_storescu(port, files, "-v", calling=calling)
 
 
 def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):

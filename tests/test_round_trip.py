@@ -15,7 +15,7 @@ from pydicom import dcmread
 from scp_node.config import Settings
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
-from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings
+from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings, storescu
 from tests.orthanc import Orthanc
 
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
@@ -191,22 +191,7 @@ def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
     node.start()
     try:
         files = write_phantom(tmp_path / "study", variant="normal", seed=21, slices=10, size=256)
-        result = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "MODALITY",
-                "-aec",
-                "LSTV_NODE",
-                "127.0.0.1",
-                str(node_port),
-                *map(str, files),
-            ],
-            capture_output=True,
-            text=True,
-            env=dcmtk_env(),
-            timeout=60,
-        )
+        result = storescu(node_port, files, calling="MODALITY")
         assert result.returncode == 0, result.stderr
         received = wait_for(
             lambda: [p for p in inbox.iterdir() if p.name.startswith("SR")],

@@ -190,6 +190,17 @@ def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> File
     return meta
 
 
+def part10_writer(meta: FileMetaDataset, raw: bytes) -> Callable[[BinaryIO], None]:
+    """Writes preamble, File Meta Information and the data set bytes exactly as received."""
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
+        handle.write(raw)
+
+    return write
+
+
 class Receiver:
     """Checks, spools and indexes instances; calls ``on_stored`` after each one is durable."""
 
@@ -228,13 +239,7 @@ class Receiver:
                 STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
             )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
-
-        def write(handle: BinaryIO) -> None:
-            handle.write(b"\0" * 128 + b"DICM")
-            write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
-            handle.write(raw)
-
-        return self._commit(header, transfer_syntax, origin, write, len(raw))
+        return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
 
     def store_part10(self, data: bytes, origin: Origin) -> InstanceRecord:
         """Store a complete Part 10 file (as a STOW-RS part carries it, PS3.18 §10.5)."""
@@ -280,14 +285,8 @@ class Receiver:
             raise Rejected(
                 STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
             )
-        meta_out = file_meta_for(header, transfer_syntax, origin.calling_ae)
-
-        def write(handle: BinaryIO) -> None:
-            handle.write(b"\0" * 128 + b"DICM")
-            write_file_meta_info(handle, meta_out, enforce_standard=True)  # type: ignore[arg-type]
-            handle.write(raw)
-
-        return self._commit(header, transfer_syntax, origin, write, len(raw))
+        meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
+        return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
 
     def _commit(
         self,
