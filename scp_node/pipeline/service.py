@@ -48,6 +48,14 @@ class Pipeline:
         recovered = self.jobs.recover()
         if recovered:
             log.warning("%d studies interrupted by a restart will run again", recovered)
+        if (
+            not self.settings.delivery.default_destinations
+            and not self.settings.delivery.reply_to_sender
+        ):
+            log.warning(
+                "no result destination configured ([delivery]): results stay in the node "
+                "(WADO-RS, scp-node status) and are not sent to a PACS"
+            )
         self.outbox.start()
         self.worker.start()
         self.monitor.start()
