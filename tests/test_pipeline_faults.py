@@ -185,7 +185,7 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
             "storage": {"data_dir": str(data), "min_free_mb": 1},
             "http": {"enabled": False},
             "pipeline": {"quiet_seconds": 1.0, "poll_interval_s": 0.05},
-            "model": {"mc_samples": 16},
+            "model": {"mc_samples": 32},
             "delivery": {
                 "default_destinations": ["pacs"],
                 "backoff_initial_s": 0.2,
@@ -239,6 +239,7 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
             lambda: _job_state(data / "index.sqlite3", study_uid) in ("inferring", "reporting"),
             timeout=60,
             what="inference running",
+            interval=0.01,
         )
         node.kill9()
         node.start()

@@ -23,13 +23,15 @@ JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 DEADLINE_S = 90.0
 
 
-def wait_for(predicate, timeout: float = DEADLINE_S, what: str = "condition"):
+def wait_for(
+    predicate, timeout: float = DEADLINE_S, what: str = "condition", interval: float = 0.2
+):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 
