@@ -80,6 +80,11 @@ class StorageSettings(Section):
     data_dir: Path = Path("var")
     min_free_mb: int = 512
     fsync: bool = True
+    retention_hours: float = Field(
+        default=0.0,
+        description="delete received instances of studies finished (delivered, reported, not "
+        "applicable, failed) more than this many hours ago; 0 keeps everything (default)",
+    )
 
     @property
     def spool_dir(self) -> Path:

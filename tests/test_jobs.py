@@ -131,3 +131,33 @@ def test_non_image_objects_do_not_open_jobs(tmp_path):
         touch_study=False,
     )
     assert jobs.sync_from_studies() == []
+
+
+def test_retention_purges_only_finished_studies_past_the_age(tmp_path):
+    from scp_node.store.jobs import NOT_APPLICABLE
+    from scp_node.store.retention import purge_finished_studies
+
+    jobs, index, clock = make(tmp_path)
+    files = {}
+    for study in ("2.1", "2.2"):
+        path = tmp_path / f"{study}.dcm"
+        path.write_bytes(b"x")
+        files[study] = path
+        index.add(InstanceRecord(
+            sop_instance_uid=f"{study}.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+            study_uid=study, series_uid="1.2.3", transfer_syntax="1.2.840.10008.1.2.1",
+            path=path, size=1, received_at=clock.now,
+        ))  # fmt: skip
+    jobs.request_complete(["2.1", "2.2"])
+    jobs.complete_due(10, 600)
+    finished = jobs.claim_next()
+    assert jobs.advance(finished, NOT_APPLICABLE, "no sagittal series")
+    # 2.2 is still waiting for the model: never purged
+    assert purge_finished_studies(jobs.db, older_than_s=3600, now=clock.now + 10) == 0
+    assert purge_finished_studies(jobs.db, older_than_s=3600, now=clock.now + 7200) == 1
+    assert not files[finished.study_uid].exists()
+    assert index.for_study(finished.study_uid) == []
+    other = "2.2" if finished.study_uid == "2.1" else "2.1"
+    assert files[other].exists() and index.for_study(other)
+    assert "purged" in jobs.get(finished.study_uid).reason
+    assert jobs.sync_from_studies() == []  # a purge does not reopen the job

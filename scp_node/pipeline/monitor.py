@@ -9,6 +9,7 @@ from collections.abc import Callable
 from scp_node.config import PipelineSettings
 from scp_node.observe import END_TO_END_SECONDS, JOB_OUTCOMES, QUEUE_DEPTH
 from scp_node.store.jobs import QUEUED, JobStore
+from scp_node.store.retention import purge_finished_studies
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,13 @@ class StudyMonitor:
         settings: PipelineSettings,
         delivered_at: Callable[[str], float | None],
         on_complete: Callable[[], None],
+        retention_hours: float = 0.0,
     ) -> None:
         self.jobs = jobs
         self.settings = settings
         self.delivered_at = delivered_at
         self.on_complete = on_complete
+        self.retention_hours = retention_hours
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,3 +79,5 @@ class StudyMonitor:
                     when - (job.input_received_at or when),
                 )
         QUEUE_DEPTH.set(self.jobs.depth())
+        if self.retention_hours > 0:
+            purge_finished_studies(self.jobs.db, self.retention_hours * 3600.0)

@@ -42,6 +42,7 @@ class Pipeline:
             settings.pipeline,
             delivered_at=self.outbox.study_delivered_at,
             on_complete=self.worker.wake,
+            retention_hours=settings.storage.retention_hours,
         )
 
     def start(self) -> None:
