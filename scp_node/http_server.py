@@ -54,8 +54,7 @@ class HttpService:
         """Whether the DICOM listener's socket is open (always True without a listener)."""
         if self.listener is None:
             return True
-        server = getattr(self.listener, "_server", None)
-        return server is not None and server.socket.fileno() != -1
+        return bool(self.listener.is_running)
 
     def _stow_done(self, study_uids: set[str]) -> None:
         if self.on_stow_complete is not None:

@@ -121,7 +121,8 @@ class DimseServer:
 
     @property
     def is_running(self) -> bool:
-        return self._server is not None
+        """Whether the listening socket is open."""
+        return self._server is not None and self._server.socket.fileno() != -1
 
     @property
     def port(self) -> int:
