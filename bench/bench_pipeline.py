@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from pydicom import dcmread  # noqa: E402
 
 from scp_node.phantom_dicom import write_phantom  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import dimse_destination, free_port  # noqa: E402
 from tests.node_process import NodeProcess, write_toml  # noqa: E402
 from tests.orthanc import Orthanc  # noqa: E402
 
@@ -96,14 +96,7 @@ def main() -> int:
             "delivery": {
                 "default_destinations": ["pacs"],
                 "poll_interval_s": 0.05,
-                "destinations": {
-                    "pacs": {
-                        "kind": "dimse",
-                        "ae_title": pacs.aet,
-                        "host": "127.0.0.1",
-                        "port": pacs.dicom_port,
-                    }
-                },
+                "destinations": {"pacs": dimse_destination(pacs.aet, pacs.dicom_port)},
             },
         },
     )

@@ -7,11 +7,16 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from scp_node.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from scp_node.node import Node
 
 
 def free_port() -> int:
@@ -64,14 +69,14 @@ def node_settings(tmp_path: Path, **sections: dict) -> Settings:
     return load_settings(**base)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return node_settings(tmp_path)
+def dimse_destination(ae_title: str, port: int) -> dict[str, object]:
+    """A ``[delivery.destinations.<name>]`` entry for a DICOM peer on this host."""
+    return {"kind": "dimse", "ae_title": ae_title, "host": "127.0.0.1", "port": port}
 
 
-@pytest.fixture
-def running_node(settings: Settings) -> Iterator[object]:
-    """A node started in this process with the ``settings`` fixture; stopped afterwards."""
+@contextmanager
+def run_node(settings: Settings) -> Iterator[Node]:
+    """A node started in this process; stopped when the block ends."""
     from scp_node.node import Node
 
     node = Node(settings)
@@ -80,3 +85,15 @@ def running_node(settings: Settings) -> Iterator[object]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return node_settings(tmp_path)
+
+
+@pytest.fixture
+def running_node(settings: Settings) -> Iterator[Node]:
+    """A node started in this process with the ``settings`` fixture; stopped afterwards."""
+    with run_node(settings) as node:
+        yield node

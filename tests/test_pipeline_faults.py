@@ -17,7 +17,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from scp_node.model.weights import reference_path
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
-from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings
+from tests.conftest import dcmtk, dcmtk_env, dimse_destination, free_port, node_settings
 from tests.conftest import storescu as conftest_storescu
 from tests.node_process import NodeProcess, write_toml
 from tests.orthanc import Orthanc
@@ -54,14 +54,7 @@ def test_storage_commitment_ends_the_quiet_time_and_is_reported(tmp_path):
         pipeline={"enabled": True, "quiet_seconds": 600, "poll_interval_s": 0.2},
         model={"weights": str(tmp_path / "absent.pt")},  # keep the worker idle
         delivery={
-            "destinations": {
-                "modality": {
-                    "kind": "dimse",
-                    "ae_title": "MODALITY",
-                    "host": "127.0.0.1",
-                    "port": listener_port,
-                }
-            },
+            "destinations": {"modality": dimse_destination("MODALITY", listener_port)},
             "reply_to_sender": {"MODALITY": "modality"},
         },
     )
@@ -190,14 +183,7 @@ def test_kill_9_during_ingest_and_during_inference(tmp_path):
                 "default_destinations": ["pacs"],
                 "backoff_initial_s": 0.2,
                 "poll_interval_s": 0.2,
-                "destinations": {
-                    "pacs": {
-                        "kind": "dimse",
-                        "ae_title": pacs.aet,
-                        "host": "127.0.0.1",
-                        "port": pacs.dicom_port,
-                    }
-                },
+                "destinations": {"pacs": dimse_destination(pacs.aet, pacs.dicom_port)},
             },
         },
     )

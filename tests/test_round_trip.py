@@ -15,7 +15,7 @@ from pydicom import dcmread
 from scp_node.config import Settings
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
-from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings, storescu
+from tests.conftest import dcmtk, dcmtk_env, dimse_destination, free_port, node_settings, storescu
 from tests.orthanc import Orthanc
 
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
@@ -41,12 +41,7 @@ def pipeline_settings(tmp_path: Path, pacs: Orthanc, **extra: dict) -> Settings:
         pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
         delivery={
             "destinations": {
-                "pacs": {
-                    "kind": "dimse",
-                    "ae_title": pacs.aet,
-                    "host": "127.0.0.1",
-                    "port": pacs.dicom_port,
-                },
+                "pacs": dimse_destination(pacs.aet, pacs.dicom_port),
             },
             "reply_to_sender": {pacs.aet: "pacs"},
             "backoff_initial_s": 0.2,
@@ -176,14 +171,7 @@ def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
         dicom={"port": node_port},
         pipeline={"enabled": True, "quiet_seconds": 1.0, "poll_interval_s": 0.2},
         delivery={
-            "destinations": {
-                "modality": {
-                    "kind": "dimse",
-                    "ae_title": "MODALITY",
-                    "host": "127.0.0.1",
-                    "port": receiver_port,
-                }
-            },
+            "destinations": {"modality": dimse_destination("MODALITY", receiver_port)},
             "reply_to_sender": {"MODALITY": "modality"},
             "backoff_initial_s": 0.2,
             "poll_interval_s": 0.2,

@@ -20,7 +20,6 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
-from conftest import node_settings
 from dicom_factory import mr_dataset
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, JPEG2000Lossless, generate_uid
@@ -34,6 +33,7 @@ from scp_node.ingest.web_multipart import (
     PartEnd,
 )
 from scp_node.node import Node
+from tests.conftest import node_settings, run_node
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -112,12 +112,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         tmp,
         http={"port": 0, "auth": "token", "token": TOKEN, "max_request_mb": 1, "max_parts": 5},
     )
-    running = Node(settings)
-    running.start()
-    try:
+    with run_node(settings) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

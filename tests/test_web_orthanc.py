@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import node_settings
 from dicom_factory import mr_dataset
 from orthanc import Orthanc
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from scp_node.node import Node
+from tests.conftest import node_settings, run_node
 
 TOKEN = "orthanc-test-token"
 
@@ -26,12 +26,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     settings = node_settings(
         tmp_path_factory.mktemp("node"), http={"port": 0, "auth": "token", "token": TOKEN}
     )
-    running = Node(settings)
-    running.start()
-    try:
+    with run_node(settings) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,7 @@ class OutboxWorker:
         self.sender = sender
         self.rng = rng or random.Random()
         self.outbox = Outbox(db, clock)
+        self.results = Spool(self.results_dir, fsync=fsync)
         self.clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -98,11 +99,10 @@ class OutboxWorker:
         self, study_uid: str, datasets: Sequence[Dataset], destinations: Sequence[str]
     ) -> list[int]:
         """Write each dataset durably under ``results_dir`` and queue it for each destination."""
-        spool = Spool(self.results_dir, fsync=self.fsync)
         ids: list[int] = []
         for ds in datasets:
-            path = spool.path_for(study_uid, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
-            spool.write(path, _writer(ds))
+            path = self.result_path(study_uid, ds)
+            self.results.write(path, _writer(ds))
             for name in destinations:
                 ids.append(
                     self.outbox.enqueue(
@@ -112,6 +112,10 @@ class OutboxWorker:
         log.info("queued %d deliveries for study %s", len(ids), study_uid)
         self.wake()
         return ids
+
+    def result_path(self, study_uid: str, ds: Dataset) -> Path:
+        """Where :meth:`enqueue_results` keeps a result file."""
+        return self.results.path_for(study_uid, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
 
     def study_delivered(self, study_uid: str) -> bool:
         """True when the study has deliveries and every one of them is ``delivered``."""

@@ -225,13 +225,19 @@ class Receiver:
         origin: Origin,
         command_sop_class: str | None = None,
         command_sop_instance: str | None = None,
+        expect_study_uid: str | None = None,
     ) -> InstanceRecord:
-        """Store an encoded data set as received over DIMSE (PS3.7 §9.1.1 C-STORE)."""
-        if transfer_syntax not in self.accepted:
-            raise Rejected(
-                STATUS_SYNTAX_NOT_SUPPORTED, f"transfer syntax {transfer_syntax} is not accepted"
-            )
+        """Store an encoded data set as received (PS3.7 §9.1.1 C-STORE, or a STOW-RS part).
+
+        ``command_*`` are the C-STORE request's UIDs; ``expect_study_uid`` the study of a
+        ``POST .../studies/{uid}`` URL (another study is refused with 0xA900, PS3.18 §10.5.3).
+        """
+        self._check_syntax(transfer_syntax)
         header = read_header(parse_dataset(raw, transfer_syntax))
+        if expect_study_uid is not None and header.study_uid != expect_study_uid:
+            raise Rejected(
+                STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
+            )
         if command_sop_instance and command_sop_instance != header.sop_instance_uid:
             raise Rejected(STATUS_UID_MISMATCH, "SOP Instance UID differs from the C-STORE request")
         if command_sop_class and command_sop_class != header.sop_class_uid:
@@ -240,20 +246,6 @@ class Receiver:
             )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
         return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
-
-    def store_part10(self, data: bytes, origin: Origin) -> InstanceRecord:
-        """Store a complete Part 10 file (as a STOW-RS part carries it, PS3.18 §10.5)."""
-        stream = io.BytesIO(data)
-        try:
-            read_preamble(stream, force=False)
-            meta = _read_file_meta_info(stream)
-        except Exception as exc:
-            raise Rejected(STATUS_CANNOT_PARSE, f"not a DICOM Part 10 file: {exc}") from exc
-        transfer_syntax = UID(str(meta.get("TransferSyntaxUID", "")))
-        if not transfer_syntax:
-            raise Rejected(STATUS_CANNOT_PARSE, "File Meta Information has no Transfer Syntax UID")
-        raw = data[stream.tell() :]
-        return self.store_dataset(raw, transfer_syntax, origin)
 
     def store_part10_file(
         self, path: Path, origin: Origin, expect_study_uid: str | None = None
@@ -276,17 +268,15 @@ class Receiver:
             if not transfer_syntax:
                 reason = "not a DICOM Part 10 file: no File Meta Information Transfer Syntax"
                 raise Rejected(STATUS_CANNOT_PARSE, reason)
-            if transfer_syntax not in self.accepted:
-                reason = f"transfer syntax {transfer_syntax} is not accepted"
-                raise Rejected(STATUS_SYNTAX_NOT_SUPPORTED, reason)
+            self._check_syntax(transfer_syntax)  # before reading the data set
             raw = stream.read()
-        header = read_header(parse_dataset(raw, transfer_syntax))
-        if expect_study_uid is not None and header.study_uid != expect_study_uid:
+        return self.store_dataset(raw, transfer_syntax, origin, expect_study_uid=expect_study_uid)
+
+    def _check_syntax(self, transfer_syntax: UID) -> None:
+        if transfer_syntax not in self.accepted:
             raise Rejected(
-                STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
+                STATUS_SYNTAX_NOT_SUPPORTED, f"transfer syntax {transfer_syntax} is not accepted"
             )
-        meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
-        return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
 
     def _commit(
         self,

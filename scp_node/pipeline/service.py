@@ -35,7 +35,7 @@ class Pipeline:
             index,
             enqueue=self.outbox.enqueue_results,
             destinations_for=lambda calling_ae: resolve_destinations(calling_ae, settings),
-            results_dir=settings.storage.results_dir,
+            result_path=self.outbox.result_path,
         )
         self.monitor = StudyMonitor(
             self.jobs,

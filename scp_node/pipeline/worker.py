@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -33,14 +34,14 @@ class ModelWorker:
         index: InstanceIndex,
         enqueue: Enqueue,
         destinations_for: Callable[[str], list[str]],
-        results_dir: Any,
+        result_path: Callable[[str, Dataset], Path],
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.index = index
         self.enqueue = enqueue
         self.destinations_for = destinations_for
-        self.results_dir = results_dir
+        self.result_path = result_path
         self.engine: Any = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -124,34 +125,33 @@ class ModelWorker:
             )
             return
         datasets = self._reports(result, records)
-        self._index_results(job.study_uid, datasets)
         destinations = self.destinations_for(job.calling_ae)
+        # written once, durably, by the outbox (also with no destination: results stay retrievable)
+        self.enqueue(job.study_uid, datasets, destinations)
+        self._index_results(job.study_uid, datasets)
         if not destinations:
             self.jobs.advance(job, REPORTED, "no destination configured", summary)
             JOB_OUTCOMES.labels(outcome="reported").inc()
             return
-        self.enqueue(job.study_uid, datasets, destinations)
         self.jobs.advance(job, QUEUED, "", summary)
 
     def _reports(self, result: StudyResult, records: list[InstanceRecord]) -> list[Dataset]:
+        """The SR (headers suffice) and the SC (pixels of the one slice it draws on)."""
+        from scp_node.report.sc import chosen_slice
         from scp_node.report.sr import build_reports
 
-        series = [r for r in records if r.series_uid == result.series_instance_uid]
-        sources: list[Dataset] = [pydicom.dcmread(r.path) for r in series]
+        drawn = chosen_slice(result) if self.settings.report.secondary_capture else None
+        sources: list[Dataset] = [
+            pydicom.dcmread(r.path, stop_before_pixels=r.sop_instance_uid != drawn)
+            for r in records
+            if r.series_uid == result.series_instance_uid
+        ]
         return build_reports(result, sources, self.settings.report)
 
     def _index_results(self, study_uid: str, datasets: Sequence[Dataset]) -> None:
         """Keep the results retrievable (WADO-RS) without making them inputs of the study."""
-        from scp_node.report.sr import write_dataset
-
         for ds in datasets:
-            path = (
-                self.results_dir
-                / study_uid
-                / str(ds.SeriesInstanceUID)
-                / f"{ds.SOPInstanceUID}.dcm"
-            )
-            write_dataset(ds, path)
+            path = self.result_path(study_uid, ds)
             self.index.add(
                 InstanceRecord(
                     sop_instance_uid=str(ds.SOPInstanceUID),

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from scp_node import __version__
+from scp_node.codecs import decode_pixels
 from scp_node.config import ReportSettings
 from scp_node.report.evidence import copy_patient_study, study_evidence
 from scp_node.report.overlay import draw_overlay, scale_for, to_uint8
@@ -78,7 +79,7 @@ def build_sc(
         log.warning("secondary capture skipped: slice %s has no Image Orientation (Patient)", sop)
         return None
     study_evidence(result.study_instance_uid, [source])  # same-study check
-    pixels = source.pixel_array
+    pixels = decode_pixels(source)  # logs which plugin decoded it
     if pixels.ndim != 2:
         pixels = pixels[0] if pixels.ndim == 3 and "NumberOfFrames" in source else pixels[..., 0]
     gray = to_uint8(pixels, *_window(source))
