@@ -31,6 +31,8 @@ class LevelFinding:
     spatial_entropy: float
     predictive_entropy: float | None = None
     mutual_information: float | None = None
+    #: 1-based frame of a multi-frame source instance (Referenced Frame Number); None = single.
+    frame_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class StudyResult:
     """The outcome of the LSTV screen on one study.
 
     ``applicable`` is False when the study holds no usable sagittal T2 series; ``reason`` says why.
+    ``assessable`` is False when the model ran but the screen cannot be trusted on this study
+    (implausible localization, uncertain reference levels, too few slices, S1 not covered);
+    ``not_assessable_reason`` says why, and ``lstv_suspected`` is then always False.
+    ``calibration`` names the threshold's origin (weights default or a site calibration file).
     """
 
     study_instance_uid: str
@@ -59,6 +65,9 @@ class StudyResult:
     lstv_threshold: float = 0.0
     lstv_suspected: bool = False
     needs_review: bool = False
+    assessable: bool = True
+    not_assessable_reason: str = ""
+    calibration: str = ""
     model: ModelIdentity | None = None
     device: str = ""
     inference_ms: float = 0.0
