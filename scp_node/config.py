@@ -130,7 +130,9 @@ class ModelSettings(Section):
     review_margin: float = Field(
         0.03, description="needs review when |score - threshold| <= this (score units)"
     )
-    context_slices: int = Field(3, description="central sagittal slices analysed (midline +- 1)")
+    context_slices: int = Field(
+        3, description="sagittal slices analysed around the detected mid-sagittal slice"
+    )
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 
 

@@ -12,9 +12,9 @@ import torch
 from scp_node.analysis import analyze_study
 from scp_node.cli import main
 from scp_node.config import ModelSettings, Settings
-from scp_node.model import datasets
+from scp_node.model import datasets, variations
 from scp_node.model.engine import LocalizerEngine
-from scp_node.model.evaluate import localization_errors
+from scp_node.model.evaluate import in_plane_errors
 from scp_node.model.phantom import generate
 from scp_node.model.weights import WeightsError, load, reference_path, save
 from scp_node.phantom_dicom import write_phantom
@@ -34,7 +34,9 @@ def test_reference_weights_metadata() -> None:
     assert w.metadata["levels"] == list(DISC_LEVELS)
     assert w.metadata["normalisation"] == "spatial-softmax"
     assert w.metadata["training"]["variant"] == "normal"
-    assert w.metadata["lstv_threshold"] > 0
+    assert isinstance(w.metadata["lstv_threshold"], float)
+    assert w.metadata["canonical"] == {"size": 128, "spacing_mm": 2.5}
+    assert 0 < w.metadata["quality"]["max_reference_uncertainty"] < 5
     assert len(w.sha256) == 64
 
 
@@ -42,10 +44,37 @@ def test_localizes_normal_phantoms(engine: LocalizerEngine) -> None:
     errors = []
     for seed in SEEDS[:3]:
         ph = generate("normal", seed=seed, slices=9, size=256)
-        res = engine.analyze(datasets.phantom_series(ph))
-        truth = {d.level: (d.col, d.row) for d in ph.discs}
-        errors.extend(localization_errors(res, truth, ph.pixel_spacing).values())
+        volume = datasets.phantom_series(ph)
+        res = engine.analyze(volume)
+        errors.extend(in_plane_errors(res, ph, volume).values())
     assert float(np.median(errors)) <= 5.0, errors
+
+
+def test_flipped_series_gives_the_same_discs_mirrored_back(engine: LocalizerEngine) -> None:
+    """Anterior on the right instead of the left: the same disc centres in patient space, and
+    in source pixels the mirror image of the unflipped ones."""
+    ph = generate("normal", seed=SEEDS[3], slices=9, size=256)
+    flipped = variations.flip_anterior_posterior(ph)
+    a = engine.analyze(datasets.phantom_series(ph))
+    b = engine.analyze(datasets.phantom_series(flipped))
+    cols = ph.volume.shape[2]
+    for fa, fb in zip(a.levels, b.levels, strict=True):
+        assert fa.slice_index == fb.slice_index
+        assert abs((cols - 1 - fb.pixel_xy[0]) - fa.pixel_xy[0]) < 2.0, (fa, fb)
+        assert abs(fb.pixel_xy[1] - fa.pixel_xy[1]) < 2.0, (fa, fb)
+        assert np.linalg.norm(np.subtract(fa.patient_xyz, fb.patient_xyz)) < 2.5
+    assert abs(a.lstv_score - b.lstv_score) < 0.1
+
+
+def test_field_without_s1_is_not_assessable(engine: LocalizerEngine) -> None:
+    """A field that stops above the sacrum cannot show the junction: not assessable, never
+    'LSTV suspected'."""
+    ph = generate("normal", seed=SEEDS[0], slices=9, size=256)
+    stop = int(ph.disc("L4-L5").row + 0.5 * (ph.disc("L5-S1").row - ph.disc("L4-L5").row))
+    short = variations.crop(ph, 0, stop, 0, ph.volume.shape[2])
+    res = engine.analyze(datasets.phantom_series(short))
+    assert not res.assessable and not res.lstv_suspected and res.needs_review
+    assert res.not_assessable_reason
 
 
 def test_lstv_phantoms_score_higher_than_normals(engine: LocalizerEngine) -> None:
@@ -79,7 +108,8 @@ def test_threshold_override_and_review_flag() -> None:
     near = LocalizerEngine.from_settings(
         ModelSettings(device="cpu", mc_samples=2, lstv_threshold=score + 0.01, review_margin=0.1)
     ).analyze(vol)
-    assert low.lstv_suspected and low.lstv_threshold == pytest.approx(score - 1.0)
+    assert low.lstv_suspected == low.assessable
+    assert low.lstv_threshold == pytest.approx(score - 1.0)
     assert not near.lstv_suspected and near.needs_review
 
 

@@ -66,9 +66,56 @@ def test_level_stats_and_score_rank_spread_maps_higher() -> None:
     s_sharp, s_spread = unc.level_stats(sharp), unc.level_stats(spread)
     assert s_sharp.mutual_information == pytest.approx(0.0)
     assert s_spread.mutual_information == pytest.approx(1.0)
-    stats_a = {lv: s_sharp for lv in unc.JUNCTION_LEVELS}
-    stats_b = {lv: s_spread for lv in unc.JUNCTION_LEVELS}
+    reference = {lv: s_sharp for lv in unc.REFERENCE_LEVELS}
+    stats_a = {**reference, **{lv: s_sharp for lv in unc.JUNCTION_LEVELS}}
+    stats_b = {**reference, **{lv: s_spread for lv in unc.JUNCTION_LEVELS}}
     assert unc.lstv_score(stats_b) > unc.lstv_score(stats_a)
+
+
+def _stats(peak: float, mi: float) -> unc.LevelStats:
+    return unc.LevelStats(0.0, 0.0, peak, 5.0, 1.0, 5.0, mi)
+
+
+def test_score_is_self_normalised_hand_case() -> None:
+    # u = 4 MI + (1 - peak): reference 4*0.05 + 0.1 = 0.3, junction 4*0.2 + 0.4 = 1.2
+    stats = {lv: _stats(0.9, 0.05) for lv in unc.REFERENCE_LEVELS}
+    stats.update({lv: _stats(0.6, 0.2) for lv in unc.JUNCTION_LEVELS})
+    assert unc.lstv_score(stats) == pytest.approx(1.2 - 0.3)
+    # a globally uncertain but uniform study (a scanner the model never saw) scores 0
+    uniform = {lv: _stats(0.5, 0.3) for lv in unc.REFERENCE_LEVELS + unc.JUNCTION_LEVELS}
+    assert unc.lstv_score(uniform) == pytest.approx(0.0)
+    assert unc.reference_uncertainty(uniform) == pytest.approx(4 * 0.3 + 0.5)
+
+
+GOOD_POINTS = [(0.0, 40.0 * i) for i in range(5)]
+
+
+def test_quality_gate_hand_cases() -> None:
+    limits = unc.QualityLimits(max_reference_uncertainty=0.6, min_coverage=0.8, min_slices=3)
+    sharp = {lv: _stats(0.9, 0.02) for lv in unc.REFERENCE_LEVELS + unc.JUNCTION_LEVELS}
+    full = {lv: 1.0 for lv in sharp}
+    assert unc.not_assessable_reason(sharp, GOOD_POINTS, full, 15, limits) == ""
+    assert "too few" in unc.not_assessable_reason(sharp, GOOD_POINTS, full, 2, limits)
+    cut = {**full, "L5-S1": 0.3}
+    assert "does not cover S1" in unc.not_assessable_reason(sharp, GOOD_POINTS, cut, 15, limits)
+    blurry = {**sharp, **{lv: _stats(0.3, 0.1) for lv in unc.REFERENCE_LEVELS}}
+    assert "reference levels uncertain" in unc.not_assessable_reason(
+        blurry, GOOD_POINTS, full, 15, limits
+    )
+    swapped = [GOOD_POINTS[1], GOOD_POINTS[0], *GOOD_POINTS[2:]]
+    assert "implausible" in unc.not_assessable_reason(sharp, swapped, full, 15, limits)
+    # the junction's own geometry is not a gate: it is what LSTV can look like
+    odd_junction = [*GOOD_POINTS[:4], (0.0, 125.0)]
+    assert unc.not_assessable_reason(sharp, odd_junction, full, 15, limits) == ""
+    assert "distance" in unc.junction_implausible(odd_junction)
+    assert unc.junction_implausible(GOOD_POINTS) == ""
+    assert "above" in unc.junction_implausible([*GOOD_POINTS[:4], (0.0, 100.0)])
+
+
+def test_quality_limits_from_weights_metadata() -> None:
+    assert unc.QualityLimits.from_metadata(None) == unc.QualityLimits()
+    limits = unc.QualityLimits.from_metadata({"max_reference_uncertainty": 0.42})
+    assert limits.max_reference_uncertainty == 0.42 and limits.min_slices == 3
 
 
 def test_implausible_order_and_spacing() -> None:

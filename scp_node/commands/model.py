@@ -41,8 +41,8 @@ def register(subparsers: Any) -> None:
         help="weights file (default: the packaged reference_localizer.pt)",
     )
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--phantoms", type=int, default=600, help="normal training phantoms")
-    tr.add_argument("--steps", type=int, default=1200, help="optimizer steps (batch 16)")
+    tr.add_argument("--phantoms", type=int, default=800, help="normal training phantoms")
+    tr.add_argument("--steps", type=int, default=2400, help="optimizer steps (batch 16)")
     tr.add_argument(
         "--epochs",
         type=float,
@@ -55,7 +55,12 @@ def register(subparsers: Any) -> None:
         default=20,
         help="validation phantoms per LSTV variant (twice as many normals)",
     )
-    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads; the result is bit-identical only for the same count (default 1)",
+    )
     tr.set_defaults(func=run_train)
 
     ca = sub.add_parser(
@@ -71,7 +76,6 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--normals", type=int, default=60)
     ev.add_argument("--lstv", type=int, default=30, help="phantoms per LSTV variant")
-    ev.add_argument("--size", type=int, default=256)
     ev.add_argument("--roc", type=Path, default=None, help="write a ROC plot PNG here")
     add_config_argument(ev)
     ev.set_defaults(func=run_evaluate)
@@ -146,7 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from scp_node.model.evaluate import evaluate, write_roc_png
 
     _settings, engine = _engine(args, args.weights)
-    report = evaluate(engine, normals=args.normals, per_lstv_variant=args.lstv, size=args.size)
+    report = evaluate(engine, normals=args.normals, per_lstv_variant=args.lstv)
     if args.roc:
         write_roc_png(report, args.roc)
     if args.json:
@@ -154,9 +158,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     err = report["error_mm"]
     print(f"weights sha256       {report['weights_sha256']}")
-    print(
-        f"phantoms             {report['counts']} ({report['size']} px, {report['slices']} slices)"
-    )
+    print(f"phantoms             {report['counts']} ({report['phantoms']})")
     print(
         f"localization error   median {err['median']:.2f} mm, p95 {err['p95']:.2f} mm "
         f"(normals, in-plane)"
@@ -172,6 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"threshold {report['threshold']:.4f}: sensitivity {report['sensitivity']:.3f}, "
         f"specificity {report['specificity']:.3f}"
     )
+    print(f"not assessable       {report['not_assessable']:.3f} {report['not_assessable_reasons']}")
     print(f"median score by variant {report['score_median_by_variant']}")
     return 0
 

@@ -2,20 +2,28 @@
 
 Seed ranges (the phantom seed; the variant is mixed into each phantom's RNG too):
 training 100000 + i, validation (threshold choice) 200000 + i, evaluation 300000 + i.
+
+Training phantoms are presented the way different sites store them (matrix, pixel spacing,
+anterior on either side, partial coverage, spine off the field's centre) and pass through the
+same canonical geometry as inference (:mod:`scp_node.model.geometry`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from scp_node.model.phantom import COLUMN_DIRECTION, ROW_DIRECTION, Phantom, generate
-from scp_node.model.preprocess import to_input, to_network_xy
+from scp_node.model import variations
+from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
+from scp_node.model.phantom import Phantom, generate
 from scp_node.result import DISC_LEVELS
 from scp_node.series import SeriesVolume
 
 TRAIN_SEED0 = 100_000
 VALIDATION_SEED0 = 200_000
 EVALUATION_SEED0 = 300_000
+
+#: Native matrices drawn for site-like phantoms (field of view 260-340 mm: 0.5-1.3 mm pixels).
+SITE_MATRICES = (256, 320, 384, 448, 512)
 
 
 def phantom_series(ph: Phantom) -> SeriesVolume:
@@ -27,37 +35,59 @@ def phantom_series(ph: Phantom) -> SeriesVolume:
         volume=ph.volume.astype(np.float32),
         sop_instance_uids=[f"{uid}.3.{k}" for k in range(ph.volume.shape[0])],
         positions=list(ph.positions),
-        row_direction=ROW_DIRECTION,
-        column_direction=COLUMN_DIRECTION,
+        row_direction=ph.row_direction,
+        column_direction=ph.column_direction,
         pixel_spacing=ph.pixel_spacing,
         slice_spacing=ph.slice_spacing,
     )
 
 
-def training_arrays(
-    count: int, input_size: int, seed0: int = TRAIN_SEED0, context: int = 3
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normal phantoms -> inputs ``[N, 1, S, S]`` float32 and targets ``[N, 5, 2]`` (x, y net px).
+def site_phantom(
+    variant: str, seed: int, rng: np.random.Generator, midline_context: int = 0
+) -> Phantom:
+    """A phantom with a site-like matrix, slice count, side and coverage drawn from ``rng``."""
+    size = int(rng.choice(SITE_MATRICES))
+    slices = int(rng.integers(9, 22))
+    ph = generate(variant, seed=seed, slices=slices, size=size, midline_context=midline_context)
+    if rng.random() < 0.5:
+        ph = variations.flip_anterior_posterior(ph)
+    roll = rng.random()
+    if roll < 0.25:
+        ph = variations.coverage_window(ph, rng)
+    elif roll < 0.4:
+        ph = variations.off_centre(ph, rng, float(rng.uniform(15.0, 50.0)))
+    return ph
 
-    Each phantom gives its ``context`` central slices, all sharing the midline disc centres.
-    Native sizes and slice counts vary like real series.
+
+def canonical_targets(ph: Phantom, series: SeriesVolume, grid: CanonicalGrid) -> np.ndarray:
+    """``[levels, 2]`` canonical (x, y) of the true disc centres."""
+    frame = slice_frames(series)[ph.disc(DISC_LEVELS[0]).slice_index]
+    points = [np.asarray(ph.disc(lv).patient_xyz) for lv in DISC_LEVELS]
+    return np.array([frame.patient_to_canonical(grid, p) for p in points], dtype=np.float32)
+
+
+def training_arrays(
+    count: int, grid: CanonicalGrid, seed0: int = TRAIN_SEED0, context: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal phantoms -> canonical inputs ``[N, 1, S, S]``, validity masks ``[N, 1, S, S]`` and
+    targets ``[N, 5, 2]`` (x, y canonical px).
+
+    Each phantom gives the ``context`` slices around the midline, all sharing its disc centres.
     """
-    xs, ys = [], []
+    xs, ms, ys = [], [], []
     for i in range(count):
         rng = np.random.default_rng(seed0 + i)
-        size = int(rng.choice([192, 256, 320, 384]))
-        slices = int(rng.integers(12, 21))
-        centre = slices // 2
-        idx = tuple(range(centre - context // 2, centre - context // 2 + context))
-        ph = generate("normal", seed=seed0 + i, slices=slices, size=size, only_slices=idx)
-        x = to_input(ph.volume[list(idx)].astype(np.float32), input_size).numpy()
-        target = np.array(
-            [
-                to_network_xy(ph.disc(lv).col, ph.disc(lv).row, size, size, input_size)
-                for lv in DISC_LEVELS
-            ],
-            dtype=np.float32,
-        )
-        xs.append(x)
+        ph = site_phantom("normal", seed0 + i, rng, midline_context=context)
+        series = phantom_series(ph)
+        idx = [k for k in range(ph.volume.shape[0]) if ph.volume[k].any()]
+        frames = slice_frames(series)
+        x, m = to_canonical(series.volume[idx], [frames[k] for k in idx], grid)
+        target = canonical_targets(ph, series, grid)
+        xs.append(x.numpy())
+        ms.append(m.numpy())
         ys.extend([target] * len(idx))
-    return np.concatenate(xs).astype(np.float32), np.stack(ys)
+    return (
+        np.concatenate(xs).astype(np.float32),
+        np.concatenate(ms).astype(np.float32),
+        np.stack(ys),
+    )

@@ -1,28 +1,29 @@
 """The inference engine: weights loaded once, MC-dropout sampling batched, one StudyResult per
 series.
 
-The central ``context_slices`` sagittal slices of the series (the midline and its neighbours) are
-each
-run ``mc_samples`` times with dropout on; all (slice, pass) pairs go through the network in as few
-batches as ``max_batch`` allows. Per level, the K*T probability maps are the samples for the mean
-map (coordinates, peak confidence, entropies) and for the MC terms (predictive entropy, MI).
-Results are reported on the central slice. On CPU, dropout masks come from a fixed seed, so the same
-input gives the same result; on CUDA, bf16 autocast is used when ``amp`` is on.
+Every slice is put onto the canonical grid from its DICOM geometry (:mod:`.geometry`). One
+deterministic pass over all slices finds the mid-sagittal slice (where the reference levels are
+sharpest); that slice and its neighbours (``context_slices``) are then each run ``mc_samples``
+times with dropout on, all (slice, pass) pairs batched. Per level, the K*T probability maps are
+the samples for the mean map (coordinates, peak confidence, entropies) and for the MC terms
+(predictive entropy, MI). Points are mapped back to source pixels of the mid-sagittal slice. A
+quality gate (:func:`.uncertainty.not_assessable_reason`) decides whether the screen is
+assessable at all. On CPU, dropout masks come from a fixed seed, so the same input gives the same
+result; on CUDA, bf16 autocast is used when ``amp`` is on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from scp_node.config import ModelSettings
 from scp_node.model import uncertainty as unc
-from scp_node.model.network import enable_mc_dropout, spatial_softmax
-from scp_node.model.preprocess import to_image_xy, to_input
+from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
+from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
 from scp_node.model.weights import LoadedWeights, load
 from scp_node.result import DISC_LEVELS, LevelFinding, ModelIdentity, StudyResult
 from scp_node.series import SeriesVolume
@@ -35,14 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@dataclass
-class SliceMaps:
-    """Probability maps ``[K, T, levels, S, S]`` for K slices, T passes."""
-
-    maps: np.ndarray
-    slice_indices: list[int]
 
 
 class LocalizerEngine:
@@ -78,7 +71,15 @@ class LocalizerEngine:
         else:
             raise ValueError("weights carry no lstv_threshold and none is configured")
         self.review_margin = review_margin
-        self.input_size = weights.config.input_size
+        canonical = weights.metadata.get("canonical") or {}
+        self.grid = CanonicalGrid(
+            size=int(canonical.get("size", weights.config.input_size)),
+            spacing_mm=float(canonical.get("spacing_mm", 320.0 / weights.config.input_size)),
+        )
+        self.quality = unc.QualityLimits.from_metadata(weights.metadata.get("quality"))
+        self.calibration = (
+            "configured threshold" if lstv_threshold is not None else "weights default threshold"
+        )
         self.levels: tuple[str, ...] = tuple(weights.metadata.get("levels", DISC_LEVELS))
         self.model = weights.build().to(self.device)
         enable_mc_dropout(self.model)
@@ -111,47 +112,65 @@ class LocalizerEngine:
             return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})" + (" bf16" if self.amp else "")
         return f"cpu ({torch.get_num_threads()} threads)"
 
-    def central_slices(self, n_slices: int) -> list[int]:
-        centre = n_slices // 2
-        half = self.context_slices // 2
-        lo = max(0, centre - half)
-        hi = min(n_slices, lo + self.context_slices)
-        return list(range(max(0, hi - self.context_slices), hi))
-
-    def predict(self, slices: np.ndarray) -> np.ndarray:
-        """Probability maps ``[K, T, levels, S, S]`` for float slices ``[K, rows, cols]``."""
-        x = to_input(slices, self.input_size)
-        k, t = x.shape[0], self.mc_samples
-        batch = x.repeat_interleave(t, dim=0)
+    def predict(self, inputs: torch.Tensor, mc: bool = True) -> np.ndarray:
+        """Probability maps ``[K, T, levels, S, S]`` for canonical inputs ``[K, 1, S, S]``; with
+        ``mc`` False one deterministic pass (dropout off, T = 1)."""
+        k = inputs.shape[0]
+        t = self.mc_samples if mc else 1
+        batch = inputs.repeat_interleave(t, dim=0)
         out: list[torch.Tensor] = []
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(self.seed)
-            for start in range(0, batch.shape[0], self.max_batch):
-                chunk = batch[start : start + self.max_batch].to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    logits = self.model(chunk)
-                out.append(spatial_softmax(logits).float().cpu())
+        set_dropout(self.model, mc)
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(self.seed)
+                for start in range(0, batch.shape[0], self.max_batch):
+                    chunk = batch[start : start + self.max_batch].to(self.device, non_blocking=True)
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                        logits = self.model(chunk)
+                    out.append(spatial_softmax(logits).float().cpu())
+        finally:
+            set_dropout(self.model, True)
         maps = torch.cat(out).numpy()
         return maps.reshape(k, t, *maps.shape[1:])
+
+    def midline_slice(self, inputs: torch.Tensor) -> int:
+        """The slice where the reference levels are found most sharply (one deterministic pass
+        over every slice): the mid-sagittal plane, wherever the stack's centre is."""
+        maps = self.predict(inputs, mc=False)[:, 0]
+        ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
+        conf = [np.mean([unc.peak_confidence(maps[k, li]) for li in ref]) for k in range(len(maps))]
+        return int(np.argmax(conf))
+
+    def context(self, centre: int, n_slices: int) -> list[int]:
+        """``context_slices`` consecutive slice indices around ``centre``, inside the series."""
+        lo = min(max(0, centre - self.context_slices // 2), max(0, n_slices - self.context_slices))
+        return list(range(lo, min(n_slices, lo + self.context_slices)))
 
     def analyze(self, volume: SeriesVolume) -> StudyResult:
         """Localize the disc levels on ``volume`` and compute the LSTV screen."""
         started = time.perf_counter()
-        indices = self.central_slices(volume.volume.shape[0])
-        maps = self.predict(volume.volume[indices])
-        centre = indices[len(indices) // 2]
-        rows, cols = volume.volume.shape[1:]
+        frames = slice_frames(volume)
+        inputs, valid = to_canonical(volume.volume, frames, self.grid)
+        centre = self.midline_slice(inputs)
+        indices = self.context(centre, len(frames))
+        maps = self.predict(inputs[indices])
+        frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}
         findings: list[LevelFinding] = []
         points_mm: list[tuple[float, float]] = []
+        coverage: dict[str, float] = {}
+        mask = valid[centre, 0].numpy()
         for li, level in enumerate(self.levels):
             samples = maps[:, :, li].reshape(-1, *maps.shape[-2:])
             st = unc.level_stats(samples)
             stats[level] = st
-            col, row = to_image_xy(st.x, st.y, rows, cols, self.input_size)
+            coverage[level] = float((samples.mean(axis=0) * (mask > 0.5)).sum())
+            col, row = frame.canonical_to_source(self.grid, st.x, st.y)
+            if not frame.inside_source(col, row):
+                coverage[level] = 0.0
             xyz = volume.pixel_to_patient(centre, col, row)
-            points_mm.append((col * volume.pixel_spacing[1], row * volume.pixel_spacing[0]))
+            points_mm.append((st.x * self.grid.spacing_mm, st.y * self.grid.spacing_mm))
             findings.append(
                 LevelFinding(
                     level=level,
@@ -168,9 +187,12 @@ class LocalizerEngine:
             )
         score = unc.lstv_score(stats)
         warnings = list(volume.warnings)
-        problem = unc.implausible(points_mm)
-        if problem:
-            warnings.append(f"implausible localization: {problem}")
+        reason = unc.not_assessable_reason(stats, points_mm, coverage, len(frames), self.quality)
+        junction = unc.junction_implausible(points_mm)
+        if junction:
+            warnings.append(f"lumbosacral junction: {junction}")
+        assessable = not reason
+        suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
         return StudyResult(
             study_instance_uid=volume.study_instance_uid,
@@ -179,8 +201,13 @@ class LocalizerEngine:
             levels=tuple(findings),
             lstv_score=round(score, 6),
             lstv_threshold=self.threshold,
-            lstv_suspected=score >= self.threshold,
-            needs_review=bool(problem) or abs(score - self.threshold) <= self.review_margin,
+            lstv_suspected=suspected,
+            needs_review=not assessable
+            or bool(junction)
+            or abs(score - self.threshold) <= self.review_margin,
+            assessable=assessable,
+            not_assessable_reason=reason,
+            calibration=self.calibration,
             model=self.identity,
             device=self.device_name,
             inference_ms=round(elapsed, 2),

@@ -91,3 +91,10 @@ def enable_mc_dropout(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Dropout | nn.Dropout2d):
             module.train()
+
+
+def set_dropout(model: nn.Module, active: bool) -> None:
+    """Switch the dropout layers on (MC sampling) or off (one deterministic pass)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout | nn.Dropout2d):
+            module.train(active)

@@ -26,6 +26,7 @@ falls anywhere between about T10 and T12: the top of the image is no reliable co
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,10 +69,13 @@ class Phantom:
     positions: list[tuple[float, float, float]]  # ImagePositionPatient per slice
     discs: list[DiscTruth] = field(default_factory=list)
     params: dict[str, float] = field(default_factory=dict)
+    row_direction: tuple[float, float, float] = ROW_DIRECTION
+    column_direction: tuple[float, float, float] = COLUMN_DIRECTION
 
     @property
     def orientation(self) -> tuple[float, ...]:
-        return ROW_DIRECTION + COLUMN_DIRECTION
+        """Image Orientation (Patient): row then column direction cosines."""
+        return tuple(self.row_direction) + tuple(self.column_direction)
 
     def disc(self, level: str) -> DiscTruth:
         for disc in self.discs:
@@ -127,8 +131,24 @@ def _element(
     return corners, q, phi_hi
 
 
-def _soft_quad(corners: np.ndarray, uu: np.ndarray, vv: np.ndarray, soft: float) -> np.ndarray:
-    """Soft mask of a convex quadrilateral: sigmoid of the approx. signed edge distance."""
+def _soft_quad(
+    corners: np.ndarray, uu: np.ndarray, vv: np.ndarray, soft: float, corner: float = 0.0
+) -> np.ndarray:
+    """Soft mask of a convex quadrilateral: sigmoid of the approx. signed edge distance.
+
+    ``corner`` > 0 (mm) rounds the corners: the edge distances are combined by a smooth maximum
+    (log-sum-exp with that temperature) instead of the maximum. Only the quad's bounding box
+    (plus the soft edge) is computed; the mask is 0 elsewhere.
+    """
+    out = np.zeros(uu.shape, dtype=np.float32)
+    pad = 12.0 * soft + corner
+    lo, hi = corners.min(axis=0) - pad, corners.max(axis=0) + pad
+    near = (uu >= lo[0]) & (uu <= hi[0]) & (vv >= lo[1]) & (vv <= hi[1])
+    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+    if not len(rows) or not len(cols):
+        return out
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    u, v = uu[win], vv[win]
     c = corners
     # orientation-independent: make the signed distance positive outside
     area = 0.0
@@ -136,16 +156,20 @@ def _soft_quad(corners: np.ndarray, uu: np.ndarray, vv: np.ndarray, soft: float)
         a, b = c[i], c[(i + 1) % 4]
         area += a[0] * b[1] - b[0] * a[1]
     sign = 1.0 if area > 0 else -1.0
-    sd = np.full(uu.shape, -np.inf, dtype=np.float32)
+    dists = []
     for i in range(4):
         a, b = c[i], c[(i + 1) % 4]
         edge = b - a
         length = float(np.hypot(edge[0], edge[1])) or 1.0
         # outward normal for a counter-clockwise polygon (area > 0) is (dy, -dx)
         nx, ny = sign * edge[1] / length, -sign * edge[0] / length
-        d = (uu - a[0]) * nx + (vv - a[1]) * ny
-        np.maximum(sd, d, out=sd)
-    return 1.0 / (1.0 + np.exp(np.clip(sd / soft, -30, 30)))
+        dists.append((u - a[0]) * nx + (v - a[1]) * ny)
+    sd = np.max(dists, axis=0)
+    if corner > 0:
+        stacked = np.clip((np.stack(dists) - sd) / corner, -30, 0)
+        sd = sd + corner * np.log(np.exp(stacked).sum(axis=0)) - corner * math.log(2.0)
+    out[win] = 1.0 / (1.0 + np.exp(np.clip(sd / soft, -30, 30)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ builder
@@ -156,8 +180,8 @@ def _build_chain(
     quads: list[_Quad] = []
     discs: dict[str, np.ndarray] = {}
     s = scale
-    marrow = float(rng.uniform(0.38, 0.5))
-    disc_val = float(rng.uniform(0.75, 0.95))
+    marrow = float(rng.uniform(0.32, 0.55))
+    disc_val = float(rng.uniform(0.68, 0.95))
 
     # ---- sacrum going down from the promontory (S1 top endplate centre)
     p, phi = promontory.copy(), slope
@@ -240,8 +264,8 @@ def _build_chain(
             rng.uniform(0.95, 1.05)
         )
         val = disc_val * float(rng.uniform(0.85, 1.1))
-        if rng.random() < 0.12 and k < 6:  # mild degeneration, height preserved
-            val *= float(rng.uniform(0.6, 0.8))
+        if rng.random() < 0.2 and k < 6:  # degeneration (dehydrated, dark), height preserved
+            val *= float(rng.uniform(0.4, 0.8))
         kind = "disc"
         sacral_l5 = variant == "sacralization" and k == 0
         if sacral_l5:
@@ -304,10 +328,18 @@ def generate(
     slices: int = 15,
     size: int = 256,
     only_slices: tuple[int, ...] | None = None,
+    *,
+    midline_context: int = 0,
+    spacing_mm: float | None = None,
+    acquisition: dict[str, float] | None = None,
 ) -> Phantom:
-    """A phantom series; deterministic for (variant, seed, slices, size).
+    """A phantom series; deterministic for (variant, seed, slices, size, spacing, acquisition).
 
-    ``only_slices`` renders just those slice indices (others stay zero): training uses it for speed.
+    ``only_slices`` renders just those slice indices (others stay zero); ``midline_context`` > 0
+    renders just that many slices around the one nearest the midline: training uses them for
+    speed. ``spacing_mm`` fixes the pixel spacing (field of view = size x spacing) instead of
+    drawing the field of view. ``acquisition`` overrides drawn acquisition parameters by name (see
+    :func:`_draw_acquisition`), e.g. ``{"noise_sigma": 0.1}`` for a stress test.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -317,21 +349,29 @@ def generate(
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), vidx, 7919]))
 
     fov = float(rng.uniform(260.0, 340.0))
+    if spacing_mm is not None:
+        fov = float(spacing_mm) * size
     spacing = fov / size
     thickness = float(rng.choice([3.0, 3.5, 4.0, 4.5]))
     gap = float(rng.choice([0.0, 0.3, 0.5]))
     slice_spacing = thickness + gap
-    scale = float(rng.uniform(0.85, 1.15))
+    scale = float(rng.uniform(0.82, 1.2))
     slope = math.radians(float(rng.uniform(30.0, 45.0)))
     # promontory position: the sacrum sits low in the field, with random offsets
     v_lo = max(0.6 * fov, 185.0 * scale)
     v_hi = max(v_lo + 5.0, min(0.72 * fov, fov - 70.0))
     promontory = np.array([fov * float(rng.uniform(0.42, 0.55)), float(rng.uniform(v_lo, v_hi))])
     quads, disc_centres = _build_chain(rng, variant, scale, promontory, slope)
+    acq = _draw_acquisition(rng)
+    acq.update(acquisition or {})
 
-    # pixel centre (col i, row j) sits at (u, v) = (i, j) * spacing
+    # pixel centre (col i, row j) sits at (u, v) = (i, j) * spacing in the image; the anatomy is
+    # rendered on the grid rotated by ``rotation_deg`` about the image centre (patient not lined
+    # up with the scanner axes)
     grid = np.arange(size, dtype=np.float32) * spacing
-    uu, vv = np.meshgrid(grid, grid)
+    img_u, img_v = np.meshgrid(grid, grid)
+    rot = _Rotation(math.radians(acq["rotation_deg"]), (fov - spacing) / 2.0)
+    uu, vv = rot.image_to_anatomy(img_u, img_v)
     soft = 0.6 + 0.25 * spacing
 
     # soft tissue layout follows the spine: centreline u(v) from the bodies
@@ -346,10 +386,10 @@ def generate(
     canal_depth = float(rng.uniform(13.0, 17.0)) * scale
 
     t = {
-        "fat": float(rng.uniform(0.7, 0.85)),
-        "muscle": float(rng.uniform(0.18, 0.3)),
+        "fat": float(rng.uniform(0.6, 0.9)),
+        "muscle": float(rng.uniform(0.14, 0.32)),
         "abdomen": float(rng.uniform(0.3, 0.45)),
-        "csf": float(rng.uniform(0.85, 1.0)),
+        "csf": float(rng.uniform(0.78, 1.0)),
         "cord": float(rng.uniform(0.3, 0.42)),
         "posterior": float(rng.uniform(0.3, 0.42)),
         "cortex": float(rng.uniform(0.03, 0.1)),
@@ -366,11 +406,30 @@ def generate(
         bu = float(np.interp(bv, cv, cu)) - float(rng.uniform(45.0, ant_w - 10.0))
         r = float(rng.uniform(6.0, 18.0))
         bowel = np.maximum(bowel, _sig((r - np.hypot(uu - bu, vv - bv)) / 2.0))
-    soft_tissue = t["abdomen"] * (1 - m_musc - m_fat) + t["muscle"] * m_musc + t["fat"] * m_fat
+    look = _draw_appearance(rng)
+    if look["fat_saturation"]:
+        t["fat"] = float(rng.uniform(0.12, 0.3))
+    t["cortex"] = look["cortex"]
+    abdomen = t["abdomen"] * (1.0 + look["abdomen_texture"] * _smooth_noise(rng, uu.shape, 14))
+    soft_tissue = abdomen * (1 - m_musc - m_fat) + t["muscle"] * m_musc + t["fat"] * m_fat
     soft_tissue = soft_tissue * (1 - bowel) + float(rng.uniform(0.6, 0.95)) * bowel
     base = (soft_tissue * m_body).astype(np.float32)
 
-    structure_masks = [(q, _soft_quad(q.corners, uu, vv, soft)) for q in quads]
+    def mask_of(q: _Quad) -> np.ndarray:
+        rounded = look["corner_mm"] if q.kind in ("body", "sacrum") else look["corner_mm"] / 3
+        return _soft_quad(q.corners, uu, vv, soft, rounded)
+
+    structure_masks = [(q, mask_of(q)) for q in quads]
+    rim_px = max(1, int(round(look["rim_mm"] / spacing)))
+    rims = {id(q): _rim(m, rim_px) for q, m in structure_masks if q.kind in ("body", "sacrum")}
+    nuclei = {
+        id(q): _soft_quad(
+            q.centre + (q.corners - q.centre) * look["nucleus_fraction"], uu, vv, soft * 2, 2.0
+        )
+        for q in quads
+        if q.kind == "disc" and look["nucleus"]
+    }
+    marrow_texture = 1.0 + look["marrow_texture"] * _smooth_noise(rng, uu.shape, 40)
     conus_v = float(
         np.interp(
             float(rng.uniform(0.0, 1.5)),
@@ -410,21 +469,26 @@ def generate(
     # lateral layout of slices around the midline
     jitter = float(rng.uniform(-0.5, 0.5))
     centre = (slices - 1) / 2.0
-    offsets = [(k - centre + jitter) * slice_spacing for k in range(slices)]
-    gamma = float(rng.uniform(0.8, 1.25))
-    noise_sigma = float(rng.uniform(0.01, 0.045))
-    bias = _bias_field(rng, uu / fov, vv / fov)
+    lateral = acq["lateral_offset_mm"]
+    offsets = [(k - centre + jitter) * slice_spacing + lateral for k in range(slices)]
+    gamma = acq["gamma"]
+    noise_sigma = acq["noise_sigma"]
+    bias = _bias_field(rng, img_u / fov, img_v / fov, acq["bias_strength"])
     max_value = float(rng.uniform(900.0, 3500.0))
-    render = range(slices) if only_slices is None else only_slices
+    truth_slice = int(np.argmin([abs(o) for o in offsets]))
+    render: Sequence[int] = range(slices) if only_slices is None else only_slices
+    if midline_context > 0:
+        lo = min(max(0, truth_slice - midline_context // 2), max(0, slices - midline_context))
+        render = range(lo, min(slices, lo + midline_context))
 
     volume = np.zeros((slices, size, size), dtype=np.uint16)
     for k in render:
-        x = abs(offsets[k])
+        x = offsets[k]
         img = base.copy()
-        w_canal = _fade(x, 7.5)
-        w_cord = _fade(x, 4.5)
-        w_bone = _fade(x, 22.0 * scale)
-        w_post = _fade(x, 5.0)
+        w_canal = _fade(x, 7.5, thickness)
+        w_cord = _fade(x, 4.5, thickness)
+        w_bone = _fade(x, 22.0 * scale, thickness)
+        w_post = _fade(x, 5.0, thickness)
         # laterally the canal is bordered by pedicles (bone)
         canal_val = t["csf"] * w_canal + t["posterior"] * (1 - w_canal)
         img = img * (1 - canal_mask) + canal_val * canal_mask
@@ -437,9 +501,15 @@ def generate(
                 continue
             a = m * w_bone
             if q.kind in ("body", "sacrum"):
-                rim = m - _shrink(m)
-                img = img * (1 - a) + q.value * a
+                rim = rims[id(q)]
+                img = img * (1 - a) + q.value * marrow_texture * a
                 img = img * (1 - rim * w_bone * 0.8) + t["cortex"] * rim * w_bone * 0.8
+            elif id(q) in nuclei:
+                # dark annulus fibrosus around a bright nucleus pulposus
+                val = q.value * (0.85 + 0.15 * w_bone)
+                img = img * (1 - a) + val * look["annulus_ratio"] * a
+                an = nuclei[id(q)] * w_bone
+                img = img * (1 - an) + val * an
             else:
                 val = q.value if q.kind != "disc" else q.value * (0.85 + 0.15 * w_bone)
                 img = img * (1 - a) + val * a
@@ -448,6 +518,7 @@ def generate(
                 a = m * w_bone
                 img = img * (1 - a) + q.value * a
         img = np.clip(img, 0, None) ** gamma * bias
+        img = _blur(img, acq["blur_mm"] / spacing)
         n1 = rng.normal(0, noise_sigma, img.shape)
         n2 = rng.normal(0, noise_sigma, img.shape)
         img = np.sqrt((img + n1) ** 2 + n2**2)  # Rician magnitude noise
@@ -460,13 +531,13 @@ def generate(
     for k in range(slices):
         # slice normal is -x: stepping k moves towards patient right
         positions.append((mid_x - (k - centre) * slice_spacing, origin_y, origin_z))
-    truth_slice = int(np.argmin([abs(o) for o in offsets]))
     names = list(_LUMBAR_DISCS) + (["S1-S2"] if variant == "lumbarization" else [])
     discs = []
     for name in names:
         u, v = disc_centres[name]
-        col, row = float(u / spacing), float(v / spacing)
         pos = positions[truth_slice]
+        u, v = rot.anatomy_to_image(float(u), float(v))
+        col, row = float(u / spacing), float(v / spacing)
         discs.append(DiscTruth(name, col, row, truth_slice, (pos[0], pos[1] + u, pos[2] - v)))
     return Phantom(
         variant=variant,
@@ -481,9 +552,10 @@ def generate(
             "fov_mm": fov,
             "scale": scale,
             "sacral_slope_deg": math.degrees(slope),
-            "noise_sigma": noise_sigma,
-            "gamma": gamma,
             "lateral_jitter": jitter,
+            "slice_thickness_mm": thickness,
+            **acq,
+            **{f"look_{key}": value for key, value in look.items()},
         },
     )
 
@@ -492,9 +564,98 @@ def _sig(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
 
 
-def _fade(x: float, half_width: float) -> float:
-    """1 inside the lateral half-width, fading to 0 over ~4 mm beyond it."""
-    return float(1.0 / (1.0 + math.exp((x - half_width) / 1.5)))
+def _fade(x: float, half_width: float, thickness: float = 0.0) -> float:
+    """How much of a structure of lateral half-width ``half_width`` a slice at lateral offset
+    ``x`` holds: 1 inside, fading to 0 over ~4 mm beyond, averaged over the slice thickness
+    (partial volume)."""
+    offsets = np.linspace(-thickness / 2, thickness / 2, 5) if thickness > 0 else np.zeros(1)
+    return float(np.mean(1.0 / (1.0 + np.exp((np.abs(x + offsets) - half_width) / 1.5))))
+
+
+def _draw_appearance(rng: np.random.Generator) -> dict[str, float]:
+    """How tissue looks on this scanner and patient (contrast and texture, not anatomy): discs
+    uniformly bright or a bright nucleus in a darker annulus, rounded vertebral corners, cortical
+    rim width and darkness, marrow and bowel texture, fat saturation."""
+    return {
+        "nucleus": float(rng.random() < 0.5),
+        "nucleus_fraction": float(rng.uniform(0.45, 0.8)),
+        "annulus_ratio": float(rng.uniform(0.3, 0.75)),
+        "corner_mm": float(rng.uniform(0.0, 4.0)),
+        "rim_mm": float(rng.uniform(0.4, 2.0)),
+        "cortex": float(rng.uniform(0.0, 0.25)),
+        "marrow_texture": float(rng.uniform(0.0, 0.2)),
+        "abdomen_texture": float(rng.uniform(0.0, 0.6)),
+        "fat_saturation": float(rng.random() < 0.2),
+    }
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:
+    """Smooth zero-mean texture in about [-1, 1]: ``cells`` x ``cells`` random values, bicubic."""
+    import torch
+    import torch.nn.functional as F
+
+    coarse = torch.from_numpy(rng.uniform(-1.0, 1.0, (1, 1, cells, cells)).astype(np.float32))
+    fine = F.interpolate(coarse, size=tuple(shape), mode="bicubic", align_corners=False)
+    return fine[0, 0].numpy()
+
+
+def _rim(mask: np.ndarray, width_px: int) -> np.ndarray:
+    """The outer ``width_px`` pixels of a soft mask (the cortical bone of a vertebra)."""
+    inner = mask
+    for _ in range(width_px):
+        inner = _shrink(inner)
+    return mask - inner
+
+
+def _draw_acquisition(rng: np.random.Generator) -> dict[str, float]:
+    """Acquisition and positioning parameters a real site varies (physics-like ranges).
+
+    Noise is the Gaussian sigma of each quadrature channel before the magnitude (Rician),
+    relative to tissue values of ~0..1, drawn log-uniform from SNR ~100 down to ~8; the bias
+    field strength scales a smooth coil-sensitivity field; blur is the full width of a box
+    low-pass in mm (thick partitions, low acquisition matrix interpolated by the scanner);
+    gamma a contrast curve; rotation the patient's in-plane tilt; lateral offset the distance
+    of the slice stack's centre from the midline.
+    """
+    return {
+        "noise_sigma": float(math.exp(rng.uniform(math.log(0.008), math.log(0.12)))),
+        "bias_strength": float(rng.uniform(0.0, 1.6)),
+        "blur_mm": float(rng.choice([0.0, 0.0, rng.uniform(0.5, 2.5)])),
+        "gamma": float(math.exp(rng.uniform(math.log(0.65), math.log(1.5)))),
+        "rotation_deg": float(rng.uniform(-12.0, 12.0)),
+        "lateral_offset_mm": float(rng.uniform(-8.0, 8.0)),
+    }
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    """In-plane rotation of the anatomy about the image centre (mm coordinates)."""
+
+    angle: float
+    centre: float
+
+    def image_to_anatomy(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        du, dv = u - self.centre, v - self.centre
+        return (
+            (c * du - s * dv + self.centre).astype(np.float32),
+            (s * du + c * dv + self.centre).astype(np.float32),
+        )
+
+    def anatomy_to_image(self, u: float, v: float) -> tuple[float, float]:
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        du, dv = u - self.centre, v - self.centre
+        return c * du + s * dv + self.centre, -s * du + c * dv + self.centre
+
+
+def _blur(img: np.ndarray, width_px: float) -> np.ndarray:
+    """Separable box low-pass of about ``width_px`` pixels (no-op below 1.5 px)."""
+    n = int(round(width_px))
+    if n < 2:
+        return img
+    kernel = np.ones(n, dtype=np.float64) / n
+    out = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, img)
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, out)
 
 
 def _shrink(mask: np.ndarray) -> np.ndarray:
@@ -507,12 +668,14 @@ def _shrink(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bias_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _bias_field(
+    rng: np.random.Generator, x: np.ndarray, y: np.ndarray, strength: float = 1.0
+) -> np.ndarray:
     """Smooth multiplicative coil-sensitivity field: brighter posteriorly + random quadratic."""
-    c = rng.uniform(-0.25, 0.25, size=5)
-    post = float(rng.uniform(0.0, 0.5))
+    c = rng.uniform(-0.25, 0.25, size=5) * strength
+    post = float(rng.uniform(0.0, 0.5)) * strength
     field_ = (
         1.0 + post * (x - 0.5) + c[0] * (y - 0.5) + c[1] * (x - 0.5) ** 2 + c[2] * (y - 0.5) ** 2
     )
     field_ += c[3] * (x - 0.5) * (y - 0.5)
-    return np.clip(field_, 0.4, 1.8).astype(np.float32)
+    return np.clip(field_, 0.3, 2.0).astype(np.float32)

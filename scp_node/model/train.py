@@ -15,30 +15,36 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from scp_node.model import datasets, weights
 from scp_node.model.engine import LocalizerEngine
+from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.metrics import auroc, best_threshold
 from scp_node.model.network import HeatmapUNet, NetConfig
-from scp_node.model.phantom import generate
-from scp_node.result import DISC_LEVELS
+from scp_node.model.uncertainty import REFERENCE_LEVELS, QualityLimits
+from scp_node.result import DISC_LEVELS, StudyResult
 
 log = logging.getLogger(__name__)
 
 SIGMA = 1.5
-SCORE_FORMULA = "mean over L4-L5, L5-S1 of 4 * MI + (1 - peak_confidence)"
+#: The canonical picture of every sagittal slice (2.5 mm pixels, 320 mm field).
+GRID = CanonicalGrid(size=128, spacing_mm=2.5)
+SCORE_FORMULA = (
+    "mean over L4-L5, L5-S1 minus mean over L1-L2, L2-L3, L3-L4 of 4 * MI + (1 - peak_confidence)"
+)
 
 
 @dataclass
 class TrainConfig:
     out: Path
     seed: int = 0
-    phantoms: int = 700
-    steps: int = 1800
+    phantoms: int = 800
+    steps: int = 2400
     batch: int = 16
     lr: float = 3e-3
-    validation_per_variant: int = 24
-    threads: int = 2
+    validation_per_variant: int = 20
+    threads: int = 1
 
 
 def gaussian_targets(xy: torch.Tensor, size: int, sigma: float = SIGMA) -> torch.Tensor:
@@ -50,37 +56,89 @@ def gaussian_targets(xy: torch.Tensor, size: int, sigma: float = SIGMA) -> torch
     return maps / maps.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
-def _augment(
-    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random gamma, gain and integer shift (zero fill) of a batch, moving the targets with it."""
+def _affine(
+    x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random rotation (+-15 deg), scale (0.8-1.25) and shift (+-16 px) of images, masks and
+    targets together (a patient tilted, larger or smaller, placed elsewhere in the field)."""
     n, _, s, _ = x.shape
-    gamma = torch.exp(torch.empty(n, 1, 1, 1).uniform_(-0.25, 0.25, generator=gen))
-    gain = torch.empty(n, 1, 1, 1).uniform_(0.85, 1.15, generator=gen)
-    x = (x.clamp_min(0) ** gamma) * gain
-    out = torch.zeros_like(x)
-    shifts = torch.randint(-10, 11, (n, 2), generator=gen)
+    angle = torch.empty(n).uniform_(-15.0, 15.0, generator=gen) * torch.pi / 180.0
+    scale = torch.exp(torch.empty(n).uniform_(np.log(0.8), np.log(1.25), generator=gen))
+    shift = torch.empty(n, 2).uniform_(-16.0, 16.0, generator=gen) * 2.0 / s
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # theta maps output normalised coordinates to input ones: q = A p + b
+    a = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    theta = torch.cat([a, shift[..., None]], -1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m = F.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    q = (2.0 * y + 1.0) / s - 1.0  # [N, L, 2] normalised input coordinates
+    p = torch.linalg.solve(a[:, None], (q - shift[:, None, :])[..., None])[..., 0]
+    return x, m, (p + 1.0) * s / 2.0 - 0.5
+
+
+def _coverage(
+    x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partial coverage: for a fraction ``p`` of the batch, blank rows some way above the top
+    disc and below the lowest one (a T12-S2 field), as a site with a short field would send."""
+    n, _, s, _ = x.shape
+    x, m = x.clone(), m.clone()
     for i in range(n):
-        dx, dy = int(shifts[i, 0]), int(shifts[i, 1])
-        src_x = slice(max(0, -dx), s - max(0, dx))
-        dst_x = slice(max(0, dx), s - max(0, -dx))
-        src_y = slice(max(0, -dy), s - max(0, dy))
-        dst_y = slice(max(0, dy), s - max(0, -dy))
-        out[i, :, dst_y, dst_x] = x[i, :, src_y, src_x]
-    y = y + shifts[:, None, :].float()
-    return out, y
+        if float(torch.rand(1, generator=gen)) >= p:
+            continue
+        top = float(y[i, :, 1].min()) - 8.0
+        bottom = float(y[i, :, 1].max()) + 12.0
+        r0 = int(float(torch.rand(1, generator=gen)) * max(top, 0.0))
+        r1 = int(bottom + float(torch.rand(1, generator=gen)) * max(s - bottom, 0.0))
+        x[i, :, :r0] = 0
+        m[i, :, :r0] = 0
+        x[i, :, r1:] = 0
+        m[i, :, r1:] = 0
+    return x, m
+
+
+def _intensity(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Contrast curve, gain, smooth bias field, blur and Gaussian or Rician noise; nothing outside
+    the imaged field (where the inference input is exactly 0)."""
+    n, _, s, _ = x.shape
+    gamma = torch.exp(torch.empty(n, 1, 1, 1).uniform_(-0.4, 0.4, generator=gen))
+    gain = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
+    x = (x.clamp_min(0) ** gamma) * gain
+    coords = torch.linspace(-1.0, 1.0, s)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    c = torch.empty(n, 5, 1, 1).uniform_(-0.25, 0.25, generator=gen)
+    bias = 1.0 + c[:, 0] * xx + c[:, 1] * yy + c[:, 2] * xx**2 + c[:, 3] * yy**2 + c[:, 4] * xx * yy
+    x = x * bias.clamp(0.4, 1.8)[:, None]
+    blur = torch.rand(n, 1, 1, 1, generator=gen) < 0.3
+    x = torch.where(blur, F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False), x)
+    sigma = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.08, generator=gen)
+    n1 = torch.randn(x.shape, generator=gen) * sigma
+    n2 = torch.randn(x.shape, generator=gen) * sigma
+    rician = torch.rand(n, 1, 1, 1, generator=gen) < 0.5
+    x = torch.where(rician, torch.sqrt((x + n1) ** 2 + n2**2), x + n1)
+    return x.clamp(0.0, 1.5) * (m > 0.5)
+
+
+def augment(
+    x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Canonical-space augmentation of a batch: geometry, coverage, then intensity."""
+    x, m, y = _affine(x, m, y, gen)
+    x, m = _coverage(x, m, y, gen)
+    return _intensity(x, m, gen), y
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, choose the threshold on validation phantoms, save; returns the metadata written."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net_cfg = NetConfig(base=8, depth=4, dropout=0.15, input_size=128)
+    net_cfg = NetConfig(base=8, depth=4, dropout=0.15, input_size=GRID.size)
     t0 = time.perf_counter()
-    x_np, y_np = datasets.training_arrays(cfg.phantoms, net_cfg.input_size)
+    x_np, m_np, y_np = datasets.training_arrays(cfg.phantoms, GRID)
     t_data = time.perf_counter() - t0
     log.info("training data: %d samples in %.0f s", len(x_np), t_data)
-    x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    x_all, m_all, y_all = torch.from_numpy(x_np), torch.from_numpy(m_np), torch.from_numpy(y_np)
     model = HeatmapUNet(net_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -91,7 +149,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     losses = []
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
-        xb, yb = _augment(x_all[idx], y_all[idx], gen)
+        xb, yb = augment(x_all[idx], m_all[idx], y_all[idx], gen)
         target = gaussian_targets(yb, net_cfg.input_size)
         logits = model(xb)
         logp = torch.log_softmax(logits.flatten(2), dim=-1)
@@ -115,8 +173,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "version": "1.0.0",
         "levels": list(DISC_LEVELS),
         "normalisation": "spatial-softmax",
-        "input": "central sagittal slice, 1st-99th percentile scaled, clipped [0,1.5], "
-        "bilinear antialiased resample to input_size x input_size",
+        "input": "sagittal slices around the midline, 1st-99th percentile scaled, clipped "
+        "[0,1.5], resampled from the DICOM geometry onto the canonical grid (head up, anterior "
+        "left; scp_node.model.geometry)",
+        "canonical": {"size": GRID.size, "spacing_mm": GRID.spacing_mm},
         "training_seed": cfg.seed,
         "training": {
             "phantoms": cfg.phantoms,
@@ -126,6 +186,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "batch": cfg.batch,
             "lr": cfg.lr,
             "sigma_px": SIGMA,
+            "threads": cfg.threads,
             "final_loss": float(np.mean(losses[-100:])),
             "seconds": round(t_train, 1),
         },
@@ -142,34 +203,71 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
-    """Choose the LSTV threshold on validation phantoms (disjoint seeds, all three variants) for
-    the weights in ``src`` and write them with the threshold (and the score formula) to ``out``."""
+    """Choose the LSTV threshold and the quality gate's limit on validation phantoms (disjoint
+    seeds, all three variants, site-like geometry and acquisition) for the weights in ``src``, and
+    write them with the threshold, the limits and the score formula to ``out``.
+
+    The reference-uncertainty limit is 1.5 x the 99th percentile seen on validation studies (at
+    least 0.3): images the model reads as well as its own data pass with room to spare; the
+    threshold is the max-Youden-J cut on the validation scores of assessable studies.
+    """
     loaded = weights.load(src)
     meta = dict(loaded.metadata)
     engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
-    scores, labels = validation_scores(engine, per_variant)
-    thr = best_threshold(scores, labels)
+    engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
+    results, labels = validation_results(engine, per_variant)
+    ref = np.array([_reference_uncertainty(r) for r in results])
+    limit = max(0.3, 1.5 * float(np.percentile(ref, 99)))
+    engine.quality = QualityLimits(max_reference_uncertainty=limit)
+    assessable = np.array([r.assessable for r in results]) & (ref <= limit)
+    if assessable.sum() < 4 or len(set(labels[assessable])) < 2:
+        log.warning("too few assessable validation studies: threshold from all of them")
+        assessable = np.ones(len(results), dtype=bool)
+    scores = np.array([r.lstv_score for r in results])
+    thr = best_threshold(scores[assessable], labels[assessable])
     meta["score"] = SCORE_FORMULA
     meta["lstv_threshold"] = round(thr, 4)
+    meta["quality"] = {
+        "max_reference_uncertainty": round(limit, 4),
+        "min_coverage": engine.quality.min_coverage,
+        "min_slices": engine.quality.min_slices,
+    }
     meta["validation"] = {
         "per_variant": per_variant,
         "normals": 2 * per_variant,
         "seed0": datasets.VALIDATION_SEED0,
-        "rule": "max Youden J",
-        "auroc": round(auroc(scores, labels), 4),
+        "rule": "max Youden J on assessable studies; reference limit 1.5 x p99",
+        "auroc": round(auroc(scores[assessable], labels[assessable]), 4),
+        "not_assessable": int((~assessable).sum()),
     }
     weights.save(out, loaded.build(), meta)
     return meta
 
 
-def validation_scores(engine: LocalizerEngine, per_variant: int) -> tuple[np.ndarray, np.ndarray]:
-    """LSTV scores and labels (1 = LSTV) on validation phantoms."""
-    scores, labels = [], []
+def _reference_uncertainty(result: StudyResult) -> float:
+    """The quality gate's reference uncertainty, from a result's reported level figures."""
+    by_level = {f.level: f for f in result.levels}
+    return float(
+        np.mean(
+            [
+                4.0 * (by_level[lv].mutual_information or 0.0)
+                + (1.0 - by_level[lv].peak_confidence)
+                for lv in REFERENCE_LEVELS
+            ]
+        )
+    )
+
+
+def validation_results(
+    engine: LocalizerEngine, per_variant: int
+) -> tuple[list[StudyResult], np.ndarray]:
+    """Results and labels (1 = LSTV) on site-like validation phantoms."""
+    results, labels = [], []
     for variant in ("normal", "lumbarization", "sacralization"):
         n = per_variant * (2 if variant == "normal" else 1)
         for i in range(n):
-            ph = generate(variant, seed=datasets.VALIDATION_SEED0 + i, slices=15, size=256)
-            res = engine.analyze(datasets.phantom_series(ph))
-            scores.append(res.lstv_score)
+            seed = datasets.VALIDATION_SEED0 + i
+            ph = datasets.site_phantom(variant, seed, np.random.default_rng([seed, 1]))
+            results.append(engine.analyze(datasets.phantom_series(ph)))
             labels.append(0 if variant == "normal" else 1)
-    return np.array(scores), np.array(labels)
+    return results, np.array(labels)

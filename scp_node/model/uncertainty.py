@@ -126,23 +126,114 @@ JUNCTION_LEVELS: tuple[str, ...] = ("L4-L5", "L5-S1")
 REFERENCE_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4")
 
 
-def lstv_score(stats: dict[str, LevelStats]) -> float:
-    """LSTV suspicion from the lumbosacral junction (higher = more suspicious).
-
-    ``score = mean over {L4-L5, L5-S1} of [ 4 * MI + (1 - peak_confidence) ]``
+def level_uncertainty(st: LevelStats) -> float:
+    """One level's uncertainty: ``4 * MI + (1 - peak_confidence)``.
 
     MI (bits) is the epistemic disagreement between dropout passes (and neighbouring slices); on
-    confident normal junctions it is ~0.05-0.1 bits, hence the weight 4. ``1 - peak_confidence`` is
-    the probability mass *not* within 3 network pixels of the peak (aleatoric spread, e.g. a map
-    split between two candidate discs). A model trained on normal spines localizes those levels
-    sharply and consistently; a transitional junction makes it hesitate between candidate discs.
-    The formula was chosen on validation phantoms (seeds 200000+), never on evaluation phantoms.
+    confident levels it is ~0.05-0.1 bits, hence the weight 4. ``1 - peak_confidence`` is the
+    probability mass *not* within 3 network pixels of the peak (aleatoric spread, e.g. a map
+    split between two candidate discs).
     """
-    terms = [
-        4.0 * stats[level].mutual_information + (1.0 - stats[level].peak_confidence)
-        for level in JUNCTION_LEVELS
-    ]
-    return float(np.mean(terms))
+    return 4.0 * st.mutual_information + (1.0 - st.peak_confidence)
+
+
+def lstv_score(stats: dict[str, LevelStats]) -> float:
+    """LSTV suspicion, self-normalised (higher = more suspicious):
+
+    ``score = mean_{L4-L5, L5-S1} u - mean_{L1-L2, L2-L3, L3-L4} u`` with ``u`` from
+    :func:`level_uncertainty`.
+
+    A model trained on normal spines localizes the junction about as sharply as the levels above
+    it; a transitional junction makes it hesitate between candidate discs there and only there.
+    Subtracting the same study's reference levels removes what the whole study shares (a scanner,
+    noise level or contrast the model never saw), so a globally uncertain but normal spine does
+    not look like LSTV. Whether the reference levels are sharp enough to compare with is the
+    quality gate's question (:func:`not_assessable_reason`).
+    """
+    junction = np.mean([level_uncertainty(stats[lv]) for lv in JUNCTION_LEVELS])
+    reference = np.mean([level_uncertainty(stats[lv]) for lv in REFERENCE_LEVELS])
+    return float(junction - reference)
+
+
+def reference_uncertainty(stats: dict[str, LevelStats]) -> float:
+    """Mean uncertainty of the reference levels (the quality gate's yardstick)."""
+    return float(np.mean([level_uncertainty(stats[lv]) for lv in REFERENCE_LEVELS]))
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """When the screen is not assessable (defaults; the weights metadata may set them).
+
+    ``max_reference_uncertainty``: the reference levels themselves are too uncertain to compare
+    the junction with (an image the model cannot read). ``min_coverage``: the fraction of a
+    level's probability mass that must lie inside the imaged field (the top and bottom levels:
+    a field that does not reach S1 cannot show the lumbosacral junction). ``min_slices``: fewer
+    sagittal slices than this cannot give a mid-sagittal plane with neighbours.
+    """
+
+    max_reference_uncertainty: float = 0.6
+    min_coverage: float = 0.8
+    min_slices: int = 3
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, float] | None) -> QualityLimits:
+        meta = meta or {}
+        return cls(
+            max_reference_uncertainty=float(
+                meta.get("max_reference_uncertainty", cls.max_reference_uncertainty)
+            ),
+            min_coverage=float(meta.get("min_coverage", cls.min_coverage)),
+            min_slices=int(meta.get("min_slices", cls.min_slices)),
+        )
+
+
+def not_assessable_reason(
+    stats: dict[str, LevelStats],
+    points_mm: Sequence[tuple[float, float]],
+    coverage: dict[str, float],
+    n_slices: int,
+    limits: QualityLimits,
+) -> str:
+    """Why the screen cannot be trusted on this study, or "" when it can.
+
+    ``points_mm`` are the level centres (x, y) in mm on the canonical grid (y towards the feet),
+    in level order L1-L2 .. L5-S1; ``coverage`` the probability mass of each level inside the
+    imaged field. The chain L1-L2 .. L4-L5 must be plausible; the junction below is what the
+    screen judges, so its geometry is not a gate (see :func:`junction_implausible`).
+    """
+    if n_slices < limits.min_slices:
+        return f"too few sagittal slices ({n_slices} < {limits.min_slices})"
+    for level in ("L1-L2", "L5-S1"):
+        if coverage.get(level, 1.0) < limits.min_coverage:
+            where = "S1" if level == "L5-S1" else "L1"
+            inside = coverage[level]
+            return f"field of view does not cover {where} ({level} mass inside {inside:.2f})"
+    ref = reference_uncertainty(stats)
+    if ref > limits.max_reference_uncertainty:
+        return (
+            f"reference levels uncertain (mean uncertainty {ref:.2f} > "
+            f"{limits.max_reference_uncertainty:.2f})"
+        )
+    problem = implausible(points_mm[:4])
+    if problem:
+        return f"implausible localization: {problem}"
+    return ""
+
+
+def junction_implausible(points_mm: Sequence[tuple[float, float]]) -> str:
+    """A note when the lowest gap (L4-L5 to L5-S1) does not fit the chain above it: below the
+    L4-L5 level, or shorter than half / longer than twice the median gap above. Such a junction
+    is a reason for review, not a gate: it is what transitional anatomy can look like."""
+    pts = np.asarray(points_mm, dtype=np.float64)
+    if len(pts) < 3:
+        return ""
+    gaps = np.hypot(*np.diff(pts, axis=0).T)
+    if pts[-1, 1] <= pts[-2, 1]:
+        return "L5-S1 found above L4-L5"
+    med = float(np.median(gaps[:-1]))
+    if gaps[-1] < 0.5 * med or gaps[-1] > 2.0 * med:
+        return f"L4-L5 to L5-S1 distance {gaps[-1]:.0f} mm against {med:.0f} mm above"
+    return ""
 
 
 def implausible(points: Sequence[tuple[float, float]]) -> str:
