@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
         default="1.2.840.10008.1.2.1",
         help="transfer syntax UID (default Explicit VR Little Endian)",
     )
+    ph.add_argument(
+        "--multiframe",
+        action="store_true",
+        help="write one multi-frame Legacy Converted Enhanced MR Image, not one file per slice",
+    )
     ph.set_defaults(func=run_phantom)
 
     model = subparsers.add_parser("model", help="train or evaluate the disc-level localizer")
@@ -95,9 +100,21 @@ def run_phantom(args: argparse.Namespace) -> int:
     from scp_node.phantom_dicom import write_phantom
 
     paths = write_phantom(
-        args.out_dir, args.variant, args.seed, args.slices, args.size, args.transfer_syntax
+        args.out_dir,
+        args.variant,
+        args.seed,
+        args.slices,
+        args.size,
+        args.transfer_syntax,
+        multiframe=args.multiframe,
     )
-    print(f"wrote {len(paths)} slices ({args.variant}, seed {args.seed}) to {args.out_dir}")
+    if args.multiframe:
+        print(
+            f"wrote {args.slices} slices as frames of {paths[0].name} "
+            f"({args.variant}, seed {args.seed}) to {args.out_dir}"
+        )
+    else:
+        print(f"wrote {len(paths)} slices ({args.variant}, seed {args.seed}) to {args.out_dir}")
     return 0
 
 
