@@ -305,14 +305,13 @@ def _decode_instance(
                 raise ValueError(f"expected a 2D frame, got shape {pixels.shape}")
             out.append((frame, _rescaled(ds, pixels, frame.frame_number)))
         except Exception as exc:  # noqa: BLE001 - a bad frame is dropped, never raised
-            warnings.append(
-                f"{_kind(frame)} {frame.label} dropped: {type(exc).__name__}: {exc}"[:300]
-            )
+            warnings.append(f"{_named(frame)} dropped: {type(exc).__name__}: {exc}"[:300])
     return out, warnings
 
 
-def _kind(frame: ImageFrame) -> str:
-    return "slice" if frame.frame_number is None else "image"
+def _named(frame: ImageFrame) -> str:
+    """``slice IM0003.dcm`` or ``frame 3 of MF0001.dcm`` (how warnings name an image)."""
+    return f"slice {frame.label}" if frame.frame_number is None else frame.label
 
 
 def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> SelectionResult:
@@ -328,7 +327,7 @@ def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> Selecti
     for frame in cand.frames:
         problem = _check_frame(frame, cand, spacing)
         if problem:
-            warnings.append(f"{_kind(frame)} {frame.label} dropped: {problem}"[:300])
+            warnings.append(f"{_named(frame)} dropped: {problem}"[:300])
             continue
         spacing = spacing or frame.pixel_spacing
         by_path[frame.path].append(frame)
@@ -346,9 +345,7 @@ def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> Selecti
             if shape is None:
                 shape = img.shape
             if img.shape != shape:
-                warnings.append(
-                    f"{_kind(frame)} {frame.label} dropped: size {img.shape} differs from {shape}"
-                )
+                warnings.append(f"{_named(frame)} dropped: size {img.shape} differs from {shape}")
                 continue
             assert frame.position is not None  # checked by _check_frame
             pos = np.asarray(frame.position, dtype=np.float64)
