@@ -149,6 +149,7 @@ class ImageFrame:
     pixel_spacing: tuple[float, float] | None
     spacing_between_slices: float | None
     slice_thickness: float | None
+    echo_time: float | None = None
 
     @property
     def label(self) -> str:
@@ -187,6 +188,7 @@ def frame_geometry(ds: Dataset, path: Path, frame_index: int | None) -> ImageFra
         pixel_spacing=spacing,  # type: ignore[arg-type]
         spacing_between_slices=_one_float(between),
         slice_thickness=_one_float(thickness),
+        echo_time=echo_time_ms(ds, frame_index),
     )
 
 

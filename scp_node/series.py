@@ -35,6 +35,7 @@ from scp_node.multiframe import (
     has_functional_groups,
     image_frames,
     is_multiframe,
+    number_of_frames,
     rescale,
 )
 
@@ -110,6 +111,7 @@ class _Candidate:
     normal: np.ndarray
     deviation_deg: float
     t2_score: int
+    notes: list[str] = field(default_factory=list)
 
 
 def decode_stored_pixels(ds: Dataset) -> np.ndarray:
@@ -140,8 +142,8 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time).
 
     Text: Series Description, Protocol Name, Sequence Name (Pulse Sequence Name of Enhanced MR,
-    PS3.3 C.8.13.4). Echo time: Echo Time, or the first frame's Effective Echo Time (MR Echo
-    macro, PS3.3 C.8.13.5.2) of a multi-frame image.
+    PS3.3 C.8.13.4). Echo time: Echo Time, or the longest Effective Echo Time of the frames (MR
+    Echo macro, PS3.3 C.8.13.5.2) of a multi-frame image.
     """
     keys = ("SeriesDescription", "SequenceName", "PulseSequenceName", "ProtocolName")
     text = " ".join(str(converted_value(ds, 0, key) or "") for key in keys)
@@ -151,7 +153,11 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     score = 0
     if any(word.lower() in lowered for word in rules.description_include):
         score += 2
-    echo = echo_time_ms(ds, 0 if is_multiframe(ds) else None)
+    if is_multiframe(ds):
+        echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]
+        echo = max((e for e in echoes if e is not None), default=None)
+    else:
+        echo = echo_time_ms(ds)
     if echo is not None and echo >= 60.0:  # T2 weighting: long TE (ms)
         score += 1
     return score
@@ -191,6 +197,22 @@ def _angle_deg(a: Sequence[float], b: Sequence[float]) -> float:
         cos = float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)
         worst = max(worst, math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
     return worst
+
+
+def _longest_echo(frames: list[ImageFrame]) -> tuple[list[ImageFrame], list[str]]:
+    """Of a series with several echo times (e.g. a dual-echo PD/T2 acquisition, PS3.3
+    C.8.13.5.2), the frames of the longest echo (the T2-weighted ones), and a note."""
+    echoes = sorted({round(f.echo_time, 3) for f in frames if f.echo_time is not None})
+    if len(echoes) < 2:
+        return frames, []
+    longest = echoes[-1]
+    kept = [f for f in frames if f.echo_time is None or round(f.echo_time, 3) == longest]
+    note = (
+        f"{len(frames) - len(kept)} image(s) with shorter echo times "
+        f"({', '.join(f'{e:g}' for e in echoes[:-1])} ms) left out; "
+        f"kept echo time {longest:g} ms"
+    )
+    return kept, [note]
 
 
 def _main_orientation(frames: Sequence[ImageFrame]) -> tuple[float, ...] | None:
@@ -235,6 +257,7 @@ def candidates(
         first = headers[0][1]
         desc = str(first.get("SeriesDescription", ""))
         frames = [frame for path, ds in headers for frame in image_frames(ds, path)]
+        frames, echo_note = _longest_echo(frames)
         orientation = _main_orientation(frames)
         try:
             if orientation is None:
@@ -254,7 +277,7 @@ def candidates(
         if len(frames) < rules.min_slices:
             notes.append(f"series {uid} ({desc}): only {len(frames)} slices")
             continue
-        found.append(_Candidate(uid, frames, desc, orientation, normal, dev, score))
+        found.append(_Candidate(uid, frames, desc, orientation, normal, dev, score, echo_note))
     found.sort(key=lambda c: (-c.t2_score, c.deviation_deg, -len(c.frames)))
     return found, study_uid, notes
 
@@ -321,7 +344,7 @@ def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> Selecti
     rescaled float32 frames are kept. Frames whose orientation or pixel spacing differs from the
     series' (PS3.3 C.7.6.16.2.1-2), or whose size differs, are dropped with a warning.
     """
-    warnings: list[str] = []
+    warnings: list[str] = list(cand.notes)
     by_path: dict[Path, list[ImageFrame]] = defaultdict(list)
     spacing: tuple[float, float] | None = None
     for frame in cand.frames:

@@ -317,3 +317,37 @@ def test_phantom_multiframe_truth_names_the_frames(tmp_path: Path) -> None:
         k = disc["slice_index"]
         assert disc["sop_instance_uid"] == vol.sop_instance_uids[k]
         assert disc["frame_number"] == vol.frame_numbers[k]
+
+
+def test_dual_echo_multiframe_keeps_the_longest_echo(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    """PD and T2 frames at the same positions in one instance: the T2 (longest TE) frames."""
+    _, ph = phantom_dir
+    _, mf = multiframe
+    ds = copy.deepcopy(mf)
+    pixels = mf.pixel_array
+    items, frames = [], []
+    for f in range(1, 7):
+        for echo in (20.0, 100.0):  # interleaved: PD then T2 at each position
+            item = copy.deepcopy(mf.PerFrameFunctionalGroupsSequence[f - 1])
+            mr_echo = Dataset()
+            mr_echo.EffectiveEchoTime = echo
+            item.MREchoSequence = [mr_echo]
+            items.append(item)
+            frames.append(pixels[f - 1] if echo == 100.0 else pixels[f - 1] // 3)
+    ds.PerFrameFunctionalGroupsSequence = items
+    ds.NumberOfFrames = 12
+    ds.PixelData = np.stack(frames).astype(pixels.dtype).tobytes()
+    ds.SeriesDescription, ds.ProtocolName = "SAG DUAL ECHO", "SPINE"
+    del ds.SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0].EchoTime
+    ds.save_as(tmp_path / "dual.dcm")
+    header = dcmread(tmp_path / "dual.dcm", stop_before_pixels=True)
+    assert t2_score(header, RULES) == 1  # the long echo of some frames counts
+    vol = select_and_load([tmp_path / "dual.dcm"], RULES).volume
+    assert vol is not None
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert all(f is not None and f % 2 == 0 for f in vol.frame_numbers), vol.frame_numbers
+    assert vol.warnings == [
+        "6 image(s) with shorter echo times (20 ms) left out; kept echo time 100 ms"
+    ]
