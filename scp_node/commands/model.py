@@ -219,6 +219,9 @@ def _print_result(result: Any) -> None:
         f"series {result.series_instance_uid}   device {result.device}   "
         f"{result.inference_ms:.0f} ms"
     )
+    frames = sorted({f.frame_number for f in result.levels if f.frame_number is not None})
+    if frames:
+        print(f"multi-frame source: levels on frame {', '.join(map(str, frames))}")
     print(
         f"{'level':<7} {'col':>7} {'row':>7} {'peak':>6} {'H bits':>7} {'Hsp':>6} "
         f"{'Hpred':>7} {'MI':>7}"
