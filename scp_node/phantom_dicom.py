@@ -6,6 +6,11 @@ the same call writes the same UIDs. Compressed transfer syntaxes are produced by
 ``Dataset.compress``
 (JPEG 2000 lossless, JPEG-LS lossless, RLE) with the SOP Instance UID kept, or by DCMTK ``dcmcjpeg``
 for JPEG Lossless (.57/.70). ``truth.json`` beside the files records the true disc centres.
+
+``multiframe=True`` writes the same series as one Legacy Converted Enhanced MR Image (PS3.3
+A.36.4, made by highdicom's ``LegacyConvertedEnhancedMRImage``): every slice is a frame, with its
+geometry in the Per-frame / Shared Functional Groups (PS3.3 C.7.6.16); ``truth.json`` then gives
+each disc's frame number as well.
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from pydicom.uid import UID, generate_uid
 from scp_node.model.phantom import Phantom, generate
 
 MR_IMAGE_STORAGE = uids.MRImageStorage
+LEGACY_CONVERTED_ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
+#: Transfer syntaxes highdicom can write a Legacy Converted Enhanced MR Image in (lossless ones).
+MULTIFRAME_ENCODABLE = {
+    uids.ExplicitVRLittleEndian,
+    uids.ImplicitVRLittleEndian,
+    uids.JPEG2000Lossless,
+    uids.JPEGLSLossless,
+    uids.RLELossless,
+}
 #: Transfer syntaxes this writer can produce, and how.
 PYDICOM_ENCODABLE = {
     uids.JPEG2000Lossless,
@@ -160,12 +174,25 @@ def write_phantom_series(
             _dcmcjpeg(path, DCMCJPEG_ENCODABLE[syntax])
         paths.append(path)
         sops.append(str(sop))
+    _write_truth(out_dir, phantom, syntax, sops, [None] * len(sops))
+    return paths
+
+
+def _write_truth(
+    out_dir: Path,
+    phantom: Phantom,
+    syntax: UID,
+    sops: list[str],
+    frames: list[int | None],
+    series_uid: str | None = None,
+) -> None:
+    """``truth.json``: true disc centres with the instance (and frame) of their slice."""
     truth = {
         "variant": phantom.variant,
         "seed": phantom.seed,
         "transfer_syntax": str(syntax),
         "study_instance_uid": str(_uid(phantom.variant, phantom.seed, "study")),
-        "series_instance_uid": str(_uid(phantom.variant, phantom.seed, "series")),
+        "series_instance_uid": series_uid or str(_uid(phantom.variant, phantom.seed, "series")),
         "pixel_spacing_mm": list(phantom.pixel_spacing),
         "slice_spacing_mm": phantom.slice_spacing,
         "params": phantom.params,
@@ -175,13 +202,64 @@ def write_phantom_series(
                 "pixel_col_row": [round(d.col, 3), round(d.row, 3)],
                 "slice_index": d.slice_index,
                 "sop_instance_uid": sops[d.slice_index],
+                "frame_number": frames[d.slice_index],
                 "patient_mm": [round(x, 3) for x in d.patient_xyz],
             }
             for d in phantom.discs
         ],
     }
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
-    return paths
+
+
+def write_phantom_multiframe(
+    out_dir: Path, phantom: Phantom, transfer_syntax: str | UID = uids.ExplicitVRLittleEndian
+) -> list[Path]:
+    """Write the series as one Legacy Converted Enhanced MR Image ``MF0001.dcm`` (PS3.3 A.36.4)
+    plus ``truth.json``; returns ``[path]``.
+
+    highdicom orders the frames by their position along the slice normal, which need not be the
+    phantom's slice order: the frame of each slice is read back from the written per-frame Plane
+    Position (PS3.3 C.7.6.16.2.3) and recorded in ``truth.json``.
+    """
+    import highdicom as hd  # heavy import, only for this writer
+    import numpy as np
+
+    syntax = UID(str(transfer_syntax))
+    if syntax not in MULTIFRAME_ENCODABLE:
+        raise ValueError(f"cannot encode a multi-frame image in {syntax} ({syntax.name})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    legacy = []
+    for k in range(phantom.volume.shape[0]):
+        ds = _base_dataset(phantom, k)
+        ds.file_meta = _file_meta(ds, uids.ExplicitVRLittleEndian)
+        legacy.append(ds)
+    v, s = phantom.variant, phantom.seed
+    series = _uid(v, s, "series", "multiframe")
+    sop = _uid(v, s, "instance", "multiframe")
+    image = hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=legacy,
+        series_instance_uid=series,
+        series_number=int(legacy[0].SeriesNumber),
+        sop_instance_uid=sop,
+        instance_number=1,
+        transfer_syntax_uid=syntax,
+    )
+    image.file_meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
+    image.file_meta.ImplementationVersionName = "SCPNODE_PH1"
+    path = out_dir / "MF0001.dcm"
+    image.save_as(path, enforce_file_format=True)
+    positions = np.asarray(
+        [
+            [float(x) for x in item.PlanePositionSequence[0].ImagePositionPatient]
+            for item in image.PerFrameFunctionalGroupsSequence
+        ]
+    )
+    frames: list[int | None] = []
+    for k in range(phantom.volume.shape[0]):
+        distance = np.linalg.norm(positions - np.asarray(phantom.positions[k]), axis=1)
+        frames.append(int(np.argmin(distance)) + 1)
+    _write_truth(out_dir, phantom, syntax, [str(sop)] * len(frames), frames, str(series))
+    return [path]
 
 
 def _dcmcjpeg(path: Path, option: str) -> None:
@@ -197,6 +275,10 @@ def write_phantom(
     slices: int = 15,
     size: int = 256,
     transfer_syntax: str | UID = uids.ExplicitVRLittleEndian,
+    multiframe: bool = False,
 ) -> list[Path]:
-    """Generate and write one phantom study."""
-    return write_phantom_series(out_dir, generate(variant, seed, slices, size), transfer_syntax)
+    """Generate and write one phantom study (``multiframe``: as one multi-frame instance)."""
+    phantom = generate(variant, seed, slices, size)
+    if multiframe:
+        return write_phantom_multiframe(out_dir, phantom, transfer_syntax)
+    return write_phantom_series(out_dir, phantom, transfer_syntax)

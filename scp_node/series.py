@@ -1,12 +1,16 @@
 """Pick a study's sagittal T2 series and load it as a geometry-sorted float volume.
 
 Orientation comes from Image Orientation (Patient) (PS3.3 C.7.6.2.1.1): the slice normal is the
-cross
-product of the row and column direction cosines; a sagittal slice has its normal along the patient
-L-R (x) axis. Slices are sorted by the projection of Image Position (Patient) on that normal.
-Pixel data
-are decoded only through :func:`scp_node.codecs.decode_pixels` and rescaled with Rescale Slope /
-Intercept (PS3.3 C.11.1.1.2); MONOCHROME1 is inverted (PS3.3 C.7.6.3.1.2).
+cross product of the row and column direction cosines; a sagittal slice has its normal along the
+patient L-R (x) axis. Slices are sorted by the projection of Image Position (Patient) on that
+normal. Pixel data are decoded only through :func:`scp_node.codecs.decode_pixels` and rescaled
+with Rescale Slope / Intercept (PS3.3 C.11.1.1.2); MONOCHROME1 is inverted (PS3.3 C.7.6.3.1.2).
+
+Multi-frame MR (Enhanced MR, Legacy Converted Enhanced MR, any image with functional groups) is a
+candidate like any series: each frame is one slice, with its geometry, rescale and echo time from
+the Per-frame / Shared Functional Groups (PS3.3 C.7.6.16, :mod:`scp_node.multiframe`). A series
+may mix single-frame and multi-frame instances; all its frames are sorted together, and
+``SeriesVolume.frame_numbers`` keeps each slice's Referenced Frame Number.
 """
 
 from __future__ import annotations
@@ -23,6 +27,17 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from scp_node.config import SeriesRules
+from scp_node.multiframe import (
+    ImageFrame,
+    converted_value,
+    echo_time_ms,
+    frame_pixels,
+    has_functional_groups,
+    image_frames,
+    is_multiframe,
+    number_of_frames,
+    rescale,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,9 @@ class SeriesVolume:
     ``positions[k]`` is Image Position (Patient) of slice ``k`` (centre of its first pixel);
     ``row_direction``/``column_direction`` are the two direction cosines of Image Orientation
     (Patient); ``pixel_spacing`` is (row spacing, column spacing) in mm as in Pixel Spacing.
+    Slice ``k`` is instance ``sop_instance_uids[k]``, frame ``frame_numbers[k]`` (1-based
+    Referenced Frame Number of a multi-frame instance, None for a single-frame instance; all None
+    when not given).
     """
 
     study_instance_uid: str
@@ -55,6 +73,13 @@ class SeriesVolume:
     slice_spacing: float
     series_description: str = ""
     warnings: list[str] = field(default_factory=list)
+    frame_numbers: list[int | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.frame_numbers:
+            self.frame_numbers = [None] * len(self.sop_instance_uids)
+        if len(self.frame_numbers) != len(self.sop_instance_uids):
+            raise ValueError("frame_numbers and sop_instance_uids differ in length")
 
     def pixel_to_patient(
         self, slice_index: int, col: float, row: float
@@ -80,11 +105,13 @@ class SelectionResult:
 @dataclass
 class _Candidate:
     series_uid: str
-    headers: list[tuple[Path, Dataset]]
+    frames: list[ImageFrame]
     description: str
+    orientation: tuple[float, ...]
     normal: np.ndarray
     deviation_deg: float
     t2_score: int
+    notes: list[str] = field(default_factory=list)
 
 
 def decode_stored_pixels(ds: Dataset) -> np.ndarray:
@@ -112,22 +139,27 @@ def deviation_from_sagittal_deg(orientation: Sequence[float]) -> float:
 
 
 def t2_score(ds: Dataset, rules: SeriesRules) -> int:
-    """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time)."""
-    text = " ".join(
-        str(ds.get(key, "")) for key in ("SeriesDescription", "SequenceName", "ProtocolName")
-    )
+    """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time).
+
+    Text: Series Description, Protocol Name, Sequence Name (Pulse Sequence Name of Enhanced MR,
+    PS3.3 C.8.13.4). Echo time: Echo Time, or the longest Effective Echo Time of the frames (MR
+    Echo macro, PS3.3 C.8.13.5.2) of a multi-frame image.
+    """
+    keys = ("SeriesDescription", "SequenceName", "PulseSequenceName", "ProtocolName")
+    text = " ".join(str(converted_value(ds, 0, key) or "") for key in keys)
     lowered = text.lower()
     if any(word.lower() in lowered for word in rules.description_exclude):
         return -1
     score = 0
     if any(word.lower() in lowered for word in rules.description_include):
         score += 2
-    echo = ds.get("EchoTime")
-    try:
-        if echo is not None and float(echo) >= 60.0:  # T2 weighting: long TE (ms)
-            score += 1
-    except (TypeError, ValueError):
-        pass
+    if is_multiframe(ds):
+        echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]
+        echo = max((e for e in echoes if e is not None), default=None)
+    else:
+        echo = echo_time_ms(ds)
+    if echo is not None and echo >= 60.0:  # T2 weighting: long TE (ms)
+        score += 1
     return score
 
 
@@ -143,13 +175,71 @@ def _is_image(ds: Dataset) -> bool:
     sop_class = str(ds.get("SOPClassUID", ""))
     if any(sop_class.startswith(p) for p in _NON_IMAGE_PREFIXES):
         return False
-    return "Rows" in ds and "Columns" in ds and "ImageOrientationPatient" in ds
+    if "Rows" not in ds or "Columns" not in ds:
+        return False
+    return "ImageOrientationPatient" in ds or has_functional_groups(ds)
+
+
+#: Frames whose slice normals differ by more than this are not one stack (degrees).
+ORIENTATION_TOLERANCE_DEG = 1.0
+#: Frames whose Pixel Spacing differs by more than this fraction are not one stack.
+SPACING_TOLERANCE = 0.01
+
+
+def _angle_deg(a: Sequence[float], b: Sequence[float]) -> float:
+    """Largest angle between the row, column directions of two orientations (degrees)."""
+    worst = 0.0
+    for i in (0, 3):
+        u, v = (
+            np.asarray(a[i : i + 3], dtype=np.float64),
+            np.asarray(b[i : i + 3], dtype=np.float64),
+        )
+        cos = float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-12)
+        worst = max(worst, math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+    return worst
+
+
+def _longest_echo(frames: list[ImageFrame]) -> tuple[list[ImageFrame], list[str]]:
+    """Of a series with several echo times (e.g. a dual-echo PD/T2 acquisition, PS3.3
+    C.8.13.5.2), the frames of the longest echo (the T2-weighted ones), and a note."""
+    echoes = sorted({round(f.echo_time, 3) for f in frames if f.echo_time is not None})
+    if len(echoes) < 2:
+        return frames, []
+    longest = echoes[-1]
+    kept = [f for f in frames if f.echo_time is None or round(f.echo_time, 3) == longest]
+    note = (
+        f"{len(frames) - len(kept)} image(s) with shorter echo times "
+        f"({', '.join(f'{e:g}' for e in echoes[:-1])} ms) left out; "
+        f"kept echo time {longest:g} ms"
+    )
+    return kept, [note]
+
+
+def _main_orientation(frames: Sequence[ImageFrame]) -> tuple[float, ...] | None:
+    """The orientation most frames share (within :data:`ORIENTATION_TOLERANCE_DEG`)."""
+    groups: list[tuple[tuple[float, ...], int]] = []
+    for frame in frames:
+        if frame.orientation is None:
+            continue
+        for i, (orientation, count) in enumerate(groups):
+            if _angle_deg(orientation, frame.orientation) <= ORIENTATION_TOLERANCE_DEG:
+                groups[i] = (orientation, count + 1)
+                break
+        else:
+            groups.append((frame.orientation, 1))
+    if not groups:
+        return None
+    return max(groups, key=lambda g: g[1])[0]
 
 
 def candidates(
     paths: Iterable[Path], rules: SeriesRules
 ) -> tuple[list[_Candidate], str, list[str]]:
-    """Sagittal candidate series, best first; plus the study UID and notes on what was skipped."""
+    """Sagittal candidate series, best first; plus the study UID and notes on what was skipped.
+
+    Only headers are read. A multi-frame instance contributes one slice per frame; the series'
+    orientation is the one most of its frames share.
+    """
     by_series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     notes: list[str] = []
     study_uid = ""
@@ -165,13 +255,18 @@ def candidates(
     found: list[_Candidate] = []
     for uid, headers in by_series.items():
         first = headers[0][1]
+        desc = str(first.get("SeriesDescription", ""))
+        frames = [frame for path, ds in headers for frame in image_frames(ds, path)]
+        frames, echo_note = _longest_echo(frames)
+        orientation = _main_orientation(frames)
         try:
-            dev = deviation_from_sagittal_deg([float(v) for v in first.ImageOrientationPatient])
-            normal = slice_normal([float(v) for v in first.ImageOrientationPatient])
+            if orientation is None:
+                raise ValueError("no ImageOrientationPatient")
+            dev = deviation_from_sagittal_deg(orientation)
+            normal = slice_normal(orientation)
         except (ValueError, TypeError):
             notes.append(f"series {uid}: invalid ImageOrientationPatient")
             continue
-        desc = str(first.get("SeriesDescription", ""))
         if dev > rules.max_normal_deviation_deg:
             notes.append(f"series {uid} ({desc}): not sagittal ({dev:.0f} deg from L-R normal)")
             continue
@@ -179,45 +274,105 @@ def candidates(
         if score < 0:
             notes.append(f"series {uid} ({desc}): excluded by description rules")
             continue
-        if len(headers) < rules.min_slices:
-            notes.append(f"series {uid} ({desc}): only {len(headers)} slices")
+        if len(frames) < rules.min_slices:
+            notes.append(f"series {uid} ({desc}): only {len(frames)} slices")
             continue
-        found.append(_Candidate(uid, headers, desc, normal, dev, score))
-    found.sort(key=lambda c: (-c.t2_score, c.deviation_deg, -len(c.headers)))
+        found.append(_Candidate(uid, frames, desc, orientation, normal, dev, score, echo_note))
+    found.sort(key=lambda c: (-c.t2_score, c.deviation_deg, -len(c.frames)))
     return found, study_uid, notes
 
 
-def _rescaled(ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    img = stored.astype(np.float32) * slope + intercept
+def _rescaled(ds: Dataset, stored: np.ndarray, frame_number: int | None = None) -> np.ndarray:
+    slope, intercept = rescale(ds, None if frame_number is None else frame_number - 1)
+    img = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         img = img.max() + img.min() - img
     return img
 
 
-def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> SelectionResult:
-    """Decode and sort one candidate series; drop undecodable slices with a warning."""
+def _check_frame(frame: ImageFrame, cand: _Candidate, spacing: tuple[float, float] | None) -> str:
+    """Why ``frame`` does not fit the candidate's stack ("" when it fits)."""
+    if frame.orientation is None:
+        return "no ImageOrientationPatient"
+    angle = _angle_deg(frame.orientation, cand.orientation)
+    if angle > ORIENTATION_TOLERANCE_DEG:
+        return f"orientation differs from the series by {angle:.1f} deg"
+    if frame.position is None:
+        return "no ImagePositionPatient"
+    if spacing is not None and frame.pixel_spacing is not None:
+        ratio = np.asarray(frame.pixel_spacing) / np.maximum(np.asarray(spacing), 1e-9)
+        if np.any(np.abs(ratio - 1.0) > SPACING_TOLERANCE):
+            return f"PixelSpacing {list(frame.pixel_spacing)} differs from {list(spacing)}"
+    return ""
+
+
+def _decode_instance(
+    path: Path, frames: list[ImageFrame]
+) -> tuple[list[tuple[ImageFrame, np.ndarray]], list[str]]:
+    """Decode one instance once and cut out the rescaled float32 images of ``frames``."""
+    ds = dcmread(path)
+    stored = decode_stored_pixels(ds)
+    del ds.PixelData  # the float copies below are all that is kept
+    out: list[tuple[ImageFrame, np.ndarray]] = []
     warnings: list[str] = []
-    entries: list[tuple[float, Dataset, np.ndarray]] = []
-    shape: tuple[int, int] | None = None
-    for path, _header in cand.headers:
+    multi = is_multiframe(ds)
+    for frame in frames:
         try:
-            ds = dcmread(path)
-            stored = decode_stored_pixels(ds)
-            if stored.ndim != 2:
+            if multi:
+                pixels = frame_pixels(ds, stored, frame.frame_number)
+            elif stored.ndim != 2:
                 raise ValueError(f"expected one frame, got shape {stored.shape}")
-            img = _rescaled(ds, stored)
-            pos = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - a bad slice is dropped, never raised
-            warnings.append(f"slice {path.name} dropped: {type(exc).__name__}: {exc}"[:300])
+            else:
+                pixels = stored
+            if pixels.ndim != 2:
+                raise ValueError(f"expected a 2D frame, got shape {pixels.shape}")
+            out.append((frame, _rescaled(ds, pixels, frame.frame_number)))
+        except Exception as exc:  # noqa: BLE001 - a bad frame is dropped, never raised
+            warnings.append(f"{_named(frame)} dropped: {type(exc).__name__}: {exc}"[:300])
+    return out, warnings
+
+
+def _named(frame: ImageFrame) -> str:
+    """``slice IM0003.dcm`` or ``frame 3 of MF0001.dcm`` (how warnings name an image)."""
+    return f"slice {frame.label}" if frame.frame_number is None else frame.label
+
+
+def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> SelectionResult:
+    """Decode and sort one candidate series; drop undecodable or misfit slices with a warning.
+
+    Each instance file is read and decoded once, whatever number of frames it holds; only the
+    rescaled float32 frames are kept. Frames whose orientation or pixel spacing differs from the
+    series' (PS3.3 C.7.6.16.2.1-2), or whose size differs, are dropped with a warning.
+    """
+    warnings: list[str] = list(cand.notes)
+    by_path: dict[Path, list[ImageFrame]] = defaultdict(list)
+    spacing: tuple[float, float] | None = None
+    for frame in cand.frames:
+        problem = _check_frame(frame, cand, spacing)
+        if problem:
+            warnings.append(f"{_named(frame)} dropped: {problem}"[:300])
             continue
-        if shape is None:
-            shape = img.shape
-        if img.shape != shape:
-            warnings.append(f"slice {path.name} dropped: size {img.shape} differs from {shape}")
+        spacing = spacing or frame.pixel_spacing
+        by_path[frame.path].append(frame)
+    entries: list[tuple[float, ImageFrame, np.ndarray]] = []
+    shape: tuple[int, int] | None = None
+    for path, frames in by_path.items():
+        try:
+            decoded, problems = _decode_instance(path, frames)
+        except Exception as exc:  # noqa: BLE001 - a bad file is dropped, never raised
+            what = "slice" if frames[0].frame_number is None else "instance"
+            warnings.append(f"{what} {path.name} dropped: {type(exc).__name__}: {exc}"[:300])
             continue
-        entries.append((float(pos @ cand.normal), ds, img))
+        warnings += problems
+        for frame, img in decoded:
+            if shape is None:
+                shape = img.shape
+            if img.shape != shape:
+                warnings.append(f"{_named(frame)} dropped: size {img.shape} differs from {shape}")
+                continue
+            assert frame.position is not None  # checked by _check_frame
+            pos = np.asarray(frame.position, dtype=np.float64)
+            entries.append((float(pos @ cand.normal), frame, img))
     if len(entries) < rules.min_slices:
         return SelectionResult(
             None,
@@ -230,32 +385,34 @@ def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> Selecti
     dists = np.array([e[0] for e in entries])
     steps = np.diff(dists)
     first = entries[0][1]
-    thickness = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 0)) or 0)
-    spacing = float(np.median(steps)) if len(steps) else thickness
+    thickness = first.spacing_between_slices or first.slice_thickness or 0.0
+    spacing_mm = float(np.median(steps)) if len(steps) else thickness
     if np.any(steps < 1e-3):
         warnings.append("duplicate slice positions")
-    elif spacing > 0 and np.any(np.abs(steps - spacing) > 0.1 * spacing):
-        gaps = int(np.sum(steps > 1.5 * spacing))
+    elif spacing_mm > 0 and np.any(np.abs(steps - spacing_mm) > 0.1 * spacing_mm):
+        gaps = int(np.sum(steps > 1.5 * spacing_mm))
         msg = "unevenly spaced slices"
         if gaps:
             msg += f" ({gaps} gap(s): missing slices?)"
         warnings.append(msg)
-    iop = [float(v) for v in first.ImageOrientationPatient]
-    ps = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
-    if "PixelSpacing" not in first:
+    iop = cand.orientation
+    ps = first.pixel_spacing
+    if ps is None:
         warnings.append("no PixelSpacing: assuming 1 mm")
+        ps = (1.0, 1.0)
     vol = SeriesVolume(
         study_instance_uid=study_uid,
         series_instance_uid=cand.series_uid,
-        volume=np.stack([e[2] for e in entries]).astype(np.float32),
-        sop_instance_uids=[str(e[1].SOPInstanceUID) for e in entries],
-        positions=[tuple(float(v) for v in e[1].ImagePositionPatient) for e in entries],  # type: ignore[misc]
+        volume=np.stack([e[2] for e in entries]).astype(np.float32, copy=False),
+        sop_instance_uids=[e[1].sop_instance_uid for e in entries],
+        positions=[e[1].position for e in entries],  # type: ignore[misc]
         row_direction=(iop[0], iop[1], iop[2]),
         column_direction=(iop[3], iop[4], iop[5]),
         pixel_spacing=(ps[0], ps[1]),
-        slice_spacing=spacing,
+        slice_spacing=spacing_mm,
         series_description=cand.description,
         warnings=warnings,
+        frame_numbers=[e[1].frame_number for e in entries],
     )
     return SelectionResult(vol, "", study_uid, warnings)
 

@@ -142,3 +142,30 @@ def test_analyze_study_from_dicom_and_cli(tmp_path: Path, capsys: pytest.Capture
     assert main(["infer", str(tmp_path / "study"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["applicable"] is True and len(out["levels"]) == 5
+
+
+def test_multiframe_study_findings_name_their_frame(
+    engine: LocalizerEngine, tmp_path: Path
+) -> None:
+    """On a multi-frame series each finding names the instance and its 1-based frame."""
+    from pydicom import dcmread
+
+    from scp_node.series import select_and_load
+
+    settings = Settings()
+    [path] = write_phantom(
+        tmp_path / "mf", "normal", seed=SEEDS[3], slices=7, size=256, multiframe=True
+    )
+    volume = select_and_load([path], settings.series).volume
+    assert volume is not None
+    res = engine.analyze(volume)
+    truth = json.loads((tmp_path / "mf" / "truth.json").read_text())
+    mf = dcmread(path, stop_before_pixels=True)
+    assert res.applicable and len(res.levels) == len(DISC_LEVELS)
+    for finding in res.levels:
+        assert finding.sop_instance_uid == truth["discs"][0]["sop_instance_uid"]
+        assert finding.frame_number == volume.frame_numbers[finding.slice_index]
+        assert finding.frame_number is not None
+        frame = mf.PerFrameFunctionalGroupsSequence[finding.frame_number - 1]
+        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
+        assert position == pytest.approx(volume.positions[finding.slice_index])

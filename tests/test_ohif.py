@@ -44,7 +44,13 @@ REFERENCE_WEIGHTS = Path(__file__).parents[1] / "scp_node" / "data" / "reference
 WEIGHTS = Path(os.environ.get("OHIF_TEST_WEIGHTS", REFERENCE_WEIGHTS))
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 VIEW_TIMEOUT_S = 120
-VARIANTS = [("normal", 31), ("sacralization", 33)]
+#: (name, phantom variant, seed, written as one multi-frame Legacy Converted Enhanced MR image)
+STUDIES = [
+    ("normal", "normal", 31, False),
+    ("sacralization", "sacralization", 33, False),
+    ("multiframe", "sacralization", 35, True),
+]
+VARIANTS = [(name, seed) for name, _, seed, _ in STUDIES]
 
 
 def _require_tools() -> None:
@@ -71,6 +77,7 @@ class Level:
     name: str
     figures: dict[str, tuple[float, str]]
     instance_number: int
+    frame: int | None = None
 
 
 @dataclass
@@ -90,7 +97,29 @@ def _code(item: Dataset) -> str:
     return str(item.ConceptNameCodeSequence[0].CodeMeaning)
 
 
-def _read_sr(sr: Dataset, sources: dict[str, int]) -> tuple[list[Level], list[str], dict]:
+#: (SOP Instance UID, frame number or None) of a source image → the Instance Number OHIF shows.
+Sources = dict[tuple[str, int | None], int]
+
+
+def _instance_numbers(header: Dataset) -> Sources:
+    """What OHIF's viewport overlay shows as "I:" for each image of one source instance.
+
+    For a multi-frame image OHIF (cornerstone's ``combineFrameInstance``) merges each frame's
+    functional groups into the instance, so a Legacy Converted image shows the original slice's
+    Instance Number kept in Unassigned Per-frame Converted Attributes (PS3.3 C.7.6.16.2.25).
+    """
+    sop, number = str(header.SOPInstanceUID), int(header.InstanceNumber)
+    if "PerFrameFunctionalGroupsSequence" not in header:
+        return {(sop, None): number}
+    numbers: Sources = {}
+    for i, item in enumerate(header.PerFrameFunctionalGroupsSequence):
+        converted = item.get("UnassignedPerFrameConvertedAttributesSequence")
+        frame_number = converted[0].get("InstanceNumber") if converted else None
+        numbers[(sop, i + 1)] = int(frame_number if frame_number is not None else number)
+    return numbers
+
+
+def _read_sr(sr: Dataset, sources: Sources) -> tuple[list[Level], list[str], dict]:
     """(level groups, LSTV screen comments, LSTV screen figures) of an SR."""
     levels, texts, figures = [], [], {}
     container = next(i for i in sr.ContentSequence if i.ValueType == "CONTAINER")
@@ -112,8 +141,10 @@ def _read_sr(sr: Dataset, sources: dict[str, int]) -> tuple[list[Level], list[st
         # each NUM of a disc group is INFERRED FROM the disc's POINT (docs/viewer.md)
         first_num = next(i for i in items if i.ValueType == "NUM")
         scoord = next(i for i in first_num.ContentSequence if i.ValueType == "SCOORD")
-        ref = scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        levels.append(Level(name, nums, sources[str(ref)]))
+        ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        frame = int(ref.ReferencedFrameNumber) if "ReferencedFrameNumber" in ref else None
+        key = (str(ref.ReferencedSOPInstanceUID), frame)
+        levels.append(Level(name, nums, sources[key], frame))
     return levels, texts, figures
 
 
@@ -152,17 +183,17 @@ def viewed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Viewe
         node = Node(pipeline_settings(tmp_path, pacs, dicom={"port": node_port}, model=model))
         node.start()
         studies = []
-        for variant, seed in VARIANTS:
+        for variant, phantom, seed, multiframe in STUDIES:
             files = write_phantom(
-                tmp_path / variant, variant=variant, seed=seed, slices=12, size=256,
-                transfer_syntax=EXPLICIT_LE,
+                tmp_path / variant, variant=phantom, seed=seed, slices=12, size=256,
+                transfer_syntax=EXPLICIT_LE, multiframe=multiframe,
             )  # fmt: skip
             headers = [dcmread(f, stop_before_pixels=True) for f in files]
             study_uid = str(headers[0].StudyInstanceUID)
             orthanc_study = upload(pacs, files)
             reply = httpx.post(f"{pacs.url}/modalities/node/store", json=orthanc_study, timeout=60)
             reply.raise_for_status()
-            sources = {str(h.SOPInstanceUID): int(h.InstanceNumber) for h in headers}
+            sources = {k: v for h in headers for k, v in _instance_numbers(h).items()}
             studies.append((variant, study_uid, sources))
         server = OhifServer(OHIF_DIST, pacs.url).start()
         out_dir = Path(os.environ.get("OHIF_SCREENSHOTS", tmp_path))
@@ -268,6 +299,20 @@ def test_each_marker_names_its_disc_level(viewed: dict[str, Viewed], variant: st
     assert named == {lvl.name for lvl in _on_slice(seen)}
     for box in _disc_boxes(seen.view):
         assert any(line.startswith("Mutual information: ") for line in box), box
+
+
+def test_multiframe_sr_is_shown_on_the_referenced_frame(viewed: dict[str, Viewed]) -> None:
+    """The SR of a multi-frame study references frames; OHIF opens it on that frame."""
+    seen = viewed["multiframe"]
+    frames = {lvl.frame for lvl in seen.levels}
+    assert len(frames) == 1 and None not in frames, frames
+    [frame] = frames
+    # OHIF's overlay: "I: <Instance Number of the frame> (<frame index + 1>/<frames>)"; the stack
+    # of a multi-frame instance is in frame order, so the index names the frame
+    shown = re.search(r"\bI:\s*(\d+)\s*\((\d+)/(\d+)\)", seen.view["bodyText"])
+    assert shown, seen.view["bodyText"][-500:]
+    assert (int(shown.group(2)), int(shown.group(3))) == (frame, 12)
+    assert _disc_boxes(seen.view), "the disc labels are drawn on the multi-frame image"
 
 
 def test_proxy_splits_comma_separated_includefield() -> None:

@@ -90,3 +90,23 @@ def test_dciodvfy_reports_no_errors(tmp_path: Path, syntax: str) -> None:
         errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
         assert errors == [], errors
         assert proc.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not on PATH")
+def test_cli_multiframe_phantom_is_one_legacy_converted_enhanced_mr(tmp_path: Path) -> None:
+    from scp_node.cli import main
+
+    out = tmp_path / "mf"
+    assert main(["phantom", str(out), "--multiframe", "--slices", "4", "--size", "64"]) == 0
+    [path] = sorted(out.glob("*.dcm"))
+    ds = dcmread(path)
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4.4" and int(ds.NumberOfFrames) == 4
+    assert decode_pixels(ds).shape == (4, 64, 64)
+    truth = json.loads((out / "truth.json").read_text())
+    assert {d["sop_instance_uid"] for d in truth["discs"]} == {ds.SOPInstanceUID}
+    assert all(1 <= d["frame_number"] <= 4 for d in truth["discs"])
+    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")]
+    # dciodvfy does not count the per-frame Conversion Source Attributes Sequence (PS3.3
+    # C.7.6.16.2.24) as a reference, so it flags highdicom's Common Instance Reference module
+    assert [e for e in errors if "ReferencedSeriesSequence" not in e] == [], errors

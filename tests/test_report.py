@@ -51,6 +51,7 @@ def result_for(truth: dict, model: ModelIdentity = MODEL, **changes: object) -> 
             spatial_entropy=0.5 + 0.1 * i,
             predictive_entropy=2.0 + 0.1 * i if i % 2 == 0 else None,
             mutual_information=0.02 * (i + 1) if i % 2 == 0 else None,
+            frame_number=d.get("frame_number"),
         )
         for i, d in enumerate(truth["discs"])
     )
@@ -320,3 +321,87 @@ def test_sources_from_another_study_are_refused(study) -> None:
     other.StudyInstanceUID = "1.2.3.4"
     with pytest.raises(ValueError, match="not in study"):
         build_sr(result_for(truth), [*sources, other], ReportSettings())
+
+
+# --- multi-frame sources (Legacy Converted Enhanced MR, PS3.3 A.36.4) ---------------------------
+
+
+def scoord_references(sr: Dataset) -> list[Dataset]:
+    """The IMAGE reference (ReferencedSOPSequence item) of every SCOORD in the SR."""
+    return [
+        item.ContentSequence[0].ReferencedSOPSequence[0]
+        for item in walk(sr.ContentSequence)
+        if item.ValueType == "SCOORD"
+    ]
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, JPEG2000Lossless], ids=["le", "j2k"])
+def test_multiframe_source_sr_references_frames_and_validates(tmp_path: Path, syntax: str) -> None:
+    paths = write_phantom(
+        tmp_path / "mf", seed=3, slices=5, size=128, transfer_syntax=syntax, multiframe=True
+    )
+    truth = json.loads((tmp_path / "mf" / "truth.json").read_text())
+    [source] = read_all(paths)
+    assert str(source.file_meta.TransferSyntaxUID) == syntax and int(source.NumberOfFrames) == 5
+    frame = truth["discs"][0]["frame_number"]
+    assert {d["frame_number"] for d in truth["discs"]} == {frame}
+    reports = build_reports(result_for(truth), [source], ReportSettings())
+    sr, sc = reports
+    refs = scoord_references(sr)
+    assert len(refs) > 5  # every NUM of every level, plus the study-level anchor
+    for ref in refs:
+        assert ref.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert ref.ReferencedSOPClassUID == source.SOPClassUID
+        assert [int(ref.ReferencedFrameNumber)] == [frame]
+    evidence = [
+        ref
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    ]
+    assert [e.ReferencedSOPInstanceUID for e in evidence] == [source.SOPInstanceUID]
+    written = []
+    for i, ds in enumerate(reports):
+        written.append(tmp_path / f"out{i}.dcm")
+        ds.save_as(written[-1], enforce_file_format=True)
+    assert dciodvfy_errors(written[0]) == []
+    assert dciodvfy_errors(written[1]) == []
+    dsrdump = subprocess.run(["/usr/bin/dsrdump", str(written[0])], capture_output=True, text=True)
+    assert dsrdump.returncode == 0, dsrdump.stderr
+    assert f",{frame})>" in dsrdump.stdout  # IMAGE reference with its frame number
+    entities = subprocess.run(
+        ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True
+    )
+    assert entities.returncode == 0, entities.stderr
+
+
+def test_multiframe_sc_draws_on_the_frame_and_names_it(tmp_path: Path) -> None:
+    """The overlay of frame N of the multi-frame image is the overlay of the same slice written
+    as single-frame images, and the SC says which frame it shows."""
+    single_paths = write_phantom(tmp_path / "single", seed=5, slices=6, size=128)
+    single_truth = json.loads((tmp_path / "single" / "truth.json").read_text())
+    mf_paths = write_phantom(tmp_path / "mf", seed=5, slices=6, size=128, multiframe=True)
+    mf_truth = json.loads((tmp_path / "mf" / "truth.json").read_text())
+    [mf] = read_all(mf_paths)
+    frame = mf_truth["discs"][0]["frame_number"]
+    sc_mf = build_reports(result_for(mf_truth), [mf], ReportSettings())[1]
+    sc_single = build_reports(result_for(single_truth), read_all(single_paths), ReportSettings())[1]
+    assert np.array_equal(sc_mf.pixel_array, sc_single.pixel_array)
+    assert frame != mf_truth["discs"][0]["slice_index"] + 1  # not the same frame by chance
+    [ref] = sc_mf.SourceImageSequence
+    assert ref.ReferencedSOPInstanceUID == mf.SOPInstanceUID
+    assert int(ref.ReferencedFrameNumber) == frame
+    assert f"frame {frame} of 6" in sc_mf.DerivationDescription
+    assert f"frame {frame} of 6" in sc_mf.ImageComments
+    [single_ref] = sc_single.SourceImageSequence
+    assert "ReferencedFrameNumber" not in single_ref
+    assert single_ref.ReferencedSOPInstanceUID == single_truth["discs"][0]["sop_instance_uid"]
+    assert "frame" not in sc_single.ImageComments
+
+
+def test_frame_number_on_a_single_frame_source_is_refused(study) -> None:
+    _, truth, sources = study
+    result = result_for(truth)
+    wrong = replace(result, levels=(replace(result.levels[0], frame_number=2), *result.levels[1:]))
+    with pytest.raises(ValueError, match="not a multi-frame image"):
+        build_sr(wrong, sources, ReportSettings())

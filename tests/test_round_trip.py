@@ -20,6 +20,7 @@ from tests.orthanc import Orthanc
 
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+LEGACY_CONVERTED_MR = "1.2.840.10008.5.1.4.1.1.4.4"
 DEADLINE_S = 90.0
 
 
@@ -140,6 +141,54 @@ def test_orthanc_round_trip(pacs_and_node, tmp_path, caplog):
     for variant, (suspected, truth, review) in decisions.items():
         assert suspected == truth or review, (variant, decisions)
     assert sum(suspected == truth for suspected, truth, _ in decisions.values()) >= 2, decisions
+
+
+def test_orthanc_round_trip_multiframe(pacs_and_node, tmp_path):
+    """A series sent as one multi-frame Legacy Converted Enhanced MR Image (J2K lossless): the SR
+    in the PACS references that instance and the frame of each finding, the SC names it too."""
+    pacs, node = pacs_and_node
+    files = write_phantom(
+        tmp_path / "mf", variant="sacralization", seed=14, slices=12, size=256,
+        transfer_syntax=J2K_LOSSLESS, multiframe=True,
+    )  # fmt: skip
+    source = dcmread(files[0], stop_before_pixels=True)
+    assert source.SOPClassUID == LEGACY_CONVERTED_MR and int(source.NumberOfFrames) == 12
+    study_uid = str(source.StudyInstanceUID)
+    reply = httpx.post(f"{pacs.url}/modalities/node/store", json=upload(pacs, files), timeout=120)
+    reply.raise_for_status()
+    assert reply.json()["InstancesCount"] == 1
+    [record] = [r for r in node.index.for_study(study_uid) if r.source == "dimse"]
+    assert record.sop_instance_uid == source.SOPInstanceUID
+    assert record.transfer_syntax == J2K_LOSSLESS, "stored in the sender's syntax"
+    found = wait_for(lambda: sr_in_pacs(pacs, study_uid), what="SR for the multi-frame study")
+    assert len(found) == 1, "exactly one SR per study"
+    sr = dcmread(__import__("io").BytesIO(pacs.instance_file(found[0])))
+    job = node.pipeline.jobs.get(study_uid)
+    result = json.loads(job.result_json)
+    assert result["applicable"], result["reason"]
+    frames = {level["frame_number"] for level in result["levels"]}
+    assert len(frames) == 1 and None not in frames
+    [frame] = frames
+    refs = sr_references(sr)
+    assert refs, "the SR's SCOORDs must reference the source image"
+    for ref in refs:
+        assert ref.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert ref.ReferencedSOPClassUID == LEGACY_CONVERTED_MR
+        assert int(ref.ReferencedFrameNumber) == frame
+    # the frame the model worked on is the slice the phantom drew the discs on
+    truth = json.loads((tmp_path / "mf" / "truth.json").read_text())
+    assert frame in {d["frame_number"] for d in truth["discs"]}
+    wait_for(lambda: node.pipeline.jobs.get(study_uid).state == "delivered", what="delivered")
+    [sc_id] = [
+        i
+        for i in pacs.find_instances(Modality="OT")
+        if pacs.instance_tags(i).get("StudyInstanceUID") == study_uid
+    ]
+    sc = dcmread(__import__("io").BytesIO(pacs.instance_file(sc_id)))
+    [shown] = sc.SourceImageSequence
+    assert shown.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert int(shown.ReferencedFrameNumber) == frame
+    assert f"frame {frame} of 12" in sc.ImageComments
 
 
 def sr_references(sr) -> list:

@@ -1,7 +1,10 @@
-"""Series selection and loading: geometry, non-sagittal/non-image studies, corrupt slices."""
+"""Series selection and loading: geometry, non-sagittal/non-image studies, corrupt slices,
+multi-frame MR."""
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +15,11 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from scp_node.config import SeriesRules
 from scp_node.model.phantom import generate
-from scp_node.phantom_dicom import write_phantom_series
-from scp_node.series import deviation_from_sagittal_deg, select_and_load
+from scp_node.phantom_dicom import write_phantom, write_phantom_multiframe, write_phantom_series
+from scp_node.series import deviation_from_sagittal_deg, select_and_load, t2_score
 
 RULES = SeriesRules()
+LEGACY_CONVERTED_MR = "1.2.840.10008.5.1.4.1.1.4.4"
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,223 @@ def test_t1_excluded_monochrome1_inverted_and_rescaled(tmp_path: Path, phantom_d
     raw = ph.volume[k].astype(np.float32) * 2 - 10
     expected = raw.max() + raw.min() - raw
     assert np.allclose(res.volume.volume[k], expected)
+
+
+# --- multi-frame MR (Enhanced / Legacy Converted Enhanced MR, PS3.3 C.7.6.16) -----------------
+
+
+def _copy_series(folder: Path, out: Path, prefix: str, **changes: object) -> list[Path]:
+    """Single-frame copies of the phantom slices as another series (new UIDs, ``changes``)."""
+    series = generate_uid()
+    written = []
+    for p in _files(folder):
+        ds = dcmread(p)
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        for key, value in changes.items():
+            setattr(ds, key, value)
+        written.append(out / f"{prefix}_{p.name}")
+        ds.save_as(written[-1])
+    return written
+
+
+@pytest.fixture(scope="module")
+def multiframe(tmp_path_factory: pytest.TempPathFactory, phantom_dir) -> tuple[Path, Dataset]:
+    """The phantom's slices as one Legacy Converted Enhanced MR Image (highdicom)."""
+    _, ph = phantom_dir
+    out = tmp_path_factory.mktemp("mf")
+    [path] = write_phantom_multiframe(out, ph)
+    return path, dcmread(path)
+
+
+def _frame_positions(ds: Dataset) -> list[list[float]]:
+    return [
+        [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        for item in ds.PerFrameFunctionalGroupsSequence
+    ]
+
+
+def test_multiframe_series_is_selected_among_t1_and_axial_decoys(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    folder, ph = phantom_dir
+    mf_path, mf = multiframe
+    assert mf.SOPClassUID == LEGACY_CONVERTED_MR and int(mf.NumberOfFrames) == 6
+    assert "ImageOrientationPatient" not in mf  # geometry only in the functional groups
+    decoys = _copy_series(folder, tmp_path, "t1", SeriesDescription="T1 SAG", ProtocolName="T1")
+    decoys += _copy_series(
+        folder,
+        tmp_path,
+        "ax",
+        SeriesDescription="T2 AX",
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+    )
+    res = select_and_load([*decoys, mf_path], RULES)
+    vol = res.volume
+    assert vol is not None, res.reason
+    assert vol.series_instance_uid == mf.SeriesInstanceUID
+    assert vol.sop_instance_uids == [mf.SOPInstanceUID] * 6
+    # frames sorted by geometry: slice k of the volume is the phantom's slice k
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert sorted(vol.frame_numbers) == [1, 2, 3, 4, 5, 6]
+    assert vol.frame_numbers != [1, 2, 3, 4, 5, 6], "highdicom ordered the frames otherwise"
+    positions = _frame_positions(mf)
+    for k, frame in enumerate(vol.frame_numbers):
+        assert positions[frame - 1] == pytest.approx(ph.positions[k], abs=1e-3)
+    assert vol.warnings == []
+    # the same geometry as the single-frame original
+    single = select_and_load(_files(folder), RULES).volume
+    assert single is not None and single.frame_numbers == [None] * 6
+    assert vol.positions == pytest.approx(single.positions)
+    assert vol.pixel_spacing == pytest.approx(single.pixel_spacing)
+    assert vol.slice_spacing == pytest.approx(single.slice_spacing)
+    assert (vol.row_direction, vol.column_direction) == (
+        single.row_direction,
+        single.column_direction,
+    )
+    disc = ph.disc("L4-L5")
+    xyz = vol.pixel_to_patient(disc.slice_index, disc.col, disc.row)
+    assert xyz == pytest.approx(disc.patient_xyz, abs=1e-3)
+    assert xyz == pytest.approx(single.pixel_to_patient(disc.slice_index, disc.col, disc.row))
+
+
+def _subset(mf: Dataset, frames: list[int]) -> Dataset:
+    """A multi-frame instance holding ``frames`` (1-based, in this order) of ``mf``."""
+    part = copy.deepcopy(mf)
+    pixels = mf.pixel_array
+    part.PerFrameFunctionalGroupsSequence = [
+        mf.PerFrameFunctionalGroupsSequence[f - 1] for f in frames
+    ]
+    part.NumberOfFrames = len(frames)
+    part.PixelData = np.ascontiguousarray(pixels[[f - 1 for f in frames]]).tobytes()
+    part.SOPInstanceUID = generate_uid()
+    part.file_meta.MediaStorageSOPInstanceUID = part.SOPInstanceUID
+    return part
+
+
+def test_frames_of_several_instances_in_any_order_are_sorted_together(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    _, ph = phantom_dir
+    _, mf = multiframe
+    first, second = _subset(mf, [5, 1, 3]), _subset(mf, [6, 2, 4])
+    first.save_as(tmp_path / "a.dcm")
+    second.save_as(tmp_path / "b.dcm")
+    res = select_and_load([tmp_path / "b.dcm", tmp_path / "a.dcm"], RULES)
+    vol = res.volume
+    assert vol is not None and vol.warnings == []
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    positions = {
+        uid: _frame_positions(ds)
+        for uid, ds in ((first.SOPInstanceUID, first), (second.SOPInstanceUID, second))
+    }
+    assert set(vol.sop_instance_uids) == set(positions)
+    for k, (uid, frame) in enumerate(zip(vol.sop_instance_uids, vol.frame_numbers, strict=True)):
+        assert frame is not None and 1 <= frame <= 3
+        assert positions[uid][frame - 1] == pytest.approx(ph.positions[k], abs=1e-3)
+
+
+def test_frames_with_other_geometry_are_dropped_with_warnings(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    _, ph = phantom_dir
+    _, mf = multiframe
+    ds = copy.deepcopy(mf)
+    k_tilted, k_coarse = 2, 4  # phantom slices whose frames get another geometry
+    positions = _frame_positions(ds)
+    frame_of = {
+        k: 1
+        + min(range(6), key=lambda i: np.linalg.norm(np.subtract(positions[i], ph.positions[k])))
+        for k in (k_tilted, k_coarse)
+    }
+    tilted = Dataset()
+    tilted.ImageOrientationPatient = [0, 0.9848, 0.1736, 0, 0.1736, -0.9848]  # 10 deg about x
+    ds.PerFrameFunctionalGroupsSequence[frame_of[k_tilted] - 1].PlaneOrientationSequence = [tilted]
+    coarse = copy.deepcopy(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0])
+    coarse.PixelSpacing = [2 * float(v) for v in coarse.PixelSpacing]
+    ds.PerFrameFunctionalGroupsSequence[frame_of[k_coarse] - 1].PixelMeasuresSequence = [coarse]
+    ds.save_as(tmp_path / "mf.dcm")
+    res = select_and_load([tmp_path / "mf.dcm"], RULES)
+    vol = res.volume
+    assert vol is not None
+    assert vol.volume.shape[0] == 4
+    keep = [k for k in range(6) if k not in frame_of]
+    assert np.array_equal(vol.volume, ph.volume[keep].astype(np.float32))
+    assert any(
+        w.startswith(f"frame {frame_of[k_tilted]} of mf.dcm dropped: orientation")
+        for w in vol.warnings
+    ), vol.warnings
+    assert any(
+        w.startswith(f"frame {frame_of[k_coarse]} of mf.dcm dropped: PixelSpacing")
+        for w in vol.warnings
+    ), vol.warnings
+    assert "unevenly spaced slices" in vol.warnings
+
+
+def test_t2_from_the_mr_echo_functional_group(tmp_path: Path, multiframe) -> None:
+    """Neutral names: the Effective Echo Time (MR Echo macro, PS3.3 C.8.13.5.2) decides."""
+    _, mf = multiframe
+    paths = {}
+    for name, echo in (("short", 12.0), ("long", 100.0)):
+        ds = copy.deepcopy(mf)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesDescription, ds.ProtocolName = "SAG TSE", "SPINE SAG"
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        del shared.UnassignedSharedConvertedAttributesSequence[0].EchoTime
+        mr_echo = Dataset()
+        mr_echo.EffectiveEchoTime = echo
+        shared.MREchoSequence = [mr_echo]
+        paths[name] = tmp_path / f"{name}.dcm"
+        ds.save_as(paths[name])
+    headers = {name: dcmread(p, stop_before_pixels=True) for name, p in paths.items()}
+    assert t2_score(headers["long"], RULES) == 1 and t2_score(headers["short"], RULES) == 0
+    res = select_and_load([paths["short"], paths["long"]], RULES)
+    assert res.volume is not None
+    assert res.volume.series_instance_uid == headers["long"].SeriesInstanceUID
+
+
+def test_phantom_multiframe_truth_names_the_frames(tmp_path: Path) -> None:
+    [path] = write_phantom(tmp_path, "sacralization", seed=7, slices=5, size=64, multiframe=True)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    vol = select_and_load([path], RULES).volume
+    assert vol is not None
+    for disc in truth["discs"]:
+        k = disc["slice_index"]
+        assert disc["sop_instance_uid"] == vol.sop_instance_uids[k]
+        assert disc["frame_number"] == vol.frame_numbers[k]
+
+
+def test_dual_echo_multiframe_keeps_the_longest_echo(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    """PD and T2 frames at the same positions in one instance: the T2 (longest TE) frames."""
+    _, ph = phantom_dir
+    _, mf = multiframe
+    ds = copy.deepcopy(mf)
+    pixels = mf.pixel_array
+    items, frames = [], []
+    for f in range(1, 7):
+        for echo in (20.0, 100.0):  # interleaved: PD then T2 at each position
+            item = copy.deepcopy(mf.PerFrameFunctionalGroupsSequence[f - 1])
+            mr_echo = Dataset()
+            mr_echo.EffectiveEchoTime = echo
+            item.MREchoSequence = [mr_echo]
+            items.append(item)
+            frames.append(pixels[f - 1] if echo == 100.0 else pixels[f - 1] // 3)
+    ds.PerFrameFunctionalGroupsSequence = items
+    ds.NumberOfFrames = 12
+    ds.PixelData = np.stack(frames).astype(pixels.dtype).tobytes()
+    ds.SeriesDescription, ds.ProtocolName = "SAG DUAL ECHO", "SPINE"
+    del ds.SharedFunctionalGroupsSequence[0].UnassignedSharedConvertedAttributesSequence[0].EchoTime
+    ds.save_as(tmp_path / "dual.dcm")
+    header = dcmread(tmp_path / "dual.dcm", stop_before_pixels=True)
+    assert t2_score(header, RULES) == 1  # the long echo of some frames counts
+    vol = select_and_load([tmp_path / "dual.dcm"], RULES).volume
+    assert vol is not None
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert all(f is not None and f % 2 == 0 for f in vol.frame_numbers), vol.frame_numbers
+    assert vol.warnings == [
+        "6 image(s) with shorter echo times (20 ms) left out; kept echo time 100 ms"
+    ]

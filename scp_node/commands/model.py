@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
         default="1.2.840.10008.1.2.1",
         help="transfer syntax UID (default Explicit VR Little Endian)",
     )
+    ph.add_argument(
+        "--multiframe",
+        action="store_true",
+        help="write one multi-frame Legacy Converted Enhanced MR Image, not one file per slice",
+    )
     ph.set_defaults(func=run_phantom)
 
     model = subparsers.add_parser("model", help="train or evaluate the disc-level localizer")
@@ -99,9 +104,21 @@ def run_phantom(args: argparse.Namespace) -> int:
     from scp_node.phantom_dicom import write_phantom
 
     paths = write_phantom(
-        args.out_dir, args.variant, args.seed, args.slices, args.size, args.transfer_syntax
+        args.out_dir,
+        args.variant,
+        args.seed,
+        args.slices,
+        args.size,
+        args.transfer_syntax,
+        multiframe=args.multiframe,
     )
-    print(f"wrote {len(paths)} slices ({args.variant}, seed {args.seed}) to {args.out_dir}")
+    if args.multiframe:
+        print(
+            f"wrote {args.slices} slices as frames of {paths[0].name} "
+            f"({args.variant}, seed {args.seed}) to {args.out_dir}"
+        )
+    else:
+        print(f"wrote {len(paths)} slices ({args.variant}, seed {args.seed}) to {args.out_dir}")
     return 0
 
 
@@ -205,6 +222,9 @@ def _print_result(result: Any) -> None:
         f"series {result.series_instance_uid}   device {result.device}   "
         f"{result.inference_ms:.0f} ms"
     )
+    frames = sorted({f.frame_number for f in result.levels if f.frame_number is not None})
+    if frames:
+        print(f"multi-frame source: levels on frame {', '.join(map(str, frames))}")
     print(
         f"{'level':<7} {'col':>7} {'row':>7} {'peak':>6} {'H bits':>7} {'Hsp':>6} "
         f"{'Hpred':>7} {'MI':>7}"

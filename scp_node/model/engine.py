@@ -183,6 +183,7 @@ class LocalizerEngine:
                     spatial_entropy=round(st.spatial_entropy, 6),
                     predictive_entropy=round(st.predictive_entropy, 6),
                     mutual_information=round(st.mutual_information, 6),
+                    frame_number=volume.frame_numbers[centre],
                 )
             )
         score = unc.lstv_score(stats)

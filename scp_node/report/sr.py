@@ -11,6 +11,10 @@ Content tree (``docs/report.md`` lists every code):
   Needs review / Screen applicable (SCT yes/no), and Comment TEXT
   items (reason when not applicable, warnings)
 
+Multi-frame sources (Enhanced / Legacy Converted Enhanced MR): a finding on a frame references
+that frame, i.e. the SCOORD's IMAGE item carries Referenced Frame Number (PS3.3 C.18.3.1,
+TID 320 row 3); the evidence lists the instance once, as for any source.
+
 SCOORD convention: ``LevelFinding.pixel_xy`` has (0, 0) at the centre of the top-left pixel; DICOM
 SCOORD Graphic Data has (0, 0) at the top-left corner of that pixel (PS3.3 C.18.6.1.2, the pixel's
 centre is 0.5\\0.5), and highdicom stores Graphic Data as given, so the report adds 0.5 to both.
@@ -34,6 +38,7 @@ from pydicom.sr.coding import Code
 
 from scp_node import __version__
 from scp_node.config import ReportSettings
+from scp_node.multiframe import is_multiframe
 from scp_node.report import codes
 from scp_node.report.evidence import copy_patient_study, study_evidence
 from scp_node.report.uids import device_uid, instance_uid, series_uid, tracking_uid
@@ -89,12 +94,26 @@ def _measurement(
     return [hd.sr.Measurement(name=name, value=float(value), unit=unit, algorithm_id=algorithm)]
 
 
-def _inferred_point(col: float, row: float, source: Dataset) -> hd.sr.ImageRegion:
-    """POINT on ``source`` at pixel centre (col, row), as an INFERRED FROM SCOORD (TID 320)."""
+def _source_image(source: Dataset, frame_number: int | None) -> hd.sr.SourceImageForRegion:
+    """The SCOORD's image reference; with the 1-based Referenced Frame Number (PS3.3 C.18.3.1)
+    when the finding lies on a frame of a multi-frame source."""
+    if frame_number is not None and not is_multiframe(source):
+        raise ValueError(
+            f"frame {frame_number} given for {source.SOPInstanceUID}, not a multi-frame image"
+        )
+    frames = [int(frame_number)] if frame_number is not None else None
+    return hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=frames)
+
+
+def _inferred_point(
+    col: float, row: float, source: Dataset, frame_number: int | None = None
+) -> hd.sr.ImageRegion:
+    """POINT on ``source`` (frame ``frame_number`` of a multi-frame source) at pixel centre
+    (col, row), as an INFERRED FROM SCOORD (TID 320)."""
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POINT,
         graphic_data=np.array([[col + SCOORD_OFFSET, row + SCOORD_OFFSET]], dtype=float),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+        source_image=_source_image(source, frame_number),
     )
     region.RelationshipType = hd.sr.RelationshipTypeValues.INFERRED_FROM.value
     return region
@@ -122,7 +141,7 @@ def _level_group(
     TID 1501 annotation with its Comments, then at most 4 more lines of NUMs (docs/viewer.md).
     Peak confidence is in percent so that it reads "93.00 %" rather than "0.93 1".
     """
-    point = _inferred_point(*finding.pixel_xy, source)
+    point = _inferred_point(*finding.pixel_xy, source, finding.frame_number)
     site = codes.DISC_LEVEL_SITES.get(finding.level)
     confidence = None if finding.peak_confidence is None else 100.0 * finding.peak_confidence
     measurements = [
@@ -186,7 +205,7 @@ def _study_anchor(result: StudyResult, by_uid: dict[str, Dataset]) -> hd.sr.Imag
         step = (0.0, rows / 10.0)
     col = min(max(last.pixel_xy[0] + step[0], 0.0), max(cols - 1.0, 0.0))
     row = min(max(last.pixel_xy[1] + step[1], 0.0), max(rows - 1.0, 0.0))
-    return _inferred_point(col, row, source)
+    return _inferred_point(col, row, source, last.frame_number)
 
 
 def _study_group(
