@@ -21,6 +21,7 @@ import torch
 
 from scp_node.config import ModelSettings
 from scp_node.model import uncertainty as unc
+from scp_node.model.calibration import Calibration, load_calibration, resolve_threshold
 from scp_node.model.network import enable_mc_dropout, spatial_softmax
 from scp_node.model.preprocess import to_image_xy, to_input
 from scp_node.model.weights import LoadedWeights, load
@@ -60,6 +61,7 @@ class LocalizerEngine:
         context_slices: int = 3,
         amp: bool = True,
         seed: int = 0,
+        calibration: Calibration | None = None,
     ) -> None:
         self.weights = weights
         self.device = resolve_device(device)
@@ -70,13 +72,10 @@ class LocalizerEngine:
         self.context_slices = max(1, int(context_slices))
         self.amp = amp and self.device.type == "cuda"
         self.seed = seed
-        meta_thr = weights.metadata.get("lstv_threshold")
-        if lstv_threshold is not None:
-            self.threshold = float(lstv_threshold)
-        elif meta_thr is not None:
-            self.threshold = float(meta_thr)
-        else:
-            raise ValueError("weights carry no lstv_threshold and none is configured")
+        # precedence: configured > site calibration > weights (docs/model.md, "Site calibration")
+        self.threshold, self.calibration_label = resolve_threshold(
+            weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
+        )
         self.review_margin = review_margin
         self.input_size = weights.config.input_size
         self.levels: tuple[str, ...] = tuple(weights.metadata.get("levels", DISC_LEVELS))
@@ -91,7 +90,8 @@ class LocalizerEngine:
 
     @classmethod
     def from_settings(cls, model_settings: ModelSettings) -> LocalizerEngine:
-        """Build from ``[model]`` settings (``weights`` empty = the packaged reference weights)."""
+        """Build from ``[model]`` settings (``weights`` empty = the packaged reference weights;
+        ``calibration`` = a site calibration file, refused when made for other weights)."""
         return cls(
             load(model_settings.weights),
             device=model_settings.device,
@@ -102,6 +102,11 @@ class LocalizerEngine:
             review_margin=model_settings.review_margin,
             context_slices=model_settings.context_slices,
             amp=model_settings.amp,
+            calibration=(
+                load_calibration(model_settings.calibration)
+                if model_settings.calibration is not None
+                else None
+            ),
         )
 
     @property
