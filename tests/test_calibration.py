@@ -15,8 +15,8 @@ from scp_node.cli import main
 from scp_node.config import load_settings
 from scp_node.model.calibration import (
     WEIGHTS_DEFAULT_LABEL,
-    CalibrationError,
     Calibration,
+    CalibrationError,
     choose_threshold,
     load_calibration,
     preflight,
