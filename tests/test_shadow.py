@@ -228,11 +228,11 @@ INSERT INTO outbox (id, study_uid, sop_instance_uid, sop_class_uid, path, destin
 
 def test_an_index_from_before_shadow_mode_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
-    with sqlite3.connect(path) as conn:
-        conn.executescript(OLD_OUTBOX)
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_OUTBOX)
     with pytest.raises(sqlite3.IntegrityError):  # the old constraint refuses 'held'
-        with sqlite3.connect(path) as conn:
-            conn.execute("UPDATE outbox SET state = 'held' WHERE id = 7")
+        conn.execute("UPDATE outbox SET state = 'held' WHERE id = 7")
+    conn.close()
     outbox = Outbox(Database(path))
     old = outbox.get(7)
     assert old is not None and (old.state, old.attempts, old.destination) == ("dead", 8, "pacs")
