@@ -240,6 +240,15 @@ def test_an_index_from_before_shadow_mode_is_migrated(tmp_path: Path) -> None:
                             "pacs", HELD)  # fmt: skip
     assert new_id > 7 and outbox.get(new_id).state == HELD  # ids continue after the old rows
     assert outbox.retry(row_id=new_id) == [] and outbox.claim_due() == []
+    # a later run in send mode: its delivered rows close the study although old rows stay held
+    sent = outbox.enqueue("1.2", "1.2.5", "1.2.840.10008.5.1.4.1.1.88.34", Path("/r/sr2.dcm"),
+                          "pacs")  # fmt: skip
+    (claimed,) = outbox.claim_due(ids=[sent])
+    assert outbox.mark_delivered(claimed)
+    assert outbox.study_delivered_at("1.2") is None  # the old dead row is not delivered
+    with outbox.db.transaction() as conn:
+        conn.execute("DELETE FROM outbox WHERE id = 7")
+    assert outbox.study_delivered_at("1.2") is not None  # delivered + held: done
     Outbox(Database(path))  # opening again is a no-op
     indexes = {
         r[0]

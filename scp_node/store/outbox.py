@@ -270,12 +270,13 @@ class Outbox:
         return counts
 
     def study_delivered_at(self, study_uid: str) -> float | None:
-        """When the last delivery of the study finished, if every row of it is delivered."""
+        """When the last delivery of the study finished, if every row of it is delivered (rows
+        ``held`` from an earlier shadow-mode run are not deliveries and do not count)."""
         r = (
             self.db.connection()
             .execute(
                 "SELECT COUNT(*) AS n, SUM(state = 'delivered') AS ok, MAX(delivered_at) AS last "
-                "FROM outbox WHERE study_uid = ?",
+                "FROM outbox WHERE study_uid = ? AND state != 'held'",
                 (study_uid,),
             )
             .fetchone()
