@@ -121,11 +121,11 @@ class ModelWorker:
         started = time.perf_counter()
         result = analyze_study(paths, self.settings, self.engine)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        record_screen(result)
         summary = result.to_json()
         if not result.applicable:
             log.info("study %s: not applicable: %s", job.study_uid, result.reason)
-            self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary)
+            if self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary):
+                record_screen(result)  # counted once per outcome that stands (not a voided run)
             JOB_OUTCOMES.labels(outcome="not_applicable").inc()
             return
         if not result.assessable:
@@ -151,6 +151,7 @@ class ModelWorker:
                 "study %s: new instances arrived during inference; it runs again", job.study_uid
             )
             return
+        record_screen(result)
         datasets = self._reports(result, records)
         destinations = self.destinations_for(job.calling_ae)
         # written once, durably, by the outbox (also with no destination: results stay retrievable)
