@@ -52,13 +52,19 @@ register_schema("outbox", _TABLE.format(name="outbox") + ";\n" + ";\n".join(_IND
 def _allow_held(conn: sqlite3.Connection) -> None:
     """Migrate an index made before shadow mode: its CHECK constraint lacks ``held``, and SQLite
     cannot alter a constraint, so the table is rebuilt (one transaction, rows and ids kept)."""
-    row = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
-    ).fetchone()
-    if row is None or "'held'" in row[0]:
+    def current() -> bool:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+        ).fetchone()
+        return row is None or "'held'" in row[0]
+
+    if current():
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if current():  # another process migrated it while this one waited for the lock
+            conn.execute("COMMIT")
+            return
         conn.execute("DROP TABLE IF EXISTS outbox_migrating")
         conn.execute(_TABLE.format(name="outbox_migrating"))
         conn.execute("INSERT INTO outbox_migrating SELECT * FROM outbox")
