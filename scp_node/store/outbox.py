@@ -52,6 +52,7 @@ register_schema("outbox", _TABLE.format(name="outbox") + ";\n" + ";\n".join(_IND
 def _allow_held(conn: sqlite3.Connection) -> None:
     """Migrate an index made before shadow mode: its CHECK constraint lacks ``held``, and SQLite
     cannot alter a constraint, so the table is rebuilt (one transaction, rows and ids kept)."""
+
     def current() -> bool:
         row = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
