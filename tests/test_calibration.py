@@ -24,6 +24,7 @@ from scp_node.model.calibration import (
     specificity_lower_bound,
 )
 from scp_node.phantom_dicom import write_phantom
+from tests.conftest import node_settings
 from tests.node_process import write_toml
 from tests.test_report import groups, nums
 
@@ -213,3 +214,11 @@ def test_calibrate_on_site_normals_then_screen_with_it(
 
     with pytest.raises(CalibrationError, match="run `scp-node model calibrate"):
         LocalizerEngine.from_settings(settings.model)
+    from scp_node.node import Node
+
+    with pytest.raises(CalibrationError, match="made for weights sha256 0000"):
+        Node(
+            node_settings(
+                tmp_path / "refused", pipeline={"enabled": True}, model={"calibration": str(other)}
+            )
+        )
