@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from scp_node.config import Settings
@@ -16,7 +17,15 @@ log = logging.getLogger(__name__)
 def analyze_study(paths: list[Path], settings: Settings, engine: LocalizerEngine) -> StudyResult:
     """The LSTV screen of one study's instance files. A study without a usable series gives a
     not-applicable result with the reason; model failures are reported the same way, never
-    raised."""
+    raised. Every result names the engine's threshold origin (``calibration``)."""
+    result = _analyze(paths, settings, engine)
+    label = getattr(engine, "calibration_label", "")
+    if label and not result.calibration:
+        result = replace(result, calibration=label)
+    return result
+
+
+def _analyze(paths: list[Path], settings: Settings, engine: LocalizerEngine) -> StudyResult:
     selection = select_and_load(paths, settings.series)
     if selection.volume is None:
         return StudyResult(

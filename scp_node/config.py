@@ -125,7 +125,15 @@ class ModelSettings(Section):
     cpu_threads: int = 0
     max_batch: int = 64
     lstv_threshold: float | None = Field(
-        None, description="LSTV score threshold; empty = the value stored in the weights metadata"
+        None,
+        description="LSTV score threshold; overrides `calibration` and the weights' own value; "
+        "empty = not overridden",
+    )
+    calibration: Path | None = Field(
+        None,
+        description="site calibration file written by `scp-node model calibrate --normals` "
+        "(its threshold is used unless `lstv_threshold` is set; refused when made for other "
+        "weights); empty = the threshold stored in the weights",
     )
     review_margin: float = Field(
         0.03, description="needs review when |score - threshold| <= this (score units)"
@@ -134,6 +142,11 @@ class ModelSettings(Section):
         3, description="sagittal slices analysed around the detected mid-sagittal slice"
     )
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class SeriesRules(Section):
@@ -183,6 +196,11 @@ class DeliverySettings(Section):
     backoff_max_s: float = 300.0
     poll_interval_s: float = 1.0
     batch_size: int = Field(32, description="rows sent per destination per pass (one association)")
+    mode: Literal["send", "shadow"] = Field(
+        "send",
+        description="`send`: results go to their destinations; `shadow`: results are computed, "
+        "written and kept (outbox rows `held`, job state `shadow`) but nothing is sent",
+    )
 
 
 class PipelineSettings(Section):

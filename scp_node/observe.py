@@ -6,8 +6,12 @@ import json
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from scp_node.result import StudyResult
 
 INSTANCES_RECEIVED = Counter(
     "scp_node_instances_received_total",
@@ -34,6 +38,25 @@ INFERENCE_SECONDS = Histogram(
     "Model inference time per study",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+#: LSTV score buckets: the score is a self-normalised difference, about -1 .. +3 (docs/model.md);
+#: 0.25 steps where thresholds sit, coarser in the tails.
+LSTV_SCORE_BUCKETS: tuple[float, ...] = (
+    -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0,
+)  # fmt: skip
+LSTV_SCORE = Histogram(
+    "scp_node_lstv_score",
+    "LSTV score of each assessable study (drift: compare with scp_node_lstv_threshold)",
+    buckets=LSTV_SCORE_BUCKETS,
+)
+LSTV_THRESHOLD = Gauge("scp_node_lstv_threshold", "LSTV threshold the loaded engine uses")
+SCREEN_OUTCOMES = Counter(
+    "scp_node_screen_outcomes_total",
+    "LSTV screen outcome per analysed study",
+    ["outcome"],
+)
+SCREEN_OUTCOME_NAMES = ("suspected", "not_suspected", "not_assessable", "not_applicable")
+for _name in SCREEN_OUTCOME_NAMES:  # exported as 0 from the start, so rates are defined
+    SCREEN_OUTCOMES.labels(outcome=_name)
 END_TO_END_SECONDS = Histogram(
     "scp_node_end_to_end_seconds",
     "Last instance received to SR acknowledged by the destination",
@@ -71,3 +94,22 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # pynetdicom logs every PDU at DEBUG and, at INFO, each association's details: keep it terse.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+
+
+def screen_outcome(result: StudyResult) -> str:
+    """``suspected`` / ``not_suspected`` / ``not_assessable`` / ``not_applicable``."""
+    if not result.applicable:
+        return "not_applicable"
+    if not result.assessable:
+        return "not_assessable"
+    return "suspected" if result.lstv_suspected else "not_suspected"
+
+
+def record_screen(result: StudyResult) -> str:
+    """Count the outcome; observe the score of assessable studies only (an untrusted score
+    would blur the distribution that drift is read from). Returns the outcome."""
+    outcome = screen_outcome(result)
+    SCREEN_OUTCOMES.labels(outcome=outcome).inc()
+    if outcome in ("suspected", "not_suspected"):
+        LSTV_SCORE.observe(float(result.lstv_score))
+    return outcome

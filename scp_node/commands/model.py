@@ -69,11 +69,55 @@ def register(subparsers: Any) -> None:
     tr.set_defaults(func=run_train)
 
     ca = sub.add_parser(
-        "calibrate", help="re-choose the LSTV threshold of a weights file on validation phantoms"
+        "calibrate",
+        help="site calibration on known-normal studies (--normals), or re-choose a weights "
+        "file's own threshold on validation phantoms (WEIGHTS)",
+        description="With --normals: run the screen on a site's known-normal studies and write "
+        "a calibration file whose threshold gives the target specificity on them "
+        "([model] calibration points to it). Without: re-choose the threshold stored in "
+        "WEIGHTS on validation phantoms (Youden's J).",
     )
-    ca.add_argument("weights", type=Path, metavar="WEIGHTS")
-    ca.add_argument("--out", type=Path, default=None, help="default: overwrite WEIGHTS")
-    ca.add_argument("--validation", type=int, default=20)
+    ca.add_argument(
+        "weights",
+        type=Path,
+        metavar="WEIGHTS",
+        nargs="?",
+        default=None,
+        help="weights file (without --normals: required; with: default [model] weights)",
+    )
+    ca.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="with --normals: the calibration JSON to write (required); "
+        "without: the weights file to write (default: overwrite WEIGHTS)",
+    )
+    ca.add_argument("--validation", type=int, default=20, help="phantoms per LSTV variant")
+    ca.add_argument(
+        "--normals",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="folders searched recursively for DICOM files of known-normal studies (grouped by "
+        "Study Instance UID, any number of series each)",
+    )
+    ca.add_argument(
+        "--specificity",
+        type=float,
+        default=0.95,
+        help="target specificity on the normals (default 0.95)",
+    )
+    ca.add_argument(
+        "--min-normals",
+        type=int,
+        default=20,
+        help="refuse fewer usable normal studies than this (default 20)",
+    )
+    ca.add_argument(
+        "--force", action="store_true", help="calibrate even below --min-normals (stated in file)"
+    )
+    add_config_argument(ca)
     ca.set_defaults(func=run_calibrate)
 
     ev = sub.add_parser("evaluate", help="held-out evaluation (error mm, AUROC, sens/spec)")
@@ -146,6 +190,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    if args.normals:
+        return run_site_calibration(args)
+    if args.weights is None:
+        print("scp-node model calibrate: give WEIGHTS (phantom validation) or --normals DIR ...")
+        return 2
     from scp_node.model.train import calibrate
 
     meta = calibrate(args.weights, args.out or args.weights, args.validation)
@@ -153,14 +202,65 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_site_calibration(args: argparse.Namespace) -> int:
+    """``model calibrate --normals DIR ... --out FILE``: the site's own threshold."""
+    from scp_node.config import load_settings
+    from scp_node.model.calibration import CalibrationError, calibrate_site, write_calibration
+    from scp_node.model.engine import LocalizerEngine
+
+    if args.out is None:
+        print("scp-node model calibrate --normals: --out FILE (the calibration JSON) is required")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    settings = load_settings(args.config)
+    if args.weights is not None:
+        settings.model.weights = args.weights
+    # the scores do not depend on the threshold: calibrate with no threshold source configured
+    settings.model.calibration = None
+    settings.model.lstv_threshold = None
+    engine = LocalizerEngine.from_settings(settings.model)
+    try:
+        data = calibrate_site(
+            args.normals,
+            settings,
+            engine,
+            specificity=args.specificity,
+            minimum=args.min_normals,
+            force=args.force,
+        )
+    except CalibrationError as exc:
+        print(f"calibration refused: {exc}")
+        return 1
+    write_calibration(data, args.out)
+    studies, scores = data["studies"], data["scores"]
+    print(
+        f"wrote {args.out}: threshold {data['threshold']:.4f} for specificity "
+        f"{data['target_specificity']} on {studies['used']} normal studies "
+        f"(achieved {data['achieved_specificity']:.3f}, 95% lower bound "
+        f"{data['specificity_lower_95']:.3f})"
+    )
+    print(
+        f"scores min {scores['min']:.4f} median {scores['quantiles']['0.5']:.4f} max "
+        f"{scores['max']:.4f}; not applicable {studies['not_applicable']}, not assessable "
+        f"{studies['not_assessable']}, files skipped {studies['files_skipped']}"
+        + ("  [FORCED below the minimum count]" if data["forced"] else "")
+    )
+    print(f'point the node at it: [model] calibration = "{args.out}"')
+    return 0
+
+
 def _engine(args: argparse.Namespace, weights: Path | None = None) -> Any:
     from scp_node.config import load_settings
+    from scp_node.model.calibration import CalibrationError
     from scp_node.model.engine import LocalizerEngine
 
     settings = load_settings(getattr(args, "config", None))
     if weights is not None:
         settings.model.weights = weights
-    return settings, LocalizerEngine.from_settings(settings.model)
+    try:
+        return settings, LocalizerEngine.from_settings(settings.model)
+    except CalibrationError as exc:
+        raise SystemExit(f"scp-node: {exc}") from exc
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -236,10 +336,14 @@ def _print_result(result: Any) -> None:
             f"{f.mutual_information:7.4f}"
         )
     decision = "LSTV SUSPECTED" if result.lstv_suspected else "no LSTV suspected"
+    if not result.assessable:
+        decision = f"NOT ASSESSABLE: {result.not_assessable_reason}"
     print(
         f"LSTV score {result.lstv_score:.4f} (threshold {result.lstv_threshold:.4f}): {decision}"
         + ("  [NEEDS REVIEW]" if result.needs_review else "")
     )
+    if result.calibration:
+        print(f"threshold from {result.calibration}")
     for w in result.warnings:
         print(f"warning: {w}")
     print("research use only - not for clinical use")

@@ -14,7 +14,7 @@ from scp_node.cli import add_config_argument
 from scp_node.config import load_settings
 from scp_node.egress.worker import send_rows, worker_for
 from scp_node.store.db import Database
-from scp_node.store.outbox import STATES, Outbox, OutboxRow
+from scp_node.store.outbox import HELD, STATES, Outbox, OutboxRow
 
 
 def register(subparsers: Any) -> None:
@@ -57,24 +57,40 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"{'ID':>5} {'STATE':9} {'TRY':>3} {'DESTINATION':12} {'NEXT/DONE':19} SOP INSTANCE UID")
     for r in rows:
         when = _when(r.delivered_at if r.state == "delivered" else r.next_attempt_at)
+        if r.state == HELD:
+            when = "- (shadow mode)"
         print(
             f"{r.id:>5} {r.state:9} {r.attempts:>3} {r.destination[:12]:12} {when:19} "
             f"{r.sop_instance_uid}"
         )
         if r.last_error and r.state != "delivered":
             print(f"{'':>5} last error: {r.last_error}")
+    held = sum(r.state == HELD for r in rows)
+    if held:
+        print(f"{held} held: kept in shadow mode, never sent by the node (path: --json)")
     return 0
 
 
 def run_retry(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     db = Database(settings.storage.index_path)
-    ids = Outbox(db).retry(row_id=args.id, dead=args.dead)
+    outbox = Outbox(db)
+    row = outbox.get(args.id) if args.id is not None else None
+    if row is not None and row.state == HELD:
+        print(
+            f"row {row.id} is held (shadow mode): held results are never sent by the node; "
+            f"to send this one deliberately: scp-node send {row.path} --to {row.destination}"
+        )
+        return 1
+    ids = outbox.retry(row_id=args.id, dead=args.dead)
     if not ids:
         print("nothing to retry")
         return 1 if args.id is not None else 0
     print(f"reset to pending: {', '.join(map(str, ids))}")
     if args.no_send:
+        return 0
+    if settings.delivery.mode == "shadow":
+        print('shadow mode ([delivery] mode = "shadow"): nothing is sent until mode = "send"')
         return 0
     delivered = worker_for(settings, db).deliver_due(ids=ids)
     print(f"delivered {delivered} of {len(ids)}")

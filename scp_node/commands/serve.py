@@ -25,9 +25,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log.level, settings.log.format)
+    from scp_node.model.calibration import CalibrationError
     from scp_node.node import Node
 
-    node = Node(settings)
+    try:
+        node = Node(settings)
+    except CalibrationError as exc:
+        log.error("not starting: %s", exc)
+        return 2
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)

@@ -27,6 +27,11 @@ def _span(start: float | None, end: float | None) -> str:
     return "-" if start is None or end is None else f"{end - start:.1f}s"
 
 
+def _result_files(index: Any, study_uid: str) -> list[str]:
+    """Paths of the node's own results (SR, SC) kept for the study (also in shadow mode)."""
+    return [str(r.path) for r in index.for_study(study_uid) if r.source == "result"]
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not settings.storage.index_path.exists():
@@ -55,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
                 "inference_ms": result.get("inference_ms"),
                 "lstv_score": result.get("lstv_score"),
                 "lstv_suspected": result.get("lstv_suspected"),
+                "assessable": result.get("assessable"),
+                "not_assessable_reason": result.get("not_assessable_reason"),
+                "calibration": result.get("calibration"),
+                "results": _result_files(index, job.study_uid),
                 "wait_s": None if job.complete_at is None else job.complete_at - job.created_at,
                 "end_to_end_s": None
                 if job.delivered_at is None or job.input_received_at is None
@@ -67,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'study':<64} {'state':<15} {'inst':>4} {'LSTV':>6} {'e2e':>7}  updated")
     for row, job in zip(rows, jobs, strict=True):
         score = "-" if row["lstv_score"] is None else f"{row['lstv_score']:.3f}"
+        if row["assessable"] is False:
+            score = "n.a."
         print(
             f"{row['study_uid'][:64]:<64} {row['state']:<15} {row['instances']:>4} {score:>6} "
             f"{_span(job.input_received_at, job.delivered_at):>7}  {_age(now, job.updated_at)}"

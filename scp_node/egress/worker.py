@@ -22,7 +22,7 @@ from scp_node.config import DeliverySettings, Destination, Settings
 from scp_node.egress import dimse, stow
 from scp_node.egress.outcome import Outcome
 from scp_node.store.db import Database
-from scp_node.store.outbox import Outbox, OutboxRow
+from scp_node.store.outbox import HELD, PENDING, Outbox, OutboxRow
 from scp_node.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -98,20 +98,30 @@ class OutboxWorker:
     def enqueue_results(
         self, study_uid: str, datasets: Sequence[Dataset], destinations: Sequence[str]
     ) -> list[int]:
-        """Write each dataset durably under ``results_dir`` and queue it for each destination."""
+        """Write each dataset durably under ``results_dir`` and queue it for each destination
+        (in shadow mode: a ``held`` row per destination, never sent)."""
         ids: list[int] = []
+        state = HELD if self.shadow else PENDING
         for ds in datasets:
             path = self.result_path(study_uid, ds)
             self.results.write(path, _writer(ds))
             for name in destinations:
                 ids.append(
                     self.outbox.enqueue(
-                        study_uid, str(ds.SOPInstanceUID), str(ds.SOPClassUID), path, name
+                        study_uid, str(ds.SOPInstanceUID), str(ds.SOPClassUID), path, name, state
                     )
                 )
+        if self.shadow:
+            log.info("shadow mode: %d results of study %s kept, not sent", len(datasets), study_uid)
+            return ids
         log.info("queued %d deliveries for study %s", len(ids), study_uid)
         self.wake()
         return ids
+
+    @property
+    def shadow(self) -> bool:
+        """``[delivery] mode = "shadow"``: results are kept, nothing is sent."""
+        return self.delivery.mode == "shadow"
 
     def result_path(self, study_uid: str, ds: Dataset) -> Path:
         """Where :meth:`enqueue_results` keeps a result file."""
@@ -127,6 +137,11 @@ class OutboxWorker:
 
     # --- the thread ---------------------------------------------------------------------------
     def start(self) -> None:
+        if self.shadow:
+            log.warning(
+                'shadow mode ([delivery] mode = "shadow"): results are kept in the node and '
+                "nothing is sent to any destination"
+            )
         recovered = self.outbox.recover()
         if recovered:
             log.warning(
@@ -154,7 +169,7 @@ class OutboxWorker:
             except Exception:  # a broken pass must not end delivery for good
                 log.exception("outbox pass failed")
             wait = self.delivery.poll_interval_s
-            due = self.outbox.next_due_at()
+            due = None if self.shadow else self.outbox.next_due_at()
             if due is not None:
                 wait = min(wait, max(0.0, due - self.clock()))
             self._wake.wait(wait)
@@ -162,7 +177,10 @@ class OutboxWorker:
 
     # --- one pass -----------------------------------------------------------------------------
     def deliver_due(self, ids: list[int] | None = None) -> int:
-        """Send every due row (or only ``ids``) once; returns how many were delivered."""
+        """Send every due row (or only ``ids``) once; returns how many were delivered.
+        In shadow mode nothing is claimed or sent (pending rows wait for ``mode = "send"``)."""
+        if self.shadow:
+            return 0
         rows = self.outbox.claim_due(limit=max(1, self.delivery.batch_size) * 8, ids=ids)
         by_destination: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:

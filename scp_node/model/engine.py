@@ -22,6 +22,7 @@ import torch
 
 from scp_node.config import ModelSettings
 from scp_node.model import uncertainty as unc
+from scp_node.model.calibration import Calibration, load_calibration, resolve_threshold
 from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
 from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
 from scp_node.model.weights import LoadedWeights, load
@@ -53,6 +54,7 @@ class LocalizerEngine:
         context_slices: int = 3,
         amp: bool = True,
         seed: int = 0,
+        calibration: Calibration | None = None,
     ) -> None:
         self.weights = weights
         self.device = resolve_device(device)
@@ -63,13 +65,10 @@ class LocalizerEngine:
         self.context_slices = max(1, int(context_slices))
         self.amp = amp and self.device.type == "cuda"
         self.seed = seed
-        meta_thr = weights.metadata.get("lstv_threshold")
-        if lstv_threshold is not None:
-            self.threshold = float(lstv_threshold)
-        elif meta_thr is not None:
-            self.threshold = float(meta_thr)
-        else:
-            raise ValueError("weights carry no lstv_threshold and none is configured")
+        # precedence: configured > site calibration > weights (docs/model.md, "Site calibration")
+        self.threshold, self.calibration_label = resolve_threshold(
+            weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
+        )
         self.review_margin = review_margin
         canonical = weights.metadata.get("canonical") or {}
         self.grid = CanonicalGrid(
@@ -77,9 +76,6 @@ class LocalizerEngine:
             spacing_mm=float(canonical.get("spacing_mm", 320.0 / weights.config.input_size)),
         )
         self.quality = unc.QualityLimits.from_metadata(weights.metadata.get("quality"))
-        self.calibration = (
-            "configured threshold" if lstv_threshold is not None else "weights default threshold"
-        )
         self.levels: tuple[str, ...] = tuple(weights.metadata.get("levels", DISC_LEVELS))
         self.model = weights.build().to(self.device)
         enable_mc_dropout(self.model)
@@ -92,7 +88,8 @@ class LocalizerEngine:
 
     @classmethod
     def from_settings(cls, model_settings: ModelSettings) -> LocalizerEngine:
-        """Build from ``[model]`` settings (``weights`` empty = the packaged reference weights)."""
+        """Build from ``[model]`` settings (``weights`` empty = the packaged reference weights;
+        ``calibration`` = a site calibration file, refused when made for other weights)."""
         return cls(
             load(model_settings.weights),
             device=model_settings.device,
@@ -103,6 +100,11 @@ class LocalizerEngine:
             review_margin=model_settings.review_margin,
             context_slices=model_settings.context_slices,
             amp=model_settings.amp,
+            calibration=(
+                load_calibration(model_settings.calibration)
+                if model_settings.calibration is not None
+                else None
+            ),
         )
 
     @property
@@ -208,7 +210,7 @@ class LocalizerEngine:
             or abs(score - self.threshold) <= self.review_margin,
             assessable=assessable,
             not_assessable_reason=reason,
-            calibration=self.calibration,
+            calibration=self.calibration_label,
             model=self.identity,
             device=self.device_name,
             inference_ms=round(elapsed, 2),

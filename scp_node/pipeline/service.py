@@ -6,6 +6,7 @@ import logging
 
 from scp_node.config import Settings
 from scp_node.egress.worker import OutboxWorker, resolve_destinations
+from scp_node.model.calibration import preflight
 from scp_node.pipeline.monitor import StudyMonitor
 from scp_node.pipeline.worker import ModelWorker
 from scp_node.store.db import Database
@@ -20,6 +21,10 @@ class Pipeline:
     ``request_complete`` (never waits for inference)."""
 
     def __init__(self, settings: Settings, db: Database, index: InstanceIndex) -> None:
+        # a calibration made for other weights stops the node here, not later in the worker
+        calibration = preflight(settings.model)
+        if calibration is not None:
+            log.info("LSTV threshold from %s", calibration.label)
         self.settings = settings
         self.jobs = JobStore(db)
         self.outbox = OutboxWorker(

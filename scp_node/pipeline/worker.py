@@ -13,15 +13,30 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from scp_node.config import Settings
-from scp_node.observe import INFERENCE_SECONDS, JOB_OUTCOMES
+from scp_node.observe import INFERENCE_SECONDS, JOB_OUTCOMES, LSTV_THRESHOLD, record_screen
 from scp_node.result import StudyResult
 from scp_node.store.index import InstanceIndex, InstanceRecord
-from scp_node.store.jobs import FAILED, NOT_APPLICABLE, QUEUED, REPORTED, REPORTING, Job, JobStore
+from scp_node.store.jobs import (
+    FAILED,
+    NOT_APPLICABLE,
+    QUEUED,
+    REPORTED,
+    REPORTING,
+    SHADOW,
+    Job,
+    JobStore,
+)
 
 log = logging.getLogger(__name__)
 
 #: (study uid, result datasets, destination names) → outbox row ids
 Enqueue = Callable[[str, Sequence[Dataset], Sequence[str]], list[int]]
+
+
+def _shadow_reason(destinations: Sequence[str]) -> str:
+    """The job reason of a result kept in shadow mode."""
+    where = f" (held for {', '.join(destinations)})" if destinations else " (no destination)"
+    return "shadow mode: result kept, not sent" + where
 
 
 class ModelWorker:
@@ -74,6 +89,8 @@ class ModelWorker:
             self.engine.identity.version,
             self.engine.identity.weights_sha256[:12],
         )
+        log.info("LSTV threshold %.4f (%s)", self.engine.threshold, self.engine.calibration_label)
+        LSTV_THRESHOLD.set(self.engine.threshold)
         self.ready.set()
 
     def _run(self) -> None:
@@ -107,28 +124,43 @@ class ModelWorker:
         summary = result.to_json()
         if not result.applicable:
             log.info("study %s: not applicable: %s", job.study_uid, result.reason)
-            self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary)
+            if self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary):
+                record_screen(result)  # counted once per outcome that stands (not a voided run)
             JOB_OUTCOMES.labels(outcome="not_applicable").inc()
             return
-        log.info(
-            "study %s: LSTV score %.3f (threshold %.3f) suspected=%s needs_review=%s in %.0f ms",
-            job.study_uid,
-            result.lstv_score,
-            result.lstv_threshold,
-            result.lstv_suspected,
-            result.needs_review,
-            result.inference_ms,
-        )
+        if not result.assessable:
+            log.info(
+                "study %s: not assessable: %s (in %.0f ms)",
+                job.study_uid,
+                result.not_assessable_reason,
+                result.inference_ms,
+            )
+        else:
+            log.info(
+                "study %s: LSTV score %.3f (threshold %.3f) suspected=%s needs_review=%s "
+                "in %.0f ms",
+                job.study_uid,
+                result.lstv_score,
+                result.lstv_threshold,
+                result.lstv_suspected,
+                result.needs_review,
+                result.inference_ms,
+            )
         if not self.jobs.advance(job, REPORTING, "", summary):
             log.info(
                 "study %s: new instances arrived during inference; it runs again", job.study_uid
             )
             return
+        record_screen(result)
         datasets = self._reports(result, records)
         destinations = self.destinations_for(job.calling_ae)
         # written once, durably, by the outbox (also with no destination: results stay retrievable)
         self.enqueue(job.study_uid, datasets, destinations)
         self._index_results(job.study_uid, datasets)
+        if self.settings.delivery.mode == "shadow":
+            self.jobs.advance(job, SHADOW, _shadow_reason(destinations), summary)
+            JOB_OUTCOMES.labels(outcome="shadow").inc()
+            return
         if not destinations:
             self.jobs.advance(job, REPORTED, "no destination configured", summary)
             JOB_OUTCOMES.labels(outcome="reported").inc()

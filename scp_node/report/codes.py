@@ -48,6 +48,8 @@ DISC_LEVEL_SITES: dict[str, Code] = {
 # --- Values (SCT) --------------------------------------------------------------------------------
 YES = Code("373066001", "SCT", "Yes")
 NO = Code("373067005", "SCT", "No")
+#: The value of "LSTV suspected" when the screen is not assessable (SCT qualifier value).
+INDETERMINATE = Code("82334004", "SCT", "Indeterminate")
 
 # --- Text (DCM) ----------------------------------------------------------------------------------
 COMMENT = Code("121106", "DCM", "Comment")
@@ -70,6 +72,11 @@ LSTV_THRESHOLD = _private("LSTVTHRESH", "LSTV threshold")
 LSTV_SUSPECTED = _private("LSTVSUSPECTED", "LSTV suspected")
 NEEDS_REVIEW = _private("NEEDSREVIEW", "Needs review")
 SCREEN_APPLICABLE = _private("APPLICABLE", "Screen applicable")
+#: Yes/No on every applicable result: No = the model ran but the screen cannot be trusted here.
+SCREEN_ASSESSABLE = _private("ASSESSABLE", "Screen assessable")
+
+#: TID 4019 Algorithm Parameters text of the study-level group naming the threshold's origin.
+CALIBRATION_PARAMETER_PREFIX = "threshold calibration: "
 
 
 def yes_no(flag: bool) -> Code:

@@ -1,7 +1,8 @@
 """Draw the level markers and their uncertainty on a slice (Pillow): pure image in, RGB array out.
 
 Marker radius grows with the level's entropy, its colour follows the peak confidence (green ≥ 0.7,
-amber ≥ 0.4, red below); a banner states the study outcome and that this is research output.
+amber ≥ 0.4, red below); a banner states the study outcome ("not assessable" with its reason when
+the screen cannot be trusted) and that this is research output.
 """
 
 from __future__ import annotations
@@ -57,16 +58,37 @@ def draw_overlay(gray: np.ndarray, result: StudyResult, levels: list[LevelFindin
         draw.line((x, y - 3, x, y + 3), fill=colour)
         label = f"{finding.level} c={finding.peak_confidence:.2f} H={finding.entropy:.2f} bit"
         draw.text((x + radius + 4, y - 7), label, fill=colour, font=font)
-    lines = ["AI LSTV screen - research use only, not for diagnosis"]
-    verdict = "SUSPECTED" if result.lstv_suspected else "not suspected"
-    lines.append(
-        f"LSTV {verdict} (score {result.lstv_score:.2f}, threshold {result.lstv_threshold:.2f})"
-    )
-    if result.needs_review:
-        lines.append("NEEDS REVIEW")
-    for i, text in enumerate(lines):
-        colour = RED if text == "NEEDS REVIEW" or verdict == "SUSPECTED" and i == 1 else WHITE
+    for i, (text, colour) in enumerate(banner_lines(result)):
         draw.text(
             (8, 6 + 18 * i), text, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0)
         )
     return np.asarray(image, dtype=np.uint8)
+
+
+def banner_lines(result: StudyResult) -> list[tuple[str, tuple[int, int, int]]]:
+    """The banner's (text, colour) lines: research notice, verdict (or "NOT ASSESSABLE" with the
+    reason), NEEDS REVIEW."""
+    lines = [("AI LSTV screen - research use only, not for diagnosis", WHITE)]
+    if not result.assessable:
+        reason = result.not_assessable_reason or "no reason given"
+        lines.append(("LSTV screen NOT ASSESSABLE", AMBER))
+        lines.append((reason if len(reason) <= 90 else reason[:87] + "...", AMBER))
+    elif result.lstv_suspected:
+        lines.append(
+            (
+                f"LSTV SUSPECTED (score {result.lstv_score:.2f}, "
+                f"threshold {result.lstv_threshold:.2f})",
+                RED,
+            )
+        )
+    else:
+        lines.append(
+            (
+                f"LSTV not suspected (score {result.lstv_score:.2f}, "
+                f"threshold {result.lstv_threshold:.2f})",
+                WHITE,
+            )
+        )
+    if result.needs_review:
+        lines.append(("NEEDS REVIEW", RED))
+    return lines

@@ -8,8 +8,9 @@ Content tree (``docs/report.md`` lists every code):
   each with algorithm identification (TID 4019) and INFERRED FROM a POINT SCOORD on the source
   slice (the shape OHIF draws with readable labels, docs/viewer.md)
 - one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected /
-  Needs review / Screen applicable (SCT yes/no), and Comment TEXT
-  items (reason when not applicable, warnings)
+  Needs review / Screen applicable / Screen assessable (SCT yes/no; LSTV suspected = SCT
+  Indeterminate when not assessable, and no score), the threshold's calibration as a TID 4019
+  Algorithm Parameters text, and Comment TEXT items (verdict or reason, warnings)
 
 Multi-frame sources (Enhanced / Legacy Converted Enhanced MR): a finding on a frame references
 that frame, i.e. the SCOORD's IMAGE item carries Referenced Frame Number (PS3.3 C.18.3.1,
@@ -179,6 +180,8 @@ def _comment(text: str) -> hd.sr.TextContentItem:
 
 def _verdict(result: StudyResult) -> str:
     """The study-level outcome in words (the first line a viewer shows for the group)."""
+    if not result.assessable:
+        return _not_assessable_text(result)
     verdict = "LSTV suspected" if result.lstv_suspected else "No LSTV suspected"
     return f"{verdict}, needs review" if result.needs_review else verdict
 
@@ -208,6 +211,36 @@ def _study_anchor(result: StudyResult, by_uid: dict[str, Dataset]) -> hd.sr.Imag
     return _inferred_point(col, row, source, last.frame_number)
 
 
+# --- not assessable and calibration (issue 12): kept apart from the level groups -----------------
+def _not_assessable_text(result: StudyResult) -> str:
+    """'Not assessable: <reason>' (the verdict Comment of a not-assessable screen)."""
+    return f"Not assessable: {result.not_assessable_reason or 'no reason given'}"
+
+
+def _assessability_evaluations(result: StudyResult) -> list[hd.sr.QualitativeEvaluation]:
+    """Screen assessable = Yes/No, then LSTV suspected = Yes/No, or = SCT Indeterminate when the
+    screen is not assessable: never "LSTV suspected: Yes" on an untrusted result."""
+    suspected = codes.yes_no(result.lstv_suspected) if result.assessable else codes.INDETERMINATE
+    return [
+        hd.sr.QualitativeEvaluation(codes.SCREEN_ASSESSABLE, codes.yes_no(result.assessable)),
+        hd.sr.QualitativeEvaluation(codes.LSTV_SUSPECTED, suspected),
+    ]
+
+
+def _study_algorithm(result: StudyResult) -> hd.sr.AlgorithmIdentification | None:
+    """The study group's TID 4019 algorithm identification: the model's, plus an Algorithm
+    Parameters (111002, DCM) text naming the threshold's calibration (``result.calibration``)."""
+    model = result.model
+    if model is None:
+        return None
+    parameters = [f"weights sha256 {model.weights_sha256}"]
+    if result.calibration:
+        parameters.append(codes.CALIBRATION_PARAMETER_PREFIX + result.calibration)
+    return hd.sr.AlgorithmIdentification(
+        name=model.name, version=model.version, parameters=parameters
+    )
+
+
 def _study_group(
     result: StudyResult,
     sr_sop_uid: str,
@@ -224,10 +257,11 @@ def _study_group(
     ]
     measurements: list[hd.sr.Measurement] = []
     if result.applicable:
-        evaluations.append(
-            hd.sr.QualitativeEvaluation(codes.LSTV_SUSPECTED, codes.yes_no(result.lstv_suspected))
-        )
-        measurements += _measurement(codes.LSTV_SCORE, result.lstv_score, codes.UNIT_ONE, algorithm)
+        evaluations += _assessability_evaluations(result)
+        if result.assessable:  # an untrusted score is left out (the job record keeps it)
+            measurements += _measurement(
+                codes.LSTV_SCORE, result.lstv_score, codes.UNIT_ONE, algorithm
+            )
         measurements += _measurement(
             codes.LSTV_THRESHOLD, result.lstv_threshold, codes.UNIT_ONE, algorithm
         )
@@ -274,7 +308,9 @@ def build_sr(
                     "which is not among the source datasets"
                 )
             groups.append(_level_group(finding, source, sop, algorithm))
-    groups.append(_study_group(result, sop, algorithm, _study_anchor(result, by_uid)))
+    groups.append(
+        _study_group(result, sop, _study_algorithm(result), _study_anchor(result, by_uid))
+    )
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(settings),
         procedure_reported=codes.PROCEDURE_MR,

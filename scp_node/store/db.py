@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMAS: dict[str, str] = {}
+#: Run after the schemas on every open, in registration order; each must be idempotent.
+MIGRATIONS: dict[str, Callable[[sqlite3.Connection], None]] = {}
 #: Store modules that declare tables.
 STORE_MODULES: tuple[str, ...] = ("index", "jobs", "outbox")
 
@@ -21,6 +23,11 @@ STORE_MODULES: tuple[str, ...] = ("index", "jobs", "outbox")
 def register_schema(name: str, ddl: str) -> None:
     """Called by each store module at import with its ``CREATE ... IF NOT EXISTS`` statements."""
     SCHEMAS[name] = ddl
+
+
+def register_migration(name: str, migrate: Callable[[sqlite3.Connection], None]) -> None:
+    """Called by a store module at import with an idempotent upgrade of an older index file."""
+    MIGRATIONS[name] = migrate
 
 
 class Database:
@@ -34,6 +41,8 @@ class Database:
         conn = self.connection()
         for ddl in SCHEMAS.values():
             conn.executescript(ddl)  # CREATE ... IF NOT EXISTS: idempotent
+        for migrate in MIGRATIONS.values():
+            migrate(conn)
 
     @staticmethod
     def _import_all_schemas() -> None:

@@ -2,6 +2,8 @@
 
     received → complete → inferring → reporting → queued → delivered
                                     ↘ not_applicable   ↘ reported (no destination)   ↘ failed
+                                                       ↘ shadow ([delivery] mode = "shadow":
+                                                         results kept, outbox rows held, not sent)
 
 A job is (re)opened from the ``studies`` table, never from memory: a study whose
 ``last_received_at`` is newer than what its job has seen goes (back) to ``received`` with a new
@@ -50,7 +52,8 @@ RECEIVED, COMPLETE, INFERRING, REPORTING, QUEUED = (
     "queued",
 )
 DELIVERED, REPORTED, NOT_APPLICABLE, FAILED = "delivered", "reported", "not_applicable", "failed"
-FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED)
+SHADOW = "shadow"
+FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED, SHADOW)
 WAITING_FOR_WORKER = (COMPLETE, INFERRING, REPORTING)
 
 

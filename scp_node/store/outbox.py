@@ -1,6 +1,8 @@
 """The outbox: results waiting for delivery, one row per (SOP Instance UID, destination).
 
-States: ``pending`` → ``sending`` → ``delivered`` | back to ``pending`` (retry) | ``dead``.
+States: ``pending`` → ``sending`` → ``delivered`` | back to ``pending`` (retry) | ``dead``;
+``held`` = written in shadow mode (``[delivery] mode = "shadow"``): kept with the destination it
+would have gone to, never claimed, sent or retried by the node.
 Enqueueing the same SOP Instance UID for the same destination again replaces the row's file and
 resets it to ``pending`` (a re-run replaces its result). ``generation`` grows on every enqueue, so
 the outcome of a send that raced with a re-enqueue is ignored and the new file is sent again.
@@ -8,20 +10,19 @@ the outcome of a send that raced with a re-enqueue is ignored and the new file i
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scp_node.store.db import Database, register_schema
+from scp_node.store.db import Database, register_migration, register_schema
 
-PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
-STATES = (PENDING, SENDING, DELIVERED, DEAD)
+PENDING, SENDING, DELIVERED, DEAD, HELD = "pending", "sending", "delivered", "dead", "held"
+STATES = (PENDING, SENDING, DELIVERED, DEAD, HELD)
 
-register_schema(
-    "outbox",
-    """
-    CREATE TABLE IF NOT EXISTS outbox (
+_TABLE = """
+    CREATE TABLE IF NOT EXISTS {name} (
         id               INTEGER PRIMARY KEY AUTOINCREMENT,
         study_uid        TEXT NOT NULL,
         sop_instance_uid TEXT NOT NULL,
@@ -29,7 +30,7 @@ register_schema(
         path             TEXT NOT NULL,
         destination      TEXT NOT NULL,
         state            TEXT NOT NULL DEFAULT 'pending'
-                         CHECK (state IN ('pending', 'sending', 'delivered', 'dead')),
+                         CHECK (state IN ('pending', 'sending', 'delivered', 'dead', 'held')),
         attempts         INTEGER NOT NULL DEFAULT 0,
         next_attempt_at  REAL NOT NULL,
         last_error       TEXT NOT NULL DEFAULT '',
@@ -38,11 +39,47 @@ register_schema(
         delivered_at     REAL,
         generation       INTEGER NOT NULL DEFAULT 1,
         UNIQUE (sop_instance_uid, destination)
-    );
-    CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
-    CREATE INDEX IF NOT EXISTS outbox_study ON outbox (study_uid);
-    """,
+    )
+"""
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_study ON outbox (study_uid)",
 )
+
+register_schema("outbox", _TABLE.format(name="outbox") + ";\n" + ";\n".join(_INDEXES) + ";\n")
+
+
+def _allow_held(conn: sqlite3.Connection) -> None:
+    """Migrate an index made before shadow mode: its CHECK constraint lacks ``held``, and SQLite
+    cannot alter a constraint, so the table is rebuilt (one transaction, rows and ids kept)."""
+
+    def current() -> bool:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+        ).fetchone()
+        return row is None or "'held'" in row[0]
+
+    if current():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if current():  # another process migrated it while this one waited for the lock
+            conn.execute("COMMIT")
+            return
+        conn.execute("DROP TABLE IF EXISTS outbox_migrating")
+        conn.execute(_TABLE.format(name="outbox_migrating"))
+        conn.execute("INSERT INTO outbox_migrating SELECT * FROM outbox")
+        conn.execute("DROP TABLE outbox")
+        conn.execute("ALTER TABLE outbox_migrating RENAME TO outbox")
+        for ddl in _INDEXES:
+            conn.execute(ddl)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+register_migration("outbox-held", _allow_held)
 
 
 @dataclass(frozen=True)
@@ -88,23 +125,37 @@ class Outbox:
         sop_class_uid: str,
         path: Path,
         destination: str,
+        state: str = PENDING,
     ) -> int:
-        """Add (or replace and reset to pending) the delivery of ``path``; returns the row id."""
+        """Add (or replace and reset) the delivery of ``path``, ``pending`` or (shadow mode)
+        ``held``; returns the row id."""
+        if state not in (PENDING, HELD):
+            raise ValueError(f"an outbox row is enqueued pending or held, not {state!r}")
         now = self.clock()
         with self.db.transaction() as conn:
             conn.execute(
                 """
                 INSERT INTO outbox (study_uid, sop_instance_uid, sop_class_uid, path, destination,
                     state, attempts, next_attempt_at, last_error, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, '', ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, 0, ?, '', ?, ?)
                 ON CONFLICT (sop_instance_uid, destination) DO UPDATE SET
                     study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid,
-                    path = excluded.path, state = 'pending', attempts = 0,
+                    path = excluded.path, state = excluded.state, attempts = 0,
                     next_attempt_at = excluded.next_attempt_at, last_error = '',
                     updated_at = excluded.updated_at, delivered_at = NULL,
                     generation = outbox.generation + 1
                 """,
-                (study_uid, sop_instance_uid, sop_class_uid, str(path), destination, now, now, now),
+                (
+                    study_uid,
+                    sop_instance_uid,
+                    sop_class_uid,
+                    str(path),
+                    destination,
+                    state,
+                    now,
+                    now,
+                    now,
+                ),
             )
             row = conn.execute(
                 "SELECT id FROM outbox WHERE sop_instance_uid = ? AND destination = ?",
@@ -177,10 +228,11 @@ class Outbox:
         return cur.rowcount == 1
 
     def retry(self, row_id: int | None = None, dead: bool = False) -> list[int]:
-        """Reset one row (not ``sending``) or every ``dead`` row to ``pending``, due now."""
+        """Reset one row (not ``sending``, not ``held``) or every ``dead`` row to ``pending``, due
+        now. Held (shadow-mode) results are never released by a retry."""
         now = self.clock()
         if row_id is not None:
-            where, params = "id = ? AND state != 'sending'", [row_id]
+            where, params = "id = ? AND state NOT IN ('sending', 'held')", [row_id]
         elif dead:
             where, params = "state = 'dead'", []
         else:
@@ -225,12 +277,13 @@ class Outbox:
         return counts
 
     def study_delivered_at(self, study_uid: str) -> float | None:
-        """When the last delivery of the study finished, if every row of it is delivered."""
+        """When the last delivery of the study finished, if every row of it is delivered (rows
+        ``held`` from an earlier shadow-mode run are not deliveries and do not count)."""
         r = (
             self.db.connection()
             .execute(
                 "SELECT COUNT(*) AS n, SUM(state = 'delivered') AS ok, MAX(delivered_at) AS last "
-                "FROM outbox WHERE study_uid = ?",
+                "FROM outbox WHERE study_uid = ? AND state != 'held'",
                 (study_uid,),
             )
             .fetchone()

@@ -1,0 +1,131 @@
+"""The "not assessable" outcome in the SR and the overlay, and the calibration the SR records."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scp_node.config import ReportSettings
+from scp_node.report import build_reports, build_sr
+from scp_node.report.overlay import banner_lines
+from tests.test_report import (
+    codes_of,
+    dciodvfy_errors,
+    groups,
+    nums,
+    phantom_study,
+    read_all,
+    result_for,
+    texts_of,
+    walk,
+)
+
+CALIBRATION = "site calibration normals.json sha256 " + "e1" * 32 + " 2026-12-01T10:00:00Z"
+REASON = "reference levels uncertain (L1-L2, L2-L3 peak confidence below 0.2)"
+
+
+def algorithm_parameters(group) -> list[str]:
+    """Algorithm Parameters (111002, DCM) texts of a group (TID 4019)."""
+    return [
+        item.TextValue
+        for item in group.ContentSequence
+        if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "111002"
+    ]
+
+
+def comments(group) -> list[str]:
+    """Comment (121106, DCM) texts of a group, in order."""
+    return [
+        item.TextValue
+        for item in group.ContentSequence
+        if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"
+    ]
+
+
+@pytest.fixture
+def study(tmp_path: Path):
+    paths, truth = phantom_study(tmp_path / "src")
+    return paths, truth, read_all(paths)
+
+
+def test_not_assessable_sr_is_coded_valid_and_never_says_suspected(study, tmp_path: Path) -> None:
+    paths, truth, sources = study
+    result = result_for(
+        truth,
+        assessable=False,
+        not_assessable_reason=REASON,
+        lstv_suspected=False,
+        lstv_score=2.7,
+        needs_review=True,
+        calibration=CALIBRATION,
+    )
+    reports = build_reports(result, sources, ReportSettings())
+    assert [r.Modality for r in reports] == ["SR", "OT"]  # the overlay shows where it looked
+    sr = reports[0]
+    screen = groups(sr)["LSTV screen"]
+    coded = codes_of(screen)
+    assert coded["Screen applicable"] == "Yes"
+    assert coded["Screen assessable"] == "No"
+    assert coded["LSTV suspected"] == "Indeterminate"
+    indeterminate = next(
+        c.ConceptCodeSequence[0]
+        for c in screen.ContentSequence
+        if c.ValueType == "CODE" and c.ConceptNameCodeSequence[0].CodeMeaning == "LSTV suspected"
+    )
+    assert (indeterminate.CodeValue, indeterminate.CodingSchemeDesignator) == ("82334004", "SCT")
+    assert comments(screen)[0] == f"Not assessable: {REASON}"
+    assert f"Not assessable: {REASON}" in texts_of(screen)
+    assert "LSTV score" not in nums(screen), "an untrusted score is not reported"
+    assert nums(screen)["LSTV threshold"] == (pytest.approx(0.5), "1")
+    assert any(f"threshold calibration: {CALIBRATION}" == p for p in algorithm_parameters(screen))
+    # nowhere in the document does a "LSTV suspected" item say Yes
+    for item in walk(sr.ContentSequence):
+        if item.ValueType == "CODE" and "LSTV suspected" in str(
+            item.ConceptNameCodeSequence[0].CodeMeaning
+        ):
+            assert item.ConceptCodeSequence[0].CodeMeaning != "Yes"
+
+    path = tmp_path / "not-assessable.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    dump = subprocess.run(["/usr/bin/dsrdump", "+Pl", str(path)], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    assert "Not assessable" in dump.stdout and "Indeterminate" in dump.stdout
+    assert CALIBRATION in dump.stdout
+    sc_path = tmp_path / "sc.dcm"
+    reports[1].save_as(sc_path, enforce_file_format=True)
+    assert dciodvfy_errors(sc_path) == []
+
+
+def test_assessable_sr_says_assessable_and_records_the_calibration(study) -> None:
+    _, truth, sources = study
+    sr = build_sr(result_for(truth, calibration=CALIBRATION), sources, ReportSettings())
+    screen = groups(sr)["LSTV screen"]
+    assert codes_of(screen)["Screen assessable"] == "Yes"
+    assert codes_of(screen)["LSTV suspected"] == "Yes"
+    assert "LSTV score" in nums(screen)
+    assert algorithm_parameters(screen)[-1] == f"threshold calibration: {CALIBRATION}"
+    # the level groups keep the plain algorithm identification (localization is not calibrated)
+    level = groups(sr)["L4-L5"]
+    assert not any("calibration" in p for p in algorithm_parameters(level))
+
+
+def test_overlay_banner_says_not_assessable() -> None:
+    from scp_node.result import StudyResult
+
+    base = StudyResult(study_instance_uid="1.2.3", applicable=True, lstv_suspected=False)
+    lines = [text for text, _ in banner_lines(base)]
+    assert any("not suspected" in t for t in lines)
+    not_assessable = StudyResult(
+        study_instance_uid="1.2.3",
+        applicable=True,
+        assessable=False,
+        not_assessable_reason="S1 not covered",
+        needs_review=True,
+    )
+    lines = [text for text, _ in banner_lines(not_assessable)]
+    assert "LSTV screen NOT ASSESSABLE" in lines and "S1 not covered" in lines
+    assert not any("SUSPECTED" in t or "not suspected" in t for t in lines)
+    assert "NEEDS REVIEW" in lines
