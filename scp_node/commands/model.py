@@ -46,8 +46,8 @@ def register(subparsers: Any) -> None:
         help="weights file (default: the packaged reference_localizer.pt)",
     )
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--phantoms", type=int, default=800, help="normal training phantoms")
-    tr.add_argument("--steps", type=int, default=2400, help="optimizer steps (batch 16)")
+    tr.add_argument("--phantoms", type=int, default=1000, help="normal training phantoms")
+    tr.add_argument("--steps", type=int, default=3000, help="optimizer steps (batch 16)")
     tr.add_argument(
         "--epochs",
         type=float,

@@ -39,8 +39,8 @@ SCORE_FORMULA = (
 class TrainConfig:
     out: Path
     seed: int = 0
-    phantoms: int = 800
-    steps: int = 2400
+    phantoms: int = 1000
+    steps: int = 3000
     batch: int = 16
     lr: float = 3e-3
     validation_per_variant: int = 20
