@@ -141,3 +141,15 @@ def test_threshold_and_sens_spec() -> None:
     assert 0.3 < thr < 0.7
     assert sens_spec(scores, labels, thr) == (1.0, 1.0)
     assert sens_spec(scores, labels, 0.75) == (0.5, 1.0)
+
+
+def test_quality_gate_field_reach() -> None:
+    limits = unc.QualityLimits()
+    sharp = {lv: _stats(0.9, 0.02) for lv in unc.REFERENCE_LEVELS + unc.JUNCTION_LEVELS}
+    full = {lv: 1.0 for lv in sharp}
+    ok = unc.not_assessable_reason(sharp, GOOD_POINTS, full, 15, limits, (30.0, 40.0))
+    assert ok == ""
+    short = unc.not_assessable_reason(sharp, GOOD_POINTS, full, 15, limits, (30.0, 12.0))
+    assert "does not cover S1" in short and "12 mm below" in short
+    low = unc.not_assessable_reason(sharp, GOOD_POINTS, full, 15, limits, (5.0, 40.0))
+    assert "does not cover L1" in low

@@ -149,6 +149,18 @@ class LocalizerEngine:
         lo = min(max(0, centre - self.context_slices // 2), max(0, n_slices - self.context_slices))
         return list(range(lo, min(n_slices, lo + self.context_slices)))
 
+    def _field_mm(self, mask: np.ndarray, st: unc.LevelStats, direction: int) -> float:
+        """How far (mm) the imaged field reaches from a level's point straight up (-1) or down
+        (+1) on the canonical grid (mask > 0.5 = inside)."""
+        col = int(np.clip(round(st.x), 0, mask.shape[1] - 1))
+        row = int(np.clip(round(st.y), 0, mask.shape[0] - 1))
+        steps = 0
+        while 0 <= row + direction * (steps + 1) < mask.shape[0]:
+            if mask[row + direction * (steps + 1), col] <= 0.5:
+                break
+            steps += 1
+        return steps * self.grid.spacing_mm
+
     def analyze(self, volume: SeriesVolume) -> StudyResult:
         """Localize the disc levels on ``volume`` and compute the LSTV screen."""
         started = time.perf_counter()
@@ -190,7 +202,13 @@ class LocalizerEngine:
             )
         score = unc.lstv_score(stats)
         warnings = list(volume.warnings)
-        reason = unc.not_assessable_reason(stats, points_mm, coverage, len(frames), self.quality)
+        field_mm = (
+            self._field_mm(mask, stats[self.levels[0]], -1),
+            self._field_mm(mask, stats[self.levels[-1]], +1),
+        )
+        reason = unc.not_assessable_reason(
+            stats, points_mm, coverage, len(frames), self.quality, field_mm
+        )
         junction = unc.junction_implausible(points_mm)
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")

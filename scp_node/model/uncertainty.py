@@ -167,13 +167,18 @@ class QualityLimits:
     ``max_reference_uncertainty``: the reference levels themselves are too uncertain to compare
     the junction with (an image the model cannot read). ``min_coverage``: the fraction of a
     level's probability mass that must lie inside the imaged field (the top and bottom levels:
-    a field that does not reach S1 cannot show the lumbosacral junction). ``min_slices``: fewer
-    sagittal slices than this cannot give a mid-sagittal plane with neighbours.
+    a field that does not reach S1 cannot show the lumbosacral junction); ``min_field_below_mm``
+    and ``min_field_above_mm``: how much imaged field there must be below the L5-S1 point (the S1
+    body) and above the L1-L2 point: a localizer that cannot see the sacrum may count the levels
+    from the wrong end. ``min_slices``: fewer sagittal slices than this cannot give a
+    mid-sagittal plane with neighbours.
     """
 
     max_reference_uncertainty: float = 0.6
     min_coverage: float = 0.8
     min_slices: int = 3
+    min_field_above_mm: float = 10.0
+    min_field_below_mm: float = 20.0
 
     @classmethod
     def from_metadata(cls, meta: dict[str, float] | None) -> QualityLimits:
@@ -184,6 +189,8 @@ class QualityLimits:
             ),
             min_coverage=float(meta.get("min_coverage", cls.min_coverage)),
             min_slices=int(meta.get("min_slices", cls.min_slices)),
+            min_field_above_mm=float(meta.get("min_field_above_mm", cls.min_field_above_mm)),
+            min_field_below_mm=float(meta.get("min_field_below_mm", cls.min_field_below_mm)),
         )
 
 
@@ -193,12 +200,14 @@ def not_assessable_reason(
     coverage: dict[str, float],
     n_slices: int,
     limits: QualityLimits,
+    field_mm: tuple[float, float] = (float("inf"), float("inf")),
 ) -> str:
     """Why the screen cannot be trusted on this study, or "" when it can.
 
     ``points_mm`` are the level centres (x, y) in mm on the canonical grid (y towards the feet),
     in level order L1-L2 .. L5-S1; ``coverage`` the probability mass of each level inside the
-    imaged field. The chain L1-L2 .. L4-L5 must be plausible; the junction below is what the
+    imaged field; ``field_mm`` how far the imaged field reaches above the L1-L2 point and below
+    the L5-S1 point. The chain L1-L2 .. L4-L5 must be plausible; the junction below is what the
     screen judges, so its geometry is not a gate (see :func:`junction_implausible`).
     """
     if n_slices < limits.min_slices:
@@ -208,6 +217,11 @@ def not_assessable_reason(
             where = "S1" if level == "L5-S1" else "L1"
             inside = coverage[level]
             return f"field of view does not cover {where} ({level} mass inside {inside:.2f})"
+    above, below = field_mm
+    if below < limits.min_field_below_mm:
+        return f"field of view does not cover S1 (ends {below:.0f} mm below L5-S1)"
+    if above < limits.min_field_above_mm:
+        return f"field of view does not cover L1 (starts {above:.0f} mm above L1-L2)"
     ref = reference_uncertainty(stats)
     if ref > limits.max_reference_uncertainty:
         return (
