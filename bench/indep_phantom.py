@@ -309,7 +309,9 @@ class CurveGrid:
         return out[0], out[1]
 
 
-def build_grid(spine: Spine, y_range: tuple[float, float], z_range: tuple[float, float]) -> CurveGrid:
+def build_grid(
+    spine: Spine, y_range: tuple[float, float], z_range: tuple[float, float]
+) -> CurveGrid:
     """Nearest-point projection of every grid node on the curve (refined along the tangent)."""
     step = 1.0
     ys = np.arange(y_range[0] - 4, y_range[1] + 4, step)
@@ -365,8 +367,8 @@ def paint_background(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy
     """Body outline, subcutaneous fat, back muscles, abdominal wall, abdomen and pelvis."""
     half = spine.depth_profile(pts.s)
     canal = _canal_ap(spine, pts.s)
-    sacral = pts.s > spine.s_sacrum_top
-    muscle = np.where(sacral, 0.45 * anat.muscle_back, anat.muscle_back)
+    ramp = np.clip((pts.s - spine.s_sacrum_top + 10.0) / 40.0, 0.0, 1.0)
+    muscle = anat.muscle_back * (1.0 - 0.55 * ramp)  # thinner over the sacrum
     back = -(half + canal + 8.0 + muscle)  # inner surface of the posterior fat
     skin_back = back - anat.fat_back
     y_front = _front_skin(pts.z, spine, anat)
@@ -718,8 +720,7 @@ class Plane:
         c = np.arange(self.cols) * self.spacing
         base = self.origin + offset * self.normal
         xyz = [
-            base[i] + self.col_dir[i] * r[:, None] + self.row_dir[i] * c[None, :]
-            for i in range(3)
+            base[i] + self.col_dir[i] * r[:, None] + self.row_dir[i] * c[None, :] for i in range(3)
         ]
         return xyz[0].ravel(), xyz[1].ravel(), xyz[2].ravel()
 
@@ -731,7 +732,7 @@ class Renderer:
         self.spine, self.anat, self.grid, self.seed = spine, anat, grid, seed
         rng = np.random.default_rng(seed + 17)
         self.texture = Texture(rng)
-        self.gut = Texture(rng, n=14, wl=(12.0, 45.0))
+        self.gut = Texture(rng, n=14, wl=(20.0, 60.0))
 
     def labels(self, plane: Plane, offsets: list[float]) -> list[tuple[Points, np.ndarray]]:
         """Tissue maps at sub-slice offsets (for slice-profile partial volume)."""
@@ -754,7 +755,7 @@ class Renderer:
             gut = label == T["bowel"]
             if np.any(gut):
                 g = self.gut(pts.x[gut], pts.y[gut], pts.z[gut])
-                sig[gut] *= np.clip(0.8 + 0.8 * g, 0.1, 1.8)  # fluid, wall, gas, chyme
+                sig[gut] *= np.clip(0.8 + 0.45 * g, 0.15, 1.5)  # fluid, wall, gas, chyme
             acc = sig if acc is None else acc + sig
         return acc / len(maps)
 
@@ -1021,9 +1022,7 @@ def study_header(seed: int, study_uid: str, acq: Acquisition) -> Dataset:
     return ds
 
 
-def instance(
-    base: Dataset, spec: SeriesSpec, k: int, pixels: np.ndarray, seed: int
-) -> Dataset:
+def instance(base: Dataset, spec: SeriesSpec, k: int, pixels: np.ndarray, seed: int) -> Dataset:
     """One MR Image Storage instance (PS3.3 A.4): image plane, pixel and MR image modules."""
     plane = spec.planes[k]
     series_uid = _uid(seed, "series", spec.number)
@@ -1044,7 +1043,7 @@ def instance(
     ds.SeriesDescription = spec.description
     ds.ProtocolName = spec.description
     ds.InstanceNumber = k + 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
     ds.ScanningSequence = "SE"
     ds.SequenceVariant = ["SK", "OSP"]
     ds.ScanOptions = ""
@@ -1077,8 +1076,12 @@ def instance(
 # One study
 # --------------------------------------------------------------------------------------------
 def render_series(
-    renderer: Renderer, planes: list[Plane], thickness: float, contrasts: list[tuple[float, float]],
-    acq: Acquisition, rng: np.random.Generator,
+    renderer: Renderer,
+    planes: list[Plane],
+    thickness: float,
+    contrasts: list[tuple[float, float]],
+    acq: Acquisition,
+    rng: np.random.Generator,
 ) -> list[list[np.ndarray]]:
     """Float images per contrast (TR, TE) for each plane, with coil, truncation and noise."""
     offsets = [-thickness / 3.0, 0.0, thickness / 3.0]
@@ -1115,8 +1118,11 @@ def truth_discs(spine: Spine) -> list[dict]:
             continue
         x, y, z = spine.at(disc.s_mid)
         out.append(
-            {"level": disc.name, "patient_xyz": [round(x, 3), round(y, 3), round(z, 3)],
-             "disc": disc.state}
+            {
+                "level": disc.name,
+                "patient_xyz": [round(x, 3), round(y, 3), round(z, 3)],
+                "disc": disc.state,
+            }
         )
     return out
 
