@@ -358,9 +358,9 @@ def _paint(label: np.ndarray, idx: np.ndarray, mask: np.ndarray, tissue: str) ->
     label[idx[mask]] = T[tissue]
 
 
-def _sel(pts: Points, lo: float, hi: float) -> np.ndarray:
-    """Indices of points with ``lo <= s <= hi`` (cheap pre-selection for local shapes)."""
-    return np.nonzero((pts.s >= lo) & (pts.s <= hi))[0]
+def _sel(pts: Points, lo: float, hi: float, d_max: float = np.inf) -> np.ndarray:
+    """Indices of points with ``lo <= s <= hi`` and ``d <= d_max`` (cheap pre-selection)."""
+    return np.nonzero((pts.s >= lo) & (pts.s <= hi) & (pts.d <= d_max))[0]
 
 
 def paint_background(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy) -> None:
@@ -424,6 +424,12 @@ def paint_soft_prevertebral(pts: Points, label: np.ndarray, spine: Spine, anat: 
     l4 = next(b for b in spine.bodies if b.name == "L4")
     t12 = next(b for b in spine.bodies if b.name == "T12")
     half = spine.depth_profile(pts.s)
+    idx = _sel(pts, spine.s[0], spine.s_sacrum_top + 15)
+    fat = (pts.d[idx] > half[idx] - 4.0) & (pts.d[idx] < half[idx] + 6.0 + 0.1 * pts.w[idx] ** 2)
+    fat &= (np.abs(pts.w[idx]) < 35.0) & (label[idx] != T["air"])
+    _paint(label, idx, fat, "fat")  # retroperitoneal / prevertebral fat
+    lig = (pts.d[idx] > half[idx] - 3.0) & (pts.d[idx] < half[idx] + 1.2)
+    _paint(label, idx, lig & (np.abs(pts.w[idx]) < 12.0) & fat, "ligament")  # ALL
     idx = _sel(pts, t12.s_mid, spine.s_sacrum_top + 10)
     grow = np.clip((pts.s[idx] - t12.s_mid) / (spine.s_sacrum_top - t12.s_mid), 0, 1)
     r = 6.0 + 16.0 * grow
@@ -453,7 +459,9 @@ def paint_canal(pts: Points, label: np.ndarray, spine: Spine) -> None:
     half = spine.depth_profile(s)
     canal = _canal_ap(spine, s)
     front = -half - 0.5
-    bony = (d <= front) & (d >= front - canal) & (np.abs(w) < 11.0)
+    pll = (d <= -half + 3.0) & (d >= front - 1.0) & (np.abs(w) < 0.4 * half + 8.0)
+    _paint(label, idx, pll, "ligament")  # posterior longitudinal ligament
+    bony = (d <= front - 1.0) & (d >= front - canal) & (np.abs(w) < 11.0)
     _paint(label, idx, bony, "fat")
     taper = np.clip((spine.s_sac_end - s) / 25.0, 0, 1)
     sac_ap = 0.78 * canal * taper
@@ -557,7 +565,8 @@ def paint_posterior(pts: Points, label: np.ndarray, spine: Spine) -> None:
         if body.kind == "coccyx":
             continue
         lo, hi = body.s_top - 6, body.s_bot + (40 if body.name.startswith("T") else 14)
-        idx = _sel(pts, lo, hi)
+        idx = _sel(pts, lo, hi, d_max=-0.5 * body.depth + 2.0)
+        idx = idx[np.abs(pts.w[idx]) < 0.5 * body.width + 6.0]
         if not len(idx):
             continue
         s, d, w = pts.s[idx], pts.d[idx], pts.w[idx]
@@ -699,6 +708,17 @@ class Texture:
             out += np.cos(kx * x + ky * y + kz * z + ph)
         return out * self.norm
 
+    def on_plane(self, plane: Plane) -> np.ndarray:
+        """The field on a plane's pixel grid (flattened), as separable row x column waves."""
+        rows = np.arange(plane.rows) * plane.spacing
+        cols = np.arange(plane.cols) * plane.spacing
+        out = np.zeros((plane.rows, plane.cols))
+        for k, ph in zip(self.k, self.phase, strict=True):
+            er = np.exp(1j * (k @ plane.col_dir) * rows)
+            ec = np.exp(1j * (k @ plane.row_dir) * cols)
+            out += np.real(np.exp(1j * (k @ plane.origin + ph)) * np.outer(er, ec))
+        return (out * self.norm).ravel()
+
 
 @dataclass
 class Plane:
@@ -733,6 +753,8 @@ class Renderer:
         rng = np.random.default_rng(seed + 17)
         self.texture = Texture(rng)
         self.gut = Texture(rng, n=14, wl=(20.0, 60.0))
+        self._fields_key: int | None = None
+        self._fields: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
     def labels(self, plane: Plane, offsets: list[float]) -> list[tuple[Points, np.ndarray]]:
         """Tissue maps at sub-slice offsets (for slice-profile partial volume)."""
@@ -745,18 +767,22 @@ class Renderer:
             out.append((pts, tissue_map(pts, self.spine, self.anat, self.seed)))
         return out
 
-    def signal(self, maps: list[tuple[Points, np.ndarray]], tr: float, te: float) -> np.ndarray:
-        """Noise-free magnitude averaged over the sub-slices."""
+    def signal(
+        self, maps: list[tuple[Points, np.ndarray]], plane: Plane, tr: float, te: float
+    ) -> np.ndarray:
+        """Noise-free magnitude averaged over the sub-slices (texture taken at the centre)."""
         tex_amp = np.array([TISSUES[n][3] for n in TISSUE_NAMES])
-        acc = None
-        for pts, label in maps:
-            sig = spin_echo(label, tr, te, self.anat)
-            sig = sig * (1 + tex_amp[label] * self.texture(pts.x, pts.y, pts.z))
+        key = id(plane)
+        if self._fields_key != key:
+            self._fields = (self.texture.on_plane(plane), self.gut.on_plane(plane))
+            self._fields_key = key
+        tex, gut_field = self._fields
+        acc = np.zeros(plane.rows * plane.cols)
+        for _pts, label in maps:
+            sig = spin_echo(label, tr, te, self.anat) * (1 + tex_amp[label] * tex)
             gut = label == T["bowel"]
-            if np.any(gut):
-                g = self.gut(pts.x[gut], pts.y[gut], pts.z[gut])
-                sig[gut] *= np.clip(0.8 + 0.45 * g, 0.15, 1.5)  # fluid, wall, gas, chyme
-            acc = sig if acc is None else acc + sig
+            sig[gut] *= np.clip(0.8 + 0.45 * gut_field[gut], 0.15, 1.5)  # fluid, wall, gas
+            acc += sig
         return acc / len(maps)
 
 
@@ -1095,7 +1121,7 @@ def render_series(
         pts = maps[1][0]
         coil = coil_sensitivity(pts.y, pts.z, acq, y_table, z0).reshape(plane.rows, plane.cols)
         for ci, (tr, te) in enumerate(contrasts):
-            clean = renderer.signal(maps, tr, te).reshape(plane.rows, plane.cols) * coil
+            clean = renderer.signal(maps, plane, tr, te).reshape(plane.rows, plane.cols) * coil
             if ref is None:  # noise level from the first slice's tissue signal
                 ref = float(np.mean(clean[clean > 0.05 * clean.max()]))
             out[ci].append(acquire(clean, acq, ref / acq.snr, rng))
