@@ -51,6 +51,7 @@ TISSUES: dict[str, tuple[float, float, float, float]] = {
     "fat": (1.0, 280.0, 135.0, 0.06),
     "muscle": (0.8, 900.0, 42.0, 0.10),
     "marrow": (0.9, 520.0, 80.0, 0.14),
+    "fatty_marrow": (0.95, 340.0, 115.0, 0.08),  # Modic type 2 change, haemangioma
     "cortex": (0.08, 1000.0, 6.0, 0.0),
     "annulus": (0.7, 950.0, 48.0, 0.05),
     "nucleus": (0.92, 1250.0, 135.0, 0.06),
@@ -65,6 +66,7 @@ TISSUES: dict[str, tuple[float, float, float, float]] = {
     "liver": (0.8, 560.0, 46.0, 0.06),
     "bowel": (0.85, 1100.0, 110.0, 0.0),
     "urine": (1.0, 3500.0, 1500.0, 0.0),
+    "kidney": (0.85, 1050.0, 90.0, 0.05),
 }
 TISSUE_NAMES = tuple(TISSUES)
 T = {name: i for i, name in enumerate(TISSUE_NAMES)}
@@ -95,6 +97,8 @@ class Anatomy:
     scoliosis_mm: float = 0.0
     scoliosis_phase: float = 0.0
     tissue_jitter: dict[str, tuple[float, float]] = field(default_factory=dict)
+    modic: tuple[tuple[str, str], ...] = ()  # (body, "top"|"bottom") fatty endplate bands
+    haemangioma: tuple[str, float, float, float, float] | None = None  # body, u, d, w, radius
 
 
 @dataclass
@@ -365,19 +369,16 @@ def _sel(pts: Points, lo: float, hi: float, d_max: float = np.inf) -> np.ndarray
 
 def paint_background(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy) -> None:
     """Body outline, subcutaneous fat, back muscles, abdominal wall, abdomen and pelvis."""
-    half = spine.depth_profile(pts.s)
-    canal = _canal_ap(spine, pts.s)
-    ramp = np.clip((pts.s - spine.s_sacrum_top + 10.0) / 40.0, 0.0, 1.0)
-    muscle = anat.muscle_back * (1.0 - 0.55 * ramp)  # thinner over the sacrum
-    back = -(half + canal + 8.0 + muscle)  # inner surface of the posterior fat
-    skin_back = back - anat.fat_back
+    z_grid, y_muscle, y_skin = back_surfaces(spine, anat)
+    back = np.interp(pts.z, z_grid, y_muscle)  # inner surface of the posterior fat (y)
+    skin_back = np.interp(pts.z, z_grid, y_skin)
     y_front = _front_skin(pts.z, spine, anat)
     body_lr = ((pts.x - spine.x_mid.mean()) / (150.0 * anat.size + anat.fat_back)) ** 2
     body_ap = ((pts.y - (y_front + 0.5 * anat.abdomen_depth)) / (0.75 * anat.abdomen_depth)) ** 2
-    inside = (pts.d >= skin_back) & (pts.y >= y_front) & (body_lr + 0.3 * body_ap <= 1.0)
+    inside = (pts.y <= skin_back) & (pts.y >= y_front) & (body_lr + 0.3 * body_ap <= 1.0)
     all_idx = np.arange(len(label))
     _paint(label, all_idx, inside, "fat")
-    post = inside & (pts.d >= back) & (pts.d < 0)
+    post = inside & (pts.y <= back) & (pts.d < 0)
     _paint(label, all_idx, post, "muscle")
     wall = inside & (pts.y >= y_front + anat.fat_front) & (pts.y < y_front + anat.fat_front + 11)
     _paint(label, all_idx, wall, "muscle")
@@ -386,6 +387,29 @@ def paint_background(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy
     z_l1 = spine.at(next(b for b in spine.bodies if b.name == "L1").s_mid)[2]
     _paint(label, all_idx, gut & (pts.z > z_l1 + 10 + 8 * np.sin(pts.y / 23.0)), "liver")
     _paint_pelvis(pts, label, spine, anat, gut)
+
+
+def back_surfaces(spine: Spine, anat: Anatomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior muscle/fat interface and skin as y(z) (1 mm z grid).
+
+    Offsetting the spine curve by ~120 mm on its concave (posterior) side folds it at the
+    lumbosacral junction; the envelope (most posterior y per z) smoothed over 15 mm removes
+    the fold, as the soft tissues of the back would."""
+    s = spine.s
+    half = spine.depth_profile(s)
+    ramp = np.clip((s - spine.s_sacrum_top + 10.0) / 40.0, 0.0, 1.0)
+    muscle = anat.muscle_back * (1.0 - 0.55 * ramp)  # thinner over the sacrum
+    depth = half + _canal_ap(spine, s) + 8.0 + muscle
+    y = spine.y + depth * np.cos(spine.theta)  # posterior offset of the centre curve
+    z = spine.z + depth * np.sin(spine.theta)
+    z_grid = np.arange(spine.z.min() - 5, spine.z.max() + 5, 1.0)
+    env = np.full(len(z_grid), -np.inf)
+    np.maximum.at(env, np.clip(np.rint(z - z_grid[0]).astype(int), 0, len(z_grid) - 1), y)
+    ok = np.isfinite(env)
+    env = np.interp(z_grid, z_grid[ok], env[ok])
+    kernel = np.ones(15) / 15.0
+    env = np.convolve(np.pad(env, 15, mode="edge"), kernel, "same")[15:-15]
+    return z_grid, env, env + anat.fat_back
 
 
 def _front_skin(z: np.ndarray, spine: Spine, anat: Anatomy) -> np.ndarray:
@@ -425,11 +449,12 @@ def paint_soft_prevertebral(pts: Points, label: np.ndarray, spine: Spine, anat: 
     t12 = next(b for b in spine.bodies if b.name == "T12")
     half = spine.depth_profile(pts.s)
     idx = _sel(pts, spine.s[0], spine.s_sacrum_top + 15)
-    fat = (pts.d[idx] > half[idx] - 4.0) & (pts.d[idx] < half[idx] + 6.0 + 0.1 * pts.w[idx] ** 2)
+    fat = (pts.d[idx] > half[idx] - 4.0) & (pts.d[idx] < half[idx] + 6.0 + 0.01 * pts.w[idx] ** 2)
     fat &= (np.abs(pts.w[idx]) < 35.0) & (label[idx] != T["air"])
     _paint(label, idx, fat, "fat")  # retroperitoneal / prevertebral fat
     lig = (pts.d[idx] > half[idx] - 3.0) & (pts.d[idx] < half[idx] + 1.2)
     _paint(label, idx, lig & (np.abs(pts.w[idx]) < 12.0) & fat, "ligament")  # ALL
+    _paint_kidneys(pts, label, spine, anat)
     idx = _sel(pts, t12.s_mid, spine.s_sacrum_top + 10)
     grow = np.clip((pts.s[idx] - t12.s_mid) / (spine.s_sacrum_top - t12.s_mid), 0, 1)
     r = 6.0 + 16.0 * grow
@@ -450,6 +475,19 @@ def paint_soft_prevertebral(pts: Points, label: np.ndarray, spine: Spine, anat: 
             if centre > 0 and branch < 0:
                 m &= s_i > l4.s_mid
             _paint(label, idx, m, tissue)
+
+
+def _paint_kidneys(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy) -> None:
+    """Kidneys lateral to the psoas from T12 to L3 (seen only on far-lateral slices)."""
+    l1 = next(b for b in spine.bodies if b.name == "L1")
+    idx = _sel(pts, l1.s_top - 60, l1.s_bot + 70)
+    for sign, shift in ((-1.0, 12.0), (1.0, 0.0)):  # the right kidney sits lower
+        q = (
+            ((pts.s[idx] - l1.s_mid - shift) / 55.0) ** 2
+            + ((pts.d[idx] + 2.0) / 24.0) ** 2
+            + ((pts.w[idx] - sign * 68.0 * anat.size) / 22.0) ** 2
+        )
+        _paint(label, idx, (q <= 1) & (label[idx] != T["air"]), "kidney")
 
 
 def paint_canal(pts: Points, label: np.ndarray, spine: Spine) -> None:
@@ -514,7 +552,7 @@ def paint_discs(pts: Points, label: np.ndarray, spine: Spine, rng_seed: int) -> 
             _paint(label, idx, outline & (nucleus <= 1) & cleft, "annulus")
 
 
-def paint_bodies(pts: Points, label: np.ndarray, spine: Spine) -> None:
+def paint_bodies(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy) -> None:
     """Vertebral bodies, sacrum and coccyx: cortical shell around marrow (superellipses)."""
     for body in spine.bodies:
         idx = _sel(pts, body.s_top - 1.0, body.s_bot + 1.0)
@@ -537,6 +575,20 @@ def paint_bodies(pts: Points, label: np.ndarray, spine: Spine) -> None:
         if body.kind == "vertebra":  # basivertebral vein: bright notch in the posterior cortex
             vein = (np.abs(u) < 0.12) & (d < -a + 4.5) & (d > -a - 0.5) & (np.abs(w) < 3)
             _paint(label, idx, vein, "vein")
+        _paint_marrow_lesions(idx, u, d, w, label, body, anat, h, a, b)
+
+
+def _paint_marrow_lesions(idx, u, d, w, label, body: Body, anat: Anatomy, h, a, b) -> None:
+    """Confounders unrelated to LSTV: Modic type 2 endplate bands and a haemangioma."""
+    inner = (np.abs(d) < 0.75 * a - 1.3) & (np.abs(w) < 0.6 * b) & (np.abs(u) < 1 - 1.3 / h)
+    for name, side in anat.modic:
+        if name == body.name:
+            band = (u > 1 - 6.5 / h) if side == "bottom" else (u < -1 + 6.5 / h)
+            _paint(label, idx, inner & band, "fatty_marrow")
+    if anat.haemangioma and anat.haemangioma[0] == body.name:
+        _, hu, hd, hw, r = anat.haemangioma
+        blob = ((u - hu) * h) ** 2 + (d - hd * a) ** 2 + (w - hw * b) ** 2 <= r**2
+        _paint(label, idx, blob & inner, "fatty_marrow")
 
 
 def _paint_sacrum(idx, s, d, w, label, spine: Spine, body: Body) -> None:
@@ -642,7 +694,7 @@ def tissue_map(pts: Points, spine: Spine, anat: Anatomy, seed: int) -> np.ndarra
     paint_canal(pts, label, spine)
     paint_posterior(pts, label, spine)
     paint_discs(pts, label, spine, seed)
-    paint_bodies(pts, label, spine)
+    paint_bodies(pts, label, spine, anat)
     return label
 
 
@@ -669,6 +721,7 @@ class Acquisition:
     ap_offset: float = 0.0
     si_offset: float = 0.0
     kspace_fraction: float = 0.8  # acquired / displayed matrix
+    ghost: float = 0.0  # alternate-line k-space modulation along rows (N/2 ghost, motion)
     scale_target: float = 2000.0
     tr_t2: float = 4000.0
     te_t2: float = 100.0
@@ -681,12 +734,18 @@ class Acquisition:
     manufacturer: str = "INDEPENDENT PHANTOM"
 
 
-def spin_echo(label: np.ndarray, tr: float, te: float, anat: Anatomy) -> np.ndarray:
-    """Spin-echo magnitude ``PD (1 - exp(-TR/T1)) exp(-TE/T2)`` per tissue (lookup table)."""
+def spin_echo(
+    label: np.ndarray, tr: float, te: float, anat: Anatomy, field_t: float = 1.5
+) -> np.ndarray:
+    """Spin-echo magnitude ``PD (1 - exp(-TR/T1)) exp(-TE/T2)`` per tissue (lookup table).
+
+    At 3 T the T1 of water-rich tissue is about 20 % longer; fat barely changes."""
     lut = np.zeros(len(TISSUE_NAMES))
     for i, name in enumerate(TISSUE_NAMES):
         pd, t1, t2, _ = TISSUES[name]
         j1, j2 = anat.tissue_jitter.get(name, (1.0, 1.0))
+        if field_t > 2.0 and name not in ("fat", "fatty_marrow"):
+            t1 *= 1.2
         lut[i] = pd * (1 - math.exp(-tr / (t1 * j1))) * math.exp(-te / (t2 * j2))
     return lut[label]
 
@@ -754,6 +813,7 @@ class Renderer:
         self.texture = Texture(rng)
         self.gut = Texture(rng, n=14, wl=(20.0, 60.0))
         self._fields_key: int | None = None
+        self.field_t = 1.5
         self._fields: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
     def labels(self, plane: Plane, offsets: list[float]) -> list[tuple[Points, np.ndarray]]:
@@ -779,7 +839,7 @@ class Renderer:
         tex, gut_field = self._fields
         acc = np.zeros(plane.rows * plane.cols)
         for _pts, label in maps:
-            sig = spin_echo(label, tr, te, self.anat) * (1 + tex_amp[label] * tex)
+            sig = spin_echo(label, tr, te, self.anat, self.field_t) * (1 + tex_amp[label] * tex)
             gut = label == T["bowel"]
             sig[gut] *= np.clip(0.8 + 0.45 * gut_field[gut], 0.15, 1.5)  # fluid, wall, gas
             acc += sig
@@ -805,6 +865,9 @@ def acquire(
     mask = np.zeros_like(k, dtype=bool)
     mask[rows // 2 - kr : rows // 2 + kr, cols // 2 - kc : cols // 2 + kc] = True
     frac = mask.mean()
+    if acq.ghost:  # phase encoding along the rows (superior-inferior): an N/2 ghost
+        k[::2] *= 1.0 + acq.ghost
+        k[1::2] *= 1.0 - acq.ghost
     noise = rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape)
     k = np.where(mask, k + noise * noise_sigma * math.sqrt(rows * cols) / math.sqrt(frac), 0)
     return np.abs(np.fft.ifft2(np.fft.ifftshift(k)))
@@ -889,12 +952,28 @@ def plane_extent(planes: list[Plane], margin: float) -> tuple[tuple, tuple]:
 # --------------------------------------------------------------------------------------------
 def draw_anatomy(variant: str, rng: np.random.Generator) -> Anatomy:
     """Patient-level anatomy: size, curvature, fat, disc degeneration, tissue contrast."""
-    degenerate = []
-    for name, p in (("L3-L4", 0.12), ("L4-L5", 0.3), ("L5-S1", 0.3), ("L2-L3", 0.08)):
+    lowest = "L5-L6" if variant == "lumbarization" else "L5-S1"
+    degenerate: list[str] = []
+    modic: list[tuple[str, str]] = []
+    for name, p in (("L2-L3", 0.08), ("L3-L4", 0.12), ("L4-L5", 0.3), (lowest, 0.3)):
         if rng.random() < p:
             degenerate.append(name)
+            upper, lower = name.split("-")
+            if rng.random() < 0.35:
+                modic.append((upper, "bottom"))
+            if rng.random() < 0.35 and lower.startswith("L"):
+                modic.append((lower, "top"))
     if variant == "lumbarization" and rng.random() < 0.3:
         degenerate.append("L6-S1")
+    haemangioma = None
+    if rng.random() < 0.25:
+        haemangioma = (
+            f"L{int(rng.integers(1, 6))}",
+            float(rng.uniform(-0.5, 0.5)),
+            float(rng.uniform(-0.4, 0.4)),
+            float(rng.uniform(-0.3, 0.3)),
+            float(rng.uniform(3.0, 7.0)),
+        )
     jitter = {
         name: (float(rng.normal(1, 0.06)), float(rng.normal(1, 0.08)))
         for name in TISSUE_NAMES
@@ -914,6 +993,8 @@ def draw_anatomy(variant: str, rng: np.random.Generator) -> Anatomy:
         scoliosis_mm=float(rng.uniform(0, 3)),
         scoliosis_phase=float(rng.uniform(0, 2 * np.pi)),
         tissue_jitter=jitter,
+        modic=tuple(modic),
+        haemangioma=haemangioma,
     )
 
 
@@ -955,6 +1036,7 @@ def site_acquisition(rng: np.random.Generator) -> Acquisition:
         ap_offset=float(rng.uniform(-35, 35)),
         si_offset=float(rng.uniform(-40, 40)),
         kspace_fraction=float(rng.uniform(0.55, 1.0)),
+        ghost=float(rng.uniform(0.0, 0.08)) if rng.random() < 0.35 else 0.0,
         scale_target=float(rng.choice([800, 1500, 2500, 4000, 12000])),
         tr_t2=float(rng.uniform(2500, 5000)),
         te_t2=float(rng.uniform(85, 120)),
@@ -1178,10 +1260,16 @@ def make_study(out_dir: Path, set_name: str, index: int, seed: int, preview: boo
                 break
             acq = replace(acq, si_offset=0.6 * acq.si_offset, ap_offset=0.6 * acq.ap_offset)
             sag = sagittal_planes(spine, acq)
+    centre, normal = fov_centre(spine, acq), sag[0].normal
+    for disc in discs:  # signed distance of each disc centre from the central sagittal plane
+        disc["offset_from_centre_plane_mm"] = round(
+            float((np.asarray(disc["patient_xyz"]) - centre) @ normal), 3
+        )
     ax = axial_planes(spine, acq, rng)
     (y0, y1), (z0, z1) = plane_extent(sag + ax, 6.0)
     grid = build_grid(spine, (y0, y1), (z0, z1))
     renderer = Renderer(spine, anat, grid, seed)
+    renderer.field_t = acq.field_t
     study_uid = _uid(seed, "study")
     base = study_header(seed, study_uid, acq)
     folder = out_dir / f"{set_name}-{index:03d}"
@@ -1213,6 +1301,7 @@ def make_study(out_dir: Path, set_name: str, index: int, seed: int, preview: boo
         "slice_normal": [round(float(v), 6) for v in sag[0].normal],
         "discs": discs,
         "discs_in_fov": all(in_fov(sag, d["patient_xyz"], 0.0) for d in discs),
+        "stack_half_extent_mm": round(0.5 * (acq.slices - 1) * step, 3),
         "anatomy": {k: v for k, v in asdict(anat).items() if k != "tissue_jitter"},
         "acquisition": asdict(acq),
     }
