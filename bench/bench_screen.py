@@ -128,6 +128,13 @@ def summarize(records: list[StudyRecord]) -> dict[str, Any]:
         "not_assessable_rate": _rate([not r.assessable for r in applicable]),
         "implausible_rate": _rate([r.implausible for r in applicable]),
         "auroc": auroc([r.score or 0.0 for r in assessable], [r.lstv for r in assessable]),
+        "auroc_by_variant": {
+            v: auroc(
+                [r.score or 0.0 for r in assessable if r.variant in (v, "normal")],
+                [r.lstv for r in assessable if r.variant in (v, "normal")],
+            )
+            for v in ("lumbarization", "sacralization")
+        },
         "sensitivity": _rate([r.suspected for r in pos]),
         "specificity": _rate([not r.suspected for r in neg]),
         "disc_error_median_mm": float(np.median(errors)) if errors else None,
@@ -249,19 +256,23 @@ def _fmt(value: Any, digits: int = 2, pct: bool = False) -> str:
 def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """The summary table (one row per set, then all)."""
     head = (
-        "| set | n | series ok | not applicable | not assessable | implausible | AUROC "
-        "| sens / spec | disc err median / p95 (mm) | median ms | median score N / Lumb / Sacr "
+        "| set | n | series ok | not applicable | not assessable | implausible "
+        "| AUROC (Lumb / Sacr) | sens / spec | disc err median / p95 (mm) | median ms "
+        "| median score N / Lumb / Sacr "
         "| failed |"
     )
     lines = [head, "|" + "---|" * 12]
     for name, s in summaries.items():
         med = s["score_median"]
+        by_variant = " / ".join(
+            _fmt(s["auroc_by_variant"][v]) for v in ("lumbarization", "sacralization")
+        )
         scores = " / ".join(_fmt(med[v]) for v in ("normal", "lumbarization", "sacralization"))
         lines.append(
             f"| {name} | {s['n']} | {s['series_ok']}/{s['n']} "
             f"| {_fmt(s['not_applicable_rate'], pct=True)} "
             f"| {_fmt(s['not_assessable_rate'], pct=True)} "
-            f"| {_fmt(s['implausible_rate'], pct=True)} | {_fmt(s['auroc'])} "
+            f"| {_fmt(s['implausible_rate'], pct=True)} | {_fmt(s['auroc'])} ({by_variant}) "
             f"| {_fmt(s['sensitivity'])} / {_fmt(s['specificity'])} "
             f"| {_fmt(s['disc_error_median_mm'], 1)} / {_fmt(s['disc_error_p95_mm'], 1)} "
             f"| {_fmt(s['inference_ms_median'], 0)} | {scores} | {s['failed']} |"
