@@ -1335,16 +1335,26 @@ def study_seed(set_name: str, base_seed: int, index: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--set", default="standard", choices=SETS)
-    parser.add_argument("--count", type=int, default=12)
+    parser.add_argument(
+        "--set",
+        default="standard",
+        help=f"one set, a comma-separated list or 'all' (each into OUT/SET): {', '.join(SETS)}",
+    )
+    parser.add_argument("--count", type=int, default=12, help="studies per set")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--preview", action="store_true", help="write preview.png per study")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for i in range(args.count):
-        seed = study_seed(args.set, args.seed, i)
-        truth = make_study(args.out, args.set, i, seed, args.preview)
-        print(f"{args.set}-{i:03d} {truth['variant']:<14} seed {seed}", flush=True)
+    names = list(SETS) if args.set == "all" else [n.strip() for n in args.set.split(",")]
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        parser.error(f"unknown set(s) {unknown}; choose from {', '.join(SETS)}")
+    for name in names:
+        out = args.out / name if len(names) > 1 else args.out
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(args.count):
+            seed = study_seed(name, args.seed, i)
+            truth = make_study(out, name, i, seed, args.preview)
+            print(f"{name}-{i:03d} {truth['variant']:<14} seed {seed}", flush=True)
     return 0
 
 
