@@ -515,6 +515,30 @@ def paint_canal(pts: Points, label: np.ndarray, spine: Spine) -> None:
         rd = dc + dd * sac_ap + 0.4 * np.sin(s / (17.0 + k))
         m = roots & sac & ((d - rd) ** 2 + (w - ww) ** 2 <= 0.8**2)
         _paint(label, idx, m, "root")
+    paint_foramina(pts, label, spine)
+
+
+def paint_foramina(pts: Points, label: np.ndarray, spine: Spine) -> None:
+    """Neural foramina (fat) with the exiting nerve root, lateral to the canal at each disc:
+    what parasagittal slices show between the pedicles."""
+    above = {d.name: b for b, d in zip(spine.bodies, spine.discs, strict=False)}
+    for disc in spine.discs:
+        upper = above.get(disc.name)
+        if upper is None or disc.state == "fused":
+            continue
+        top = disc.s_top - 0.5 * upper.height
+        idx = _sel(pts, top, disc.s_bot + 1.0, d_max=-0.5 * upper.depth + 1.0)
+        if not len(idx):
+            continue
+        s, d, w = pts.s[idx], pts.d[idx], pts.w[idx]
+        half = 0.5 * upper.depth
+        canal = _canal_ap(spine, np.array([disc.s_mid]))[0]
+        lateral = (np.abs(w) >= 10.0) & (np.abs(w) <= 0.5 * upper.width + 4.0)
+        su = (s - 0.5 * (top + disc.s_bot)) / (0.5 * (disc.s_bot - top))
+        dv = (d + half + 0.45 * canal) / (0.45 * canal + 0.5)
+        _paint(label, idx, lateral & (su**2 + dv**4 <= 1), "fat")
+        root = ((s - top - 0.3 * upper.height) / 3.0) ** 2 + ((d + half + 0.3 * canal) / 2.5) ** 2
+        _paint(label, idx, lateral & (root <= 1), "root")
 
 
 def paint_discs(pts: Points, label: np.ndarray, spine: Spine, rng_seed: int) -> None:
