@@ -22,7 +22,23 @@ or ``"fused"``); lumbarization has six lumbar-type segments and names its two lo
 ``L5-L6`` (between L5 and the transitional segment, i.e. the lumbarized S1) and ``L6-S1`` (the real
 disc between the transitional segment and the sacrum, anatomically the lumbarized S1-S2).
 
+Confounders unrelated to LSTV are drawn for every variant: degenerate (dark, thin) discs at any
+lumbar level including the lowest, Modic type 2 endplate bands, a vertebral haemangioma, scoliosis
+of a few mm, lordosis and sacral slope ranges, patient size and fat.
+
+Variation sets (``--set``; each balanced by position: normal, lumbarization, normal,
+sacralization): ``standard`` (0.75 mm, 384 x 384, 13 slices of 4 mm + 0.4 mm gap, anterior on the
+left, SNR 20, mild coil bias, centred, true sagittal); ``site`` (everything at random: 0.4-1.2 mm
+pixels with a 240-340 mm field of view, 256-640 rows and columns, 9-25 slices of 3-5 mm, anterior
+left or right, 30 % reversed instance order, obliquity up to 10 deg, SNR 6-60, coil fall-off
+60-250 mm, spine up to 10 mm off the central slice and 35/40 mm off-centre in plane, acquired
+matrix 55-100 %, N/2 ghosts, 1.5 or 3 T, TR/TE ranges, vendor scaling); and single variations of
+``standard``: ``flip``, ``spacing05``, ``spacing11``, ``slices11``, ``slices19``, ``noise``
+(SNR 5-8), ``bias`` (fall-off 50-70 mm), ``offcentre``, ``oblique`` (7-10 deg), ``coverage``
+(240 mm field of view shifted 20 mm: L1-L2 or S1 may leave the image; ``discs_in_fov`` says).
+
     python bench/indep_phantom.py /tmp/indep/site --set site --count 24 --seed 5 [--preview]
+    python bench/indep_phantom.py /tmp/indep/stress --set all --count 8 --seed 5
 """
 
 from __future__ import annotations
@@ -541,7 +557,7 @@ def paint_foramina(pts: Points, label: np.ndarray, spine: Spine) -> None:
         _paint(label, idx, lateral & (root <= 1), "root")
 
 
-def paint_discs(pts: Points, label: np.ndarray, spine: Spine, rng_seed: int) -> None:
+def paint_discs(pts: Points, label: np.ndarray, spine: Spine) -> None:
     """Annulus and nucleus between the endplates (degenerate, rudimentary or fused states)."""
     for disc in spine.discs:
         idx = _sel(pts, disc.s_top - 3.0, disc.s_bot + 3.0)
@@ -717,7 +733,7 @@ def tissue_map(pts: Points, spine: Spine, anat: Anatomy, seed: int) -> np.ndarra
     paint_iliac(pts, label, spine, anat)
     paint_canal(pts, label, spine)
     paint_posterior(pts, label, spine)
-    paint_discs(pts, label, spine, seed)
+    paint_discs(pts, label, spine)
     paint_bodies(pts, label, spine, anat)
     return label
 
@@ -1068,10 +1084,6 @@ def site_acquisition(rng: np.random.Generator) -> Acquisition:
         te_t1=float(rng.uniform(8, 14)),
         field_t=float(rng.choice([1.5, 3.0])),
     )
-
-
-def _matrix_for(spacing: float) -> int:
-    return int(np.clip(round(288.0 / spacing / 16) * 16, 256, 640))
 
 
 SET_MODIFIERS: dict[str, Callable[[np.random.Generator], dict]] = {
