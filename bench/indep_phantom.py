@@ -606,8 +606,10 @@ def paint_bodies(pts: Points, label: np.ndarray, spine: Spine, anat: Anatomy) ->
         u = (s - body.s_mid) / h
         a = 0.5 * body.depth * (1 - 0.05 * np.clip(1 - u**2, 0, 1))  # anterior waist
         b = 0.5 * body.width
+        radial = np.clip(1 - (d / a) ** 2 - (w / b) ** 2, 0, 1)
+        concave = 1.6 * radial * (body.kind == "vertebra")  # endplates bowed in at the centre
         for shrink, tissue in ((0.0, "cortex"), (1.3, "marrow")):
-            uu = (s - body.s_mid) / (h - shrink)
+            uu = (s - body.s_mid) / (h - shrink - concave)
             inside = (_se(uu, 7) + _se(d / (a - shrink), 5) <= 1) & (
                 _se(d / (a - shrink), 2.4) + _se(w / (b - shrink), 2.4) <= 1
             )
@@ -1019,6 +1021,10 @@ def draw_anatomy(variant: str, rng: np.random.Generator) -> Anatomy:
         for name in TISSUE_NAMES
         if name != "air"
     }
+    # marrow (age: red -> fatty), fat and CSF contrast vary most between patients and sequences
+    jitter["marrow"] = (float(rng.uniform(0.7, 1.2)), float(rng.uniform(0.75, 1.4)))
+    jitter["fat"] = (jitter["fat"][0], float(rng.uniform(0.75, 1.25)))
+    jitter["csf"] = (jitter["csf"][0], float(rng.uniform(0.6, 1.2)))
     return Anatomy(
         variant=variant,
         size=float(rng.uniform(0.9, 1.1)),
