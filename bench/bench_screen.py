@@ -179,8 +179,15 @@ def series_normal(paths: list[Path], series_uid: str) -> np.ndarray | None:
 def disc_errors(
     result: Any, truth: dict, normal: np.ndarray, levels: tuple[str, ...]
 ) -> dict[str, float]:
-    """Sagittal-plane error per level present in both the result and the truth."""
-    true_xyz = {d["level"]: np.asarray(d["patient_xyz"], float) for d in truth.get("discs", [])}
+    """Sagittal-plane error per level present in both the result and the truth.
+
+    Truth discs carry ``patient_xyz`` (this bench's generator) or ``patient_mm`` (the project's
+    own phantom writer), both patient coordinates in mm (PS3.3 C.7.6.2.1.1)."""
+    true_xyz = {
+        d["level"]: np.asarray(d.get("patient_xyz", d.get("patient_mm")), float)
+        for d in truth.get("discs", [])
+        if d.get("patient_xyz", d.get("patient_mm")) is not None
+    }
     out = {}
     for finding in result.levels:
         if finding.level in levels and finding.level in true_xyz:
@@ -224,7 +231,7 @@ def run_study(folder: Path, settings: Any, engine: Any, timeout_s: int) -> Study
 def _fill(rec: StudyRecord, result: Any, truth: dict, paths: list[Path]) -> None:
     rec.applicable = bool(result.applicable)
     rec.reason = result.reason
-    want = truth.get("t2_series_instance_uid")
+    want = truth.get("t2_series_instance_uid", truth.get("series_instance_uid"))
     rec.series_ok = (result.series_instance_uid == want) if want else None
     if not result.applicable:
         return
