@@ -1287,13 +1287,24 @@ def in_fov(planes: list[Plane], xyz: list[float], margin: float) -> bool:
     return bool(m <= col <= p.cols - 1 - m and m <= row <= p.rows - 1 - m)
 
 
-def make_study(out_dir: Path, set_name: str, index: int, seed: int, preview: bool) -> dict:
-    """Write one study (three series and truth.json) and return its truth record."""
+def make_study(
+    out_dir: Path,
+    set_name: str,
+    index: int,
+    seed: int,
+    preview: bool = False,
+    acquisition: Acquisition | None = None,
+) -> dict:
+    """Write one study (three series and truth.json) and return its truth record.
+
+    ``acquisition`` replaces the set's drawn parameters (for tests: a tiny matrix)."""
     rng = np.random.default_rng(seed)
     variant = VARIANTS[index % len(VARIANTS)]
     anat = draw_anatomy(variant, rng)
     spine = layout_spine(anat, rng)
     acq = draw_acquisition(set_name, rng)
+    if acquisition is not None:
+        acq = acquisition
     sag = sagittal_planes(spine, acq)
     discs = truth_discs(spine)
     if set_name != "coverage":

@@ -86,3 +86,25 @@ def test_mid_disc_renders_as_disc_tissue() -> None:
     pts = gen.Points(np.array([x]), np.array([y]), np.array([z]), s, d, np.zeros(1))
     label = gen.tissue_map(pts, spine, anat, 0)
     assert gen.TISSUE_NAMES[label[0]] in ("nucleus", "annulus", "nucleus_degen")
+
+
+def test_tiny_study_is_valid_dicom_and_the_node_picks_its_t2(tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    from scp_node.config import SeriesRules
+    from scp_node.series import select_and_load
+
+    acq = gen.Acquisition(pixel_spacing=3.6, rows=96, cols=80, slices=5, anterior_left=False)
+    truth = gen.make_study(tmp_path, "standard", 3, 11, acquisition=acq)
+    folder = tmp_path / "standard-003"
+    files = sorted(folder.rglob("*.dcm"))
+    headers = [dcmread(f, stop_before_pixels=True) for f in files]
+    assert {h.StudyInstanceUID for h in headers} == {truth["study_instance_uid"]}
+    assert len({h.SeriesInstanceUID for h in headers}) == 3
+    t2 = [h for h in headers if h.SeriesInstanceUID == truth["t2_series_instance_uid"]]
+    assert len(t2) == 5 and float(t2[0].EchoTime) >= 60 and t2[0].Rows == 96
+    assert t2[0].file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    selection = select_and_load(files, SeriesRules())
+    assert selection.volume is not None
+    assert selection.volume.series_instance_uid == truth["t2_series_instance_uid"]
+    assert truth["variant"] == "sacralization" and truth["lstv"] is True
