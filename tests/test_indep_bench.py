@@ -1,0 +1,110 @@
+"""Cheap checks of the independent phantom generator and the screen bench (bench/, no model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load("indep_phantom")
+bench = _load("bench_screen")
+
+
+def test_auroc_hand_cases() -> None:
+    assert bench.auroc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert bench.auroc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert bench.auroc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5
+    # one tie across classes counts a half: pairs (pos, neg) = 2x2, wins 3.5
+    assert bench.auroc([0.1, 0.5, 0.5, 0.9], [False, False, True, True]) == pytest.approx(0.875)
+    assert bench.auroc([0.1, 0.2], [True, True]) is None
+
+
+def test_average_ranks_ties() -> None:
+    ranks = bench.average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))
+    assert ranks.tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_sagittal_error_ignores_the_slice_normal() -> None:
+    normal = np.array([1.0, 0.0, 0.0])
+    err = bench.sagittal_error(np.array([10.0, 3.0, 4.0]), np.zeros(3), normal)
+    assert err == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("variant", ["normal", "lumbarization", "sacralization"])
+def test_truth_discs_in_order_and_in_view(variant: str) -> None:
+    rng = np.random.default_rng(3)
+    anat = gen.draw_anatomy(variant, rng)
+    spine = gen.layout_spine(anat, rng)
+    discs = gen.truth_discs(spine)
+    names = [d["level"] for d in discs]
+    expected = {
+        "normal": ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"],
+        "lumbarization": ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-L6", "L6-S1"],
+        "sacralization": ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"],
+    }[variant]
+    assert names == expected
+    z = [d["patient_xyz"][2] for d in discs]
+    assert all(a > b for a, b in zip(z, z[1:], strict=False))  # head (+z) to feet
+    planes = gen.sagittal_planes(spine, gen.draw_acquisition("standard", rng))
+    assert all(gen.in_fov(planes, d["patient_xyz"], 10.0) for d in discs)
+    normal = planes[0].normal
+    assert abs(abs(normal[0]) - 1.0) < 1e-9  # standard set: true sagittal
+
+
+def test_flip_set_puts_anterior_on_the_right() -> None:
+    rng = np.random.default_rng(4)
+    acq = gen.draw_acquisition("flip", rng)
+    spine = gen.layout_spine(gen.draw_anatomy("normal", rng), rng)
+    plane = gen.sagittal_planes(spine, acq)[0]
+    assert plane.row_dir[1] == pytest.approx(-1.0)  # columns run anterior (-y in LPS)
+
+
+def test_mid_disc_renders_as_disc_tissue() -> None:
+    rng = np.random.default_rng(5)
+    anat = gen.draw_anatomy("normal", rng)
+    spine = gen.layout_spine(anat, rng)
+    disc = next(d for d in spine.discs if d.name == "L2-L3")
+    x, y, z = spine.at(disc.s_mid)
+    grid = gen.build_grid(spine, (y - 10, y + 10), (z - 10, z + 10))
+    s, d = grid.lookup(np.array([y]), np.array([z]))
+    assert s[0] == pytest.approx(disc.s_mid, abs=0.5) and abs(d[0]) < 0.5
+    pts = gen.Points(np.array([x]), np.array([y]), np.array([z]), s, d, np.zeros(1))
+    label = gen.tissue_map(pts, spine, anat, 0)
+    assert gen.TISSUE_NAMES[label[0]] in ("nucleus", "annulus", "nucleus_degen")
+
+
+def test_tiny_study_is_valid_dicom_and_the_node_picks_its_t2(tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    from scp_node.config import SeriesRules
+    from scp_node.series import select_and_load
+
+    acq = gen.Acquisition(pixel_spacing=3.6, rows=96, cols=80, slices=5, anterior_left=False)
+    truth = gen.make_study(tmp_path, "standard", 3, 11, acquisition=acq)
+    folder = tmp_path / "standard-003"
+    files = sorted(folder.rglob("*.dcm"))
+    headers = [dcmread(f, stop_before_pixels=True) for f in files]
+    assert {h.StudyInstanceUID for h in headers} == {truth["study_instance_uid"]}
+    assert len({h.SeriesInstanceUID for h in headers}) == 3
+    t2 = [h for h in headers if h.SeriesInstanceUID == truth["t2_series_instance_uid"]]
+    assert len(t2) == 5 and float(t2[0].EchoTime) >= 60 and t2[0].Rows == 96
+    assert t2[0].file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    selection = select_and_load(files, SeriesRules())
+    assert selection.volume is not None
+    assert selection.volume.series_instance_uid == truth["t2_series_instance_uid"]
+    assert truth["variant"] == "sacralization" and truth["lstv"] is True
