@@ -1,6 +1,6 @@
 """Per-study CPU latency of the LSTV screen: 20 sagittal slices 512x512, T = 8 MC passes.
 
-Times ``LocalizerEngine.analyze`` (canonical resampling + batched MC forward passes + uncertainty maths) on an
+Times ``LocalizerEngine.analyze`` (canonical resampling, batched MC passes, uncertainty maths) on an
 in-memory series; series loading/decoding is not included. Prints the median of the repeats.
 
     python bench/bench_inference.py [--repeats 7] [--threads 2] [--json]

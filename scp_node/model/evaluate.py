@@ -187,11 +187,11 @@ def evaluate(
 def multiframe_loader(ph: Phantom) -> SeriesVolume:
     """The phantom written as one multi-frame MR instance and read back by the series loader."""
     from scp_node.config import SeriesRules
-    from scp_node.phantom_dicom import write_phantom_series
+    from scp_node.phantom_dicom import write_phantom_multiframe
     from scp_node.series import select_and_load
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_phantom_series(Path(tmp), ph, multiframe=True)  # type: ignore[call-arg]
+        paths = write_phantom_multiframe(Path(tmp), ph)
         selection = select_and_load(paths, SeriesRules())
     if selection.volume is None:
         raise RuntimeError(selection.reason)
