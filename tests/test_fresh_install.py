@@ -33,13 +33,24 @@ def _torch_pin() -> str:
     return pin.split("==", 1)[1].strip()
 
 
+def _find_links() -> list[str]:
+    """pip's find-links folders here: ``PIP_FIND_LINKS`` and any ``find-links`` in pip's config."""
+    folders = os.environ.get("PIP_FIND_LINKS", "").split()
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+    ).stdout
+    for value in re.findall(r"find-links='([^']*)'", listed):
+        folders += value.split()
+    return [f.removeprefix("file://") for f in folders if "://" not in f.removeprefix("file://")]
+
+
 def _local_torch_wheel() -> Path | None:
     """The torch wheel pip takes for the pin here: ``SCP_NODE_TORCH_WHEEL``, else one in a
-    ``PIP_FIND_LINKS`` folder (these machines: the CPU build). None: a download of GBs instead."""
+    find-links folder (these machines: the CPU build). None: pip would download GBs instead."""
     if os.environ.get("SCP_NODE_TORCH_WHEEL"):
         return Path(os.environ["SCP_NODE_TORCH_WHEEL"])
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    for folder in os.environ.get("PIP_FIND_LINKS", "").split():
+    for folder in _find_links():
         found = sorted(Path(folder).glob(f"torch-{_torch_pin()}*-{tag}-{tag}-*linux*.whl"))
         if found:
             return found[-1]
