@@ -24,7 +24,8 @@ from scp_node.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
+#: the venv is built in the first test's setup (about 1.5 min here, more on a busy machine)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _torch_pin() -> str:
