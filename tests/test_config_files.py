@@ -3,6 +3,7 @@ the examples an operator copies (each loads, and each says what it claims to).""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -26,8 +27,6 @@ EXAMPLES = ("orthanc-pacs.toml", "dicomweb-pacs.toml", "tls.toml")
 @pytest.fixture(autouse=True)
 def no_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the file and the built-in defaults count here, never the caller's SCP_NODE_*."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("SCP_NODE_"):
             monkeypatch.delenv(name)
