@@ -3,6 +3,11 @@
 #   docker build -t scp-node:0.1.0 .
 #   docker run --gpus all -p 11112:11112 -p 8042:8042 -v scp-node-data:/data scp-node:0.1.0
 #
+# CPU-only image for hosts without a GPU (PyTorch's CPU build of the same torch==2.13.0, about
+# 4 GB smaller; docs/deployment.md has the measured sizes):
+#   docker build --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
+#     -t scp-node:0.1.0-cpu .
+#
 # No conda anywhere: a slim Debian Python 3.11 image plus wheels from PyPI. Every Python package
 # comes from pyproject.toml (the project is installed from its own wheel); torch==2.13.0 from PyPI
 # is the CUDA build on Linux x86_64 and brings the CUDA user-space libraries as nvidia-* wheels, so
@@ -50,12 +55,20 @@ RUN groupadd --system --gid 10001 scpnode \
     && mkdir -p /data \
     && chown scpnode:scpnode /data
 
+# Empty: torch from PyPI, the CUDA build. PyTorch's CPU index instead: its torch==2.13.0+cpu
+# satisfies the same pin and ranks above PyPI's 2.13.0, so pip takes the CPU build (and no
+# nvidia-* wheels). A build argument is in the environment of RUN only, not of the image.
+ARG PIP_EXTRA_INDEX_URL=""
+
 # The wheel is bind-mounted from the builder, so no layer keeps a copy of it. pip resolves the
 # dependencies from the wheel's metadata, i.e. from pyproject.toml; nothing else is named here.
 # The decoder self-test then proves at build time that the codecs import and decode.
 RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
     pip install --no-cache-dir /dist/scp_node-*.whl \
     && scp-node decoders
+
+# Documentation only: the generated default configuration and the examples to copy from.
+COPY config/ /usr/share/doc/scp-node/config/
 
 USER 10001:10001
 WORKDIR /data

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +27,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _is_python_script(path: Path) -> bool:
+    """A console script of a Python environment (pynetdicom installs storescu, echoscu, ...)."""
+    python_bins = {Path(sys.executable).parent, Path(sys.prefix) / "bin"}
+    return path.parent in python_bins or ".pyenv" in path.parts
+
+
 def dcmtk(tool: str) -> str:
-    """Absolute path of a DCMTK program (pip scripts named storescu/echoscu shadow them on PATH)."""
+    """Absolute path of a DCMTK program: pynetdicom's console scripts of the same names shadow
+    DCMTK's on PATH inside a virtual environment (and behind pyenv shims), so never those."""
     for candidate in (f"/usr/bin/{tool}", shutil.which(tool)):
-        if candidate and Path(candidate).exists() and not str(candidate).startswith("/root/.pyenv"):
+        if candidate and Path(candidate).exists() and not _is_python_script(Path(candidate)):
             return str(candidate)
     pytest.skip(f"DCMTK {tool} is not installed (apt-get install dcmtk)")
     raise AssertionError  # unreachable

@@ -334,3 +334,19 @@ def test_every_settings_field_is_walked() -> None:
         return count
 
     assert len(_config_doc_tool().all_keys()) == leaves(Settings)
+
+
+# --- (e) the README's two commands are what CI runs ------------------------------------------
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_them_with_the_system_python() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b.strip() for b in re.findall(r"^```\n(.*?)^```", readme, flags=re.S | re.M)]
+    setup = [b for b in blocks if b.startswith("bash scripts/install-deps.sh")]
+    assert len(setup) == 2, setup
+    assert all("\n" not in command for command in setup), "one line each"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "bash scripts/install-deps.sh --test && bash scripts/test.sh" in setup
+    assert "bash scripts/install-deps.sh --test && bash scripts/test.sh" in ci
+    (path,) = re.findall(r"^export PATH=(\S+)$", ci, flags=re.M)
+    assert "pyenv" not in path and "/usr/bin" in path.split(":"), path

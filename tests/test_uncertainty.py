@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scp_node.model import uncertainty as unc
-from scp_node.model.metrics import auroc, best_threshold, sens_spec
+from scp_node.model.metrics import auroc, average_ranks, best_threshold, sens_spec
 
 
 def test_uniform_map_has_maximal_entropy() -> None:
@@ -124,6 +124,22 @@ def test_implausible_order_and_spacing() -> None:
     assert "order" in unc.implausible(list(reversed(good)))
     doubled = [(0.0, 0.0), (0.0, 40.0), (0.0, 45.0), (0.0, 85.0), (0.0, 125.0)]
     assert "inconsistent" in unc.implausible(doubled)
+
+
+def test_average_ranks_share_ties() -> None:
+    # sorted: 1.0 (rank 1), three 2.0 (ranks 2, 3, 4 -> 3), 5.0 (rank 5), two 7.0 (6, 7 -> 6.5)
+    values = np.array([7.0, 2.0, 5.0, 2.0, 1.0, 7.0, 2.0])
+    assert average_ranks(values).tolist() == [6.5, 3.0, 5.0, 3.0, 1.0, 6.5, 3.0]
+    assert average_ranks(np.array([4.0, 4.0])).tolist() == [1.5, 1.5]
+    assert average_ranks(np.array([3.0])).tolist() == [1.0]
+    assert average_ranks(np.array([])).tolist() == []
+
+
+def test_auroc_with_tied_scores_across_classes() -> None:
+    # pairs (pos, neg): 0.4>0.2 win, 0.4=0.4 half, 0.6>0.2 win, 0.6>0.4 win: 3.5 of 4
+    scores = np.array([0.2, 0.4, 0.4, 0.6])
+    labels = np.array([0, 0, 1, 1])
+    assert auroc(scores, labels) == pytest.approx(3.5 / 4)
 
 
 def test_auroc_from_ranks() -> None:

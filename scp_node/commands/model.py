@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +355,7 @@ def _write_sr(result: Any, paths: list[Path], out: Path, settings: Any) -> None:
     try:
         from scp_node.report import write_sr_for_result  # type: ignore[attr-defined]
     except ImportError:
-        print("SR writing not available")
+        print("SR writing not available", file=sys.stderr)
         return
     write_sr_for_result(result, paths, out, settings.report)
-    print(f"wrote SR {out}")
+    print(f"wrote SR {out}", file=sys.stderr)  # stdout is the result alone (JSON with --json)

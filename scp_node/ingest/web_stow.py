@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
-from anyio import to_thread
+from fastapi.concurrency import run_in_threadpool
 
 from scp_node.ingest.receiver import (
     STATUS_CANNOT_PARSE,
@@ -159,7 +159,7 @@ class StowSession:
         if part.refusal is not None or part.path is None:
             self._refuse(FailedPart("", "", STATUS_CANNOT_PARSE, part.refusal or "empty part"))
             return
-        outcome = await to_thread.run_sync(self._store_file, part.path)
+        outcome = await run_in_threadpool(self._store_file, part.path)
         if isinstance(outcome, FailedPart):
             self._refuse(outcome)
         else:

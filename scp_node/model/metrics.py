@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``; tied values share the mean of the ranks they span.
+
+    ``[10, 20, 20, 30]`` → ``[1, 2.5, 2.5, 4]`` (the "average" method of a rank transform)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    order = np.argsort(v, kind="stable")
+    ordered = v[order]
+    # a tie group starts wherever the sorted value changes
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(v))  # one past each group's last position
+    group_rank = (starts + 1 + ends) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(len(v), dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -13,7 +28,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(s)
+    ranks = average_ranks(s)
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
