@@ -180,8 +180,8 @@ def _build_chain(
     quads: list[_Quad] = []
     discs: dict[str, np.ndarray] = {}
     s = scale
-    marrow = float(rng.uniform(0.32, 0.55))
-    disc_val = float(rng.uniform(0.68, 0.95))
+    marrow = float(rng.uniform(0.25, 0.65))
+    disc_val = float(rng.uniform(0.4, 0.95))
 
     # ---- sacrum going down from the promontory (S1 top endplate centre)
     p, phi = promontory.copy(), slope
@@ -212,7 +212,7 @@ def _build_chain(
                 kind, name = "disc", "S1-S2"
             else:
                 gap = float(rng.uniform(1.5, 3.0)) * s
-                val = float(rng.uniform(0.5, 0.62))
+                val = float(rng.uniform(0.3, 0.75))
                 kind, name = "remnant", f"S{k + 1}-S{k + 2}"
             g_phi = lower_phi
             g_lo = lower_p - _axis(g_phi) * gap
@@ -389,9 +389,9 @@ def generate(
         "fat": float(rng.uniform(0.6, 0.9)),
         "muscle": float(rng.uniform(0.14, 0.32)),
         "abdomen": float(rng.uniform(0.3, 0.45)),
-        "csf": float(rng.uniform(0.78, 1.0)),
-        "cord": float(rng.uniform(0.3, 0.42)),
-        "posterior": float(rng.uniform(0.3, 0.42)),
+        "csf": float(rng.uniform(0.6, 1.0)),
+        "cord": float(rng.uniform(0.2, 0.5)),
+        "posterior": float(rng.uniform(0.2, 0.55)),
         "cortex": float(rng.uniform(0.03, 0.1)),
     }
     # the tissue masks shared by all slices
@@ -577,12 +577,12 @@ def _draw_appearance(rng: np.random.Generator) -> dict[str, float]:
     uniformly bright or a bright nucleus in a darker annulus, rounded vertebral corners, cortical
     rim width and darkness, marrow and bowel texture, fat saturation."""
     return {
-        "nucleus": float(rng.random() < 0.5),
+        "nucleus": float(rng.random() < 0.6),
         "nucleus_fraction": float(rng.uniform(0.45, 0.8)),
-        "annulus_ratio": float(rng.uniform(0.3, 0.75)),
-        "corner_mm": float(rng.uniform(0.0, 4.0)),
+        "annulus_ratio": float(rng.uniform(0.2, 0.75)),
+        "corner_mm": float(rng.uniform(0.0, 7.0)),
         "rim_mm": float(rng.uniform(0.4, 2.0)),
-        "cortex": float(rng.uniform(0.0, 0.25)),
+        "cortex": float(rng.uniform(0.0, 0.7)),
         "marrow_texture": float(rng.uniform(0.0, 0.2)),
         "abdomen_texture": float(rng.uniform(0.0, 0.6)),
         "fat_saturation": float(rng.random() < 0.2),
