@@ -69,6 +69,9 @@ class Phantom:
     positions: list[tuple[float, float, float]]  # ImagePositionPatient per slice
     discs: list[DiscTruth] = field(default_factory=list)
     params: dict[str, float] = field(default_factory=dict)
+    #: Patient mm of every mobile (well-formed, non-fused) disc from T8-T9 down: the lumbar and
+    #: lower thoracic discs, L5-S1 unless sacralized, S1-S2 when lumbarized.
+    mobile_discs: list[tuple[float, float, float]] = field(default_factory=list)
     row_direction: tuple[float, float, float] = ROW_DIRECTION
     column_direction: tuple[float, float, float] = COLUMN_DIRECTION
 
@@ -539,6 +542,12 @@ def generate(
         u, v = rot.anatomy_to_image(float(u), float(v))
         col, row = float(u / spacing), float(v / spacing)
         discs.append(DiscTruth(name, col, row, truth_slice, (pos[0], pos[1] + u, pos[2] - v)))
+    mobile = []
+    for q in quads:
+        if q.kind == "disc":
+            u, v = rot.anatomy_to_image(*(float(c) for c in q.centre))
+            pos = positions[truth_slice]
+            mobile.append((pos[0], pos[1] + u, pos[2] - v))
     return Phantom(
         variant=variant,
         seed=int(seed),
@@ -557,6 +566,7 @@ def generate(
             **acq,
             **{f"look_{key}": value for key, value in look.items()},
         },
+        mobile_discs=mobile,
     )
 
 
