@@ -214,7 +214,13 @@ class LocalizerEngine:
                     frame_number=volume.frame_numbers[centre],
                 )
             )
-        score = unc.lstv_score(stats)
+        evidence = None
+        if maps.shape[2] > len(self.levels):  # the auxiliary mobile-discs channel
+            disc_map = maps[:, :, len(self.levels)].reshape(-1, *maps.shape[-2:]).mean(axis=0)
+            evidence = unc.disc_evidence(
+                disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
+            )
+        score = unc.lstv_score(stats, evidence)
         warnings = list(volume.warnings)
         field_mm = (
             self._field_mm(mask, stats[self.levels[0]], -1),
@@ -237,6 +243,8 @@ class LocalizerEngine:
             lstv_score=round(score, 6),
             lstv_threshold=self.threshold,
             lstv_suspected=suspected,
+            junction_disc_signal=None if evidence is None else round(evidence.junction, 4),
+            below_disc_signal=None if evidence is None else round(evidence.below, 4),
             needs_review=not assessable
             or bool(junction)
             or abs(score - self.threshold) <= self.review_margin,

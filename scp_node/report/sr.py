@@ -265,6 +265,12 @@ def _study_group(
         measurements += _measurement(
             codes.LSTV_THRESHOLD, result.lstv_threshold, codes.UNIT_ONE, algorithm
         )
+        measurements += _measurement(
+            codes.JUNCTION_DISC_SIGNAL, result.junction_disc_signal, codes.UNIT_ONE, algorithm
+        )
+        measurements += _measurement(
+            codes.BELOW_DISC_SIGNAL, result.below_disc_signal, codes.UNIT_ONE, algorithm
+        )
     evaluations.append(
         hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
     )
