@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from scp_node.cli import add_config_argument
 from scp_node.config import load_settings
+from scp_node.identity import node_ae
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         if settings.dicom.allowed_calling_aes and args.aet == "ECHOSCU":
             args.aet = settings.dicom.allowed_calling_aes[0]
     host, port, aec = args.host or host, args.port or port, args.aec or aec
-    ae = AE(ae_title=args.aet)
+    ae = node_ae(ae_title=args.aet)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     assoc = ae.associate(host, port, ae_title=aec)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from scp_node.config import Destination
 from scp_node.egress.outcome import OK, Outcome
+from scp_node.identity import node_ae
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def send_files(
     dest: Destination, calling_ae: str, files: Sequence[tuple[Path, str]]
 ) -> list[Outcome]:
     """C-STORE ``files`` (path, SOP Class UID) to ``dest`` on one association; outcome per file."""
-    ae = AE(ae_title=dest.calling_ae or calling_ae)
+    ae = node_ae(ae_title=dest.calling_ae or calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = dest.timeout_s
     ae.connection_timeout = dest.timeout_s
     for sop_class in sorted({cls for _, cls in files}):

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_role, evt
+from pynetdicom import build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from scp_node.config import Settings
+from scp_node.identity import node_ae
 from scp_node.store.index import InstanceIndex
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def send_event_report(settings: Settings, calling_ae: str, info: Dataset) -> boo
             calling_ae,
         )
         return False
-    ae = AE(ae_title=settings.dicom.ae_title)
+    ae = node_ae(ae_title=settings.dicom.ae_title)
     ae.add_requested_context(StorageCommitmentPushModel)
     role = build_role(StorageCommitmentPushModel, scp_role=True, scu_role=False)
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, ext_neg=[role])

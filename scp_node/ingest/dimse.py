@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
+from scp_node.identity import node_ae
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
 from scp_node.observe import INSTANCES_REFUSED
 
@@ -95,7 +96,7 @@ class DimseServer:
 
     def _build_ae(self, caps: Capabilities) -> AE:
         s = self.settings
-        ae = AE(ae_title=s.ae_title)
+        ae = node_ae(ae_title=s.ae_title)
         ae.maximum_pdu_size = s.maximum_pdu_size
         ae.maximum_associations = s.max_associations
         ae.acse_timeout = s.acse_timeout_s
