@@ -83,7 +83,8 @@ class StorageSettings(Section):
     retention_hours: float = Field(
         default=0.0,
         description="delete received instances of studies finished (delivered, reported, not "
-        "applicable, failed) more than this many hours ago; 0 keeps everything (default)",
+        "applicable, failed, delivery failed) more than this many hours ago; 0 keeps everything "
+        "(default)",
     )
 
     @property

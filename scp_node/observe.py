@@ -33,6 +33,11 @@ DECODE_FAILURES = Counter(
 )
 QUEUE_DEPTH = Gauge("scp_node_job_queue_depth", "Jobs waiting for the model worker")
 JOB_OUTCOMES = Counter("scp_node_jobs_total", "Finished jobs by outcome", ["outcome"])
+DEAD_LETTERS = Counter(
+    "scp_node_outbox_dead_letters_total",
+    "Outbox rows that became dead letters (max_attempts failed attempts)",
+    ["destination", "kind"],
+)
 INFERENCE_SECONDS = Histogram(
     "scp_node_inference_seconds",
     "Model inference time per study",

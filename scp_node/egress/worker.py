@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from scp_node.config import DeliverySettings, Destination, Settings
 from scp_node.egress import commitment, dimse, stow
 from scp_node.egress.outcome import Outcome
+from scp_node.observe import DEAD_LETTERS
 from scp_node.store.db import Database
 from scp_node.store.outbox import HELD, PENDING, Outbox, OutboxRow
 from scp_node.store.spool import Spool
@@ -263,7 +264,11 @@ class OutboxWorker:
                 outcome.error,
                 status,
             )
-            self.outbox.mark_failed(row, outcome.error + status, None)
+            if self.outbox.mark_failed(row, outcome.error + status, None):
+                kind = (
+                    "commitment" if row.sop_class_uid == commitment.COMMITMENT_CLASS else "result"
+                )
+                DEAD_LETTERS.labels(destination=row.destination, kind=kind).inc()
             return 0
         delay = backoff_delay(
             row.attempts, self.delivery.backoff_initial_s, self.delivery.backoff_max_s, self.rng
