@@ -8,7 +8,7 @@ import signal
 from typing import Any
 
 from scp_node.cli import add_config_argument
-from scp_node.config import load_settings
+from scp_node.config import describe_sources, load_settings, overridden_file_keys
 from scp_node.observe import setup_logging
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log.level, settings.log.format)
+    log.info("configuration: %s", describe_sources(args.config))
+    for line in overridden_file_keys(args.config):
+        log.warning("configuration: %s", line)
     from scp_node.model.calibration import CalibrationError
     from scp_node.node import Node
 
