@@ -86,14 +86,15 @@ def run_retry(args: argparse.Namespace) -> int:
     if not ids:
         print("nothing to retry")
         return 1 if args.id is not None else 0
-    print(f"reset to pending: {', '.join(map(str, ids))}")
+    rows = "row" if len(ids) == 1 else "rows"
+    print(f"{len(ids)} outbox {rows} reset to pending: {', '.join(f'#{i}' for i in ids)}")
     if args.no_send:
         return 0
     if settings.delivery.mode == "shadow":
         print('shadow mode ([delivery] mode = "shadow"): nothing is sent until mode = "send"')
         return 0
     delivered = worker_for(settings, db).deliver_due(ids=ids)
-    print(f"delivered {delivered} of {len(ids)}")
+    print(f"delivered {delivered} of {len(ids)} ({len(ids) - delivered} failed again)")
     return 0 if delivered == len(ids) else 1
 
 
