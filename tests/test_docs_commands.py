@@ -7,6 +7,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import httpx
+
 from scp_node.cli import main
 from tests.conftest import dcmtk_env
 
@@ -42,3 +44,10 @@ def test_checklist_phantom_send_works_as_written(running_node, settings, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert running_node.index.count() == 4
+
+
+def test_readyz_body_is_what_the_docs_show(running_node, settings):
+    body = httpx.get(f"http://127.0.0.1:{settings.http.port}/readyz", timeout=10)
+    assert body.status_code == 200
+    for doc in ("deployment.md", "operations.md", "dicomweb.md"):
+        assert f"`{body.text}`" in (ROOT / "docs" / doc).read_text(encoding="utf-8"), doc
