@@ -9,6 +9,7 @@ echo``) is made by :func:`node_ae`, never by ``AE()`` with pynetdicom's own iden
 
 from __future__ import annotations
 
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 from pynetdicom import AE
 
@@ -16,6 +17,16 @@ from scp_node import __version__
 
 IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1.77.1")
 IMPLEMENTATION_VERSION_NAME = f"SCPNODE_{__version__}"[:16]
+
+
+def stamp(ds: Dataset) -> Dataset:
+    """Put the node's identification into ``ds``'s File Meta Information (PS3.10 7.1) before the
+    node writes it (results made with highdicom would otherwise carry the toolkit's)."""
+    if not hasattr(ds, "file_meta"):
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    ds.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return ds
 
 
 def node_ae(ae_title: str) -> AE:

@@ -65,3 +65,17 @@ def test_result_delivery_sends_the_documented_identification(tmp_path):
         receiver.wait(10)
     seen = their_identification(log.read_text())
     assert seen and set(seen) == {EXPECTED}, seen
+
+
+def test_result_files_carry_the_documented_identification(tmp_path):
+    from scp_node.config import DeliverySettings
+    from scp_node.egress.worker import OutboxWorker
+    from scp_node.store.db import Database
+
+    result = dcmread(write_mr(tmp_path / "made.dcm", seed=4))
+    result.file_meta.ImplementationClassUID = "1.2.3.4"  # a toolkit's own, as highdicom sets
+    worker = OutboxWorker(Database(tmp_path / "index.sqlite3"), DeliverySettings())
+    worker.enqueue_results(str(result.StudyInstanceUID), [result], [])
+    written = dcmread(worker.result_path(str(result.StudyInstanceUID), result))
+    meta = written.file_meta
+    assert (str(meta.ImplementationClassUID), meta.ImplementationVersionName) == EXPECTED

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from scp_node.config import DeliverySettings, Destination, Settings
 from scp_node.egress import commitment, dimse, stow
 from scp_node.egress.outcome import Outcome
+from scp_node.identity import stamp
 from scp_node.observe import DEAD_LETTERS
 from scp_node.store.db import Database
 from scp_node.store.outbox import HELD, PENDING, Outbox, OutboxRow
@@ -75,7 +76,7 @@ def backoff_delay(attempts: int, initial: float, maximum: float, rng: random.Ran
 
 def _writer(ds: Dataset) -> Callable[[BinaryIO], None]:
     def write(handle: BinaryIO) -> None:
-        ds.save_as(handle, enforce_file_format=True)
+        stamp(ds).save_as(handle, enforce_file_format=True)
 
     return write
 
