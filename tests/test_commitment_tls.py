@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
+from scp_node.cli import main
 from scp_node.egress.commitment import COMMITMENT_CLASS
 from scp_node.identity import IMPLEMENTATION_CLASS_UID
 from scp_node.store.outbox import Outbox
@@ -47,7 +48,7 @@ def commitment_request(files: list[Path]) -> Dataset:
     return request
 
 
-def test_report_to_a_tls_requester_survives_its_absence_and_a_restart(tmp_path):
+def test_report_to_a_tls_requester_survives_its_absence_and_a_restart(tmp_path, capsys):
     key, cert = make_certificate(tmp_path)
     listener_port = free_port()
     settings = node_settings(
@@ -131,6 +132,11 @@ def test_report_to_a_tls_requester_survives_its_absence_and_a_restart(tmp_path):
             wait_until(lambda: Outbox(node.db).rows()[0].state == "delivered", 10, "row delivered")
     finally:
         server.shutdown()
+    config = tmp_path / "node.toml"
+    config.write_text(f'[storage]\ndata_dir = "{settings.storage.data_dir}"\n')
+    assert main(["outbox", "list", "--config", str(config)]) == 0
+    listed = capsys.readouterr().out
+    assert f"{request.TransactionUID} (storage commitment report)" in listed, listed
     event_type, info, implementation = events[0]
     assert event_type == 1
     assert info.TransactionUID == request.TransactionUID
