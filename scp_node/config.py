@@ -331,6 +331,17 @@ def overridden_file_keys(config_file: Path | str | None = None) -> list[str]:
     return found
 
 
+def names_the_environment_cannot_reach(settings: Settings) -> list[str]:
+    """Destination names whose keys no shell-exported ``SCP_NODE_DELIVERY__DESTINATIONS__<NAME>__*``
+    can set: the environment source reads names in lower case, and ``export`` takes letters,
+    digits and underscores only."""
+    return [
+        name
+        for name in settings.delivery.destinations
+        if not name or name != name.lower() or not name.replace("_", "").isalnum()
+    ]
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Settings from the embedded defaults, then the TOML files of :func:`config_files`, then the
     environment; raises :class:`ConfigError` with a one-line reason.

@@ -98,3 +98,38 @@ def test_every_command_logs_as_the_log_section_says(tmp_path):
     records = [json.loads(line) for line in proc.stderr.splitlines()]
     assert any("no association" in r["message"] for r in records), records
     assert proc.stdout.startswith("C-ECHO ")
+
+
+def test_destination_names_a_shell_cannot_export_are_found():
+    from scp_node.config import names_the_environment_cannot_reach
+
+    settings = load_settings(
+        delivery={"destinations": {"pacs_b": {}, "PACS-B": {}, "Main": {}, "mr1": {}}}
+    )
+    assert names_the_environment_cannot_reach(settings) == ["PACS-B", "Main"]
+
+
+def test_serve_logs_where_its_settings_come_from(tmp_path, monkeypatch):
+    """The layers (image base file < operator's file < environment) in the start log of a real
+    ``scp-node serve`` process, and the environment variable that beats a file's key."""
+    from tests.node_process import NodeProcess
+
+    base, mine, port = tmp_path / "container.toml", tmp_path / "node.toml", free_port()
+    base.write_text(f'[dicom]\nport = {free_port()}\n[storage]\ndata_dir = "{tmp_path}/image"\n')
+    mine.write_text(
+        f'[storage]\ndata_dir = "{tmp_path}/mine"\n[http]\nenabled = false\n'
+        "[pipeline]\nenabled = false\n"
+    )
+    monkeypatch.setenv("SCP_NODE_BASE_CONFIG", str(base))
+    monkeypatch.setenv("SCP_NODE_DICOM__PORT", str(port))
+    node = NodeProcess(mine, port).start()  # listening on the environment's port
+    try:
+        assert (tmp_path / "mine" / "index.sqlite3").exists()  # the operator's file won
+    finally:
+        node.stop()
+    log = node.log_path.read_text()
+    assert (
+        f"configuration: built-in defaults < {base} (SCP_NODE_BASE_CONFIG) < {mine} "
+        "(SCP_NODE_CONFIG) < environment SCP_NODE_DICOM__PORT"
+    ) in log, log
+    assert f"configuration: SCP_NODE_DICOM__PORT overrides [dicom] port of {base}" in log

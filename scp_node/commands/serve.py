@@ -8,7 +8,12 @@ import signal
 from typing import Any
 
 from scp_node.cli import add_config_argument
-from scp_node.config import describe_sources, load_settings, overridden_file_keys
+from scp_node.config import (
+    describe_sources,
+    load_settings,
+    names_the_environment_cannot_reach,
+    overridden_file_keys,
+)
 from scp_node.observe import setup_logging
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     log.info("configuration: %s", describe_sources(args.config))
     for line in overridden_file_keys(args.config):
         log.warning("configuration: %s", line)
+    for name in names_the_environment_cannot_reach(settings):
+        log.info(
+            "configuration: destination %r cannot be set by environment variables (only lower-case "
+            "letters, digits and underscores can be); use the file for its keys",
+            name,
+        )
     from scp_node.model.calibration import CalibrationError
     from scp_node.node import Node
 
