@@ -25,6 +25,8 @@ from scp_node.identity import node_ae
 log = logging.getLogger(__name__)
 
 SYNTAXES = [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian]
+#: Seconds the diagnostic TLS handshake after a failed association may take.
+TLS_PROBE_TIMEOUT_S = 5.0
 
 
 def status_text(code: int) -> str:
@@ -61,7 +63,8 @@ def tls_problem(dest: Destination) -> str | None:
     not signed by the configured CA is logged as that, not as "connection refused"."""
     try:
         context = tls_context(dest)
-        raw = socket.create_connection((dest.host, dest.port), timeout=dest.timeout_s)
+        timeout = min(dest.timeout_s, TLS_PROBE_TIMEOUT_S)  # a dead host costs little more
+        raw = socket.create_connection((dest.host, dest.port), timeout=timeout)
         with raw, context.wrap_socket(raw, server_hostname=dest.host):
             return None
     except ssl.SSLCertVerificationError as exc:
