@@ -33,6 +33,16 @@ DECODE_FAILURES = Counter(
 )
 QUEUE_DEPTH = Gauge("scp_node_job_queue_depth", "Jobs waiting for the model worker")
 JOB_OUTCOMES = Counter("scp_node_jobs_total", "Finished jobs by outcome", ["outcome"])
+JOB_OUTCOME_NAMES = (
+    "delivered",
+    "reported",
+    "shadow",
+    "not_applicable",
+    "failed",
+    "delivery_failed",
+)
+for _outcome in JOB_OUTCOME_NAMES:  # exported as 0 from the start: increase() sees the first one
+    JOB_OUTCOMES.labels(outcome=_outcome)
 DEAD_LETTERS = Counter(
     "scp_node_outbox_dead_letters_total",
     "Outbox rows that became dead letters (max_attempts failed attempts)",

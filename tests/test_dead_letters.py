@@ -59,6 +59,11 @@ def test_dead_letters_fail_the_study_visibly_and_a_retry_recovers_it(tmp_path: P
         on_complete=lambda: None,
         delivery_counts=worker.outbox.study_state,
     )
+    # exported before the first one, so that Prometheus' increase() sees the first dead letter
+    labels = {"destination": "pacs", "kind": "result"}
+    assert REGISTRY.get_sample_value("scp_node_outbox_dead_letters_total", labels) is not None
+    outcome = {"outcome": "delivery_failed"}
+    assert REGISTRY.get_sample_value("scp_node_jobs_total", outcome) is not None
     dead_before = metric("scp_node_outbox_dead_letters_total", destination="pacs", kind="result")
     failed_before = metric("scp_node_jobs_total", outcome="delivery_failed")
 

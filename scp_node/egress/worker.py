@@ -109,6 +109,9 @@ class OutboxWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        for name in delivery.destinations:  # exported as 0, so that increase() sees the first
+            for kind in ("result", "commitment"):
+                DEAD_LETTERS.labels(destination=name, kind=kind)
 
     # --- the pipeline's side ------------------------------------------------------------------
     def enqueue_results(
