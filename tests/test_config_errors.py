@@ -133,3 +133,25 @@ def test_serve_logs_where_its_settings_come_from(tmp_path, monkeypatch):
         "(SCP_NODE_CONFIG) < environment SCP_NODE_DICOM__PORT"
     ) in log, log
     assert f"configuration: SCP_NODE_DICOM__PORT overrides [dicom] port of {base}" in log
+
+
+def test_environment_merge_rule_as_documented(tmp_path, monkeypatch):
+    """configuration.md: a JSON table from the environment is merged with the file's table, a
+    list replaces the file's list, and a lower-case exportable name reaches a file's destination."""
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[dicom]\nallowed_calling_aes = ["PACS", "MR1"]\n'
+        '[delivery.destinations.pacs_b]\nkind = "stow"\nurl = "https://pacs-b/dicom-web"\n'
+    )
+    monkeypatch.setenv("SCP_NODE_DELIVERY__DESTINATIONS", '{"extra": {"port": 104}}')
+    monkeypatch.setenv("SCP_NODE_DICOM__ALLOWED_CALLING_AES", '["CT1"]')
+    monkeypatch.setenv("SCP_NODE_DELIVERY__DESTINATIONS__PACS_B__TOKEN", "from-env")
+    settings = load_settings(config)
+    destinations = settings.delivery.destinations
+    assert set(destinations) == {"pacs_b", "extra"}  # merged, not replaced
+    assert destinations["pacs_b"].url == "https://pacs-b/dicom-web"
+    token = destinations["pacs_b"].token
+    assert token is not None and token.get_secret_value() == "from-env"
+    assert settings.dicom.allowed_calling_aes == ["CT1"]  # a list is replaced
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert "**A table is merged**" in text and "**A list replaces**" in text
