@@ -233,12 +233,10 @@ def test_uids_are_deterministic(study) -> None:
     [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
     ids=["explicit", "implicit", "rle", "jpegls", "j2k"],
 )
-def test_validators_accept_sr_and_sc(tmp_path: Path, syntax: str) -> None:
-    paths, truth = phantom_study(tmp_path / "src", syntax)
-    sources = read_all(paths)
-    assert str(sources[0].file_meta.TransferSyntaxUID) == syntax
-    reports = build_reports(result_for(truth), sources, ReportSettings())
-    assert [r.Modality for r in reports] == ["SR", "OT"]
+def write_and_validate(
+    reports: list[Dataset], tmp_path: Path
+) -> tuple[list[Path], subprocess.CompletedProcess[str]]:
+    """Write SR and SC as files; both pass dciodvfy with 0 errors and dsrdump reads the SR."""
     written = []
     for i, ds in enumerate(reports):
         written.append(tmp_path / f"out{i}.dcm")
@@ -247,6 +245,16 @@ def test_validators_accept_sr_and_sc(tmp_path: Path, syntax: str) -> None:
     assert dciodvfy_errors(written[1]) == []
     dsrdump = subprocess.run(["/usr/bin/dsrdump", str(written[0])], capture_output=True, text=True)
     assert dsrdump.returncode == 0, dsrdump.stderr
+    return written, dsrdump
+
+
+def test_validators_accept_sr_and_sc(tmp_path: Path, syntax: str) -> None:
+    paths, truth = phantom_study(tmp_path / "src", syntax)
+    sources = read_all(paths)
+    assert str(sources[0].file_meta.TransferSyntaxUID) == syntax
+    reports = build_reports(result_for(truth), sources, ReportSettings())
+    assert [r.Modality for r in reports] == ["SR", "OT"]
+    written, dsrdump = write_and_validate(reports, tmp_path)
     assert "Peak confidence" in dsrdump.stdout and "L5-S1" in dsrdump.stdout
     entities = subprocess.run(
         ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True
@@ -360,14 +368,7 @@ def test_multiframe_source_sr_references_frames_and_validates(tmp_path: Path, sy
         for ref in series.ReferencedSOPSequence
     ]
     assert [e.ReferencedSOPInstanceUID for e in evidence] == [source.SOPInstanceUID]
-    written = []
-    for i, ds in enumerate(reports):
-        written.append(tmp_path / f"out{i}.dcm")
-        ds.save_as(written[-1], enforce_file_format=True)
-    assert dciodvfy_errors(written[0]) == []
-    assert dciodvfy_errors(written[1]) == []
-    dsrdump = subprocess.run(["/usr/bin/dsrdump", str(written[0])], capture_output=True, text=True)
-    assert dsrdump.returncode == 0, dsrdump.stderr
+    written, dsrdump = write_and_validate(reports, tmp_path)
     assert f",{frame})>" in dsrdump.stdout  # IMAGE reference with its frame number
     entities = subprocess.run(
         ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True

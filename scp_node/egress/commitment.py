@@ -22,7 +22,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from scp_node.config import Destination
-from scp_node.egress.dimse import associate
+from scp_node.egress.dimse import associate, on_one_association
 from scp_node.egress.outcome import OK, Outcome
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -60,14 +60,7 @@ def send_reports(dest: Destination, calling_ae: str, files: Sequence[Path]) -> l
     if assoc is None:
         return [Outcome.failed(f"storage commitment report: {error}")] * len(files)
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
-    outcomes: list[Outcome] = []
-    try:
-        for path in files:
-            outcomes.append(_report_one(assoc, path, where))
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return outcomes
+    return on_one_association(assoc, where, list(files), _report_one)
 
 
 def _report_one(assoc: Association, path: Path, where: str) -> Outcome:

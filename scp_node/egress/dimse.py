@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +141,17 @@ def send_files(
     if assoc is None:
         return [Outcome.failed(error)] * len(files)
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
+    return on_one_association(assoc, where, [path for path, _ in files], _store_one)
+
+
+def on_one_association(
+    assoc: Any, where: str, paths: list[Path], send_one: Callable[[Any, Path, str], Outcome]
+) -> list[Outcome]:
+    """``send_one`` for each file on one established association, which is then released."""
     outcomes: list[Outcome] = []
     try:
-        for path, _ in files:
-            outcomes.append(_store_one(assoc, path, where))
+        for path in paths:
+            outcomes.append(send_one(assoc, path, where))
     finally:
         if assoc.is_established:
             assoc.release()
