@@ -228,12 +228,7 @@ def test_uids_are_deterministic(study) -> None:
     assert fewer_sources.SOPInstanceUID != first.SOPInstanceUID
 
 
-@pytest.mark.parametrize(
-    "syntax",
-    [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
-    ids=["explicit", "implicit", "rle", "jpegls", "j2k"],
-)
-def write_and_validate(
+def _write_and_validate(
     reports: list[Dataset], tmp_path: Path
 ) -> tuple[list[Path], subprocess.CompletedProcess[str]]:
     """Write SR and SC as files; both pass dciodvfy with 0 errors and dsrdump reads the SR."""
@@ -248,13 +243,18 @@ def write_and_validate(
     return written, dsrdump
 
 
+@pytest.mark.parametrize(
+    "syntax",
+    [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless],
+    ids=["explicit", "implicit", "rle", "jpegls", "j2k"],
+)
 def test_validators_accept_sr_and_sc(tmp_path: Path, syntax: str) -> None:
     paths, truth = phantom_study(tmp_path / "src", syntax)
     sources = read_all(paths)
     assert str(sources[0].file_meta.TransferSyntaxUID) == syntax
     reports = build_reports(result_for(truth), sources, ReportSettings())
     assert [r.Modality for r in reports] == ["SR", "OT"]
-    written, dsrdump = write_and_validate(reports, tmp_path)
+    written, dsrdump = _write_and_validate(reports, tmp_path)
     assert "Peak confidence" in dsrdump.stdout and "L5-S1" in dsrdump.stdout
     entities = subprocess.run(
         ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True
@@ -368,7 +368,7 @@ def test_multiframe_source_sr_references_frames_and_validates(tmp_path: Path, sy
         for ref in series.ReferencedSOPSequence
     ]
     assert [e.ReferencedSOPInstanceUID for e in evidence] == [source.SOPInstanceUID]
-    written, dsrdump = write_and_validate(reports, tmp_path)
+    written, dsrdump = _write_and_validate(reports, tmp_path)
     assert f",{frame})>" in dsrdump.stdout  # IMAGE reference with its frame number
     entities = subprocess.run(
         ["dcentvfy", *map(str, written), *map(str, paths)], capture_output=True, text=True
