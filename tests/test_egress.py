@@ -27,7 +27,7 @@ FAST = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1, "poll_interval_s": 0.05
 
 def dimse_to(pacs: Orthanc, ae_title: str = "ORTHANC") -> Destination:
     return Destination(
-        kind="dimse", ae_title=ae_title, host="127.0.0.1", port=pacs.dicom_port, timeout_s=5
+        kind="dimse", ae_title=ae_title, host="127.0.0.1", port=pacs.dicom_port, timeout_s=15
     )
 
 
