@@ -60,6 +60,30 @@ class DicomSettings(Section):
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 120.0
+    association_request_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a new connection has to complete its TLS handshake and "
+        "A-ASSOCIATE-RQ; it is dropped (and its address logged) otherwise",
+    )
+    max_association_request_bytes: int = Field(
+        262144,
+        ge=1024,
+        description="largest A-ASSOCIATE-RQ (and any other non-data PDU) accepted, bytes; "
+        "longer ones are answered with A-ABORT",
+    )
+    max_pending_per_peer: int = Field(
+        8,
+        ge=1,
+        description="connections from one address that may be waiting for their "
+        "A-ASSOCIATE-RQ; a newer one evicts the oldest",
+    )
+    max_pending_connections: int = Field(
+        128,
+        ge=1,
+        description="connections in all that may be waiting for their A-ASSOCIATE-RQ; a newer "
+        "one evicts the oldest",
+    )
     syntax_policy: Literal["compressed", "uncompressed"] = "compressed"
     tls: TlsSettings = Field(default_factory=TlsSettings)
 

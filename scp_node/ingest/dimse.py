@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
+from scp_node.ingest.dimse_guard import GuardedServer, GuardLimits
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
 from scp_node.observe import INSTANCES_REFUSED
 
@@ -63,6 +64,18 @@ def server_ssl_context(settings: DicomSettings) -> ssl.SSLContext | None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(str(tls.ca_file))
     return context
+
+
+def guard_limits(settings: DicomSettings) -> GuardLimits:
+    """The acceptance guard's limits from the ``[dicom]`` settings (see :mod:`dimse_guard`)."""
+    return GuardLimits(
+        request_timeout_s=settings.association_request_timeout_s,
+        max_request_bytes=settings.max_association_request_bytes,
+        max_pending_per_peer=settings.max_pending_per_peer,
+        max_pending=settings.max_pending_connections,
+        max_pdata_bytes=settings.maximum_pdu_size,
+        network_timeout_s=settings.network_timeout_s,
+    )
 
 
 class DimseServer:
@@ -130,12 +143,17 @@ class DimseServer:
 
     def start(self) -> None:
         s = self.settings
-        self._server = self.ae.start_server(
+        self._server = self.ae.make_server(
             (s.bind_host, s.port),
-            block=False,
             evt_handlers=self._handlers,  # type: ignore[arg-type]
             ssl_context=server_ssl_context(s),
+            server_class=GuardedServer,
+            limits=guard_limits(s),
         )
+        threading.Thread(
+            target=self._server.serve_forever, name="DicomListener", daemon=True
+        ).start()
+        self.ae._servers.append(self._server)  # so that AE.shutdown() stops it too
         log.info(
             "DICOM listener %s on %s:%d%s",
             s.ae_title,
