@@ -23,6 +23,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 from scp_node import __version__
+from scp_node.ingest.strict_parse import MalformedDataSet, check_structure
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
 
@@ -50,6 +51,13 @@ STATUS_INCOMPLETE = 0xC102
 STATUS_UID_MISMATCH = 0xC103
 STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer syntax not supported"
 STATUS_PROCESSING_FAILURE = 0x0110
+
+#: Inflation limits of a Deflated Explicit VR Little Endian data set (PS3.5 A.5); the node sets
+#: them from ``storage.max_instance_mb`` and ``storage.max_inflate_ratio``.
+DEFAULT_MAX_INFLATED = 256 * 2**20
+DEFAULT_MAX_RATIO = 200
+#: Below this inflated size the ratio is not checked (small, very regular objects compress well).
+RATIO_FREE_BYTES = 16 * 2**20
 
 
 #: Objects that never start an analysis (PS3.3 C.7.3.1.1.1 Modality defined terms).
@@ -103,21 +111,56 @@ def _is_implicit_little(transfer_syntax: UID) -> tuple[bool, bool]:
     return False, True
 
 
-def parse_dataset(raw: bytes, transfer_syntax: UID) -> Dataset:
+def inflate(
+    raw: bytes, max_bytes: int = DEFAULT_MAX_INFLATED, max_ratio: float = DEFAULT_MAX_RATIO
+) -> bytes:
+    """Inflate a deflated data set (PS3.5 A.5, raw deflate) within bounds: never more than
+    ``max_bytes`` out, nor more than ``max_ratio`` × the input once past 16 MiB (0xA700 beyond,
+    before the excess is held in memory); a stream that is cut short or followed by other
+    bytes is 0xC100."""
+    cap = max_bytes
+    if max_ratio > 0:
+        cap = min(cap, max(RATIO_FREE_BYTES, int(len(raw) * max_ratio)))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, cap + 1)
+    except zlib.error as exc:
+        raise Rejected(STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}") from exc
+    if len(out) > cap:
+        raise Rejected(
+            STATUS_OUT_OF_RESOURCES,
+            f"deflated data set of {len(raw)} bytes inflates past {cap} bytes "
+            f"(limits {max_bytes} bytes, ratio {max_ratio:g})",
+        )
+    if not inflater.eof:
+        raise Rejected(STATUS_CANNOT_PARSE, "deflated data set is truncated")
+    if inflater.unused_data:
+        raise Rejected(STATUS_CANNOT_PARSE, "deflated data set has trailing bytes")
+    return out
+
+
+def parse_dataset(
+    raw: bytes,
+    transfer_syntax: UID,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> Dataset:
     """Parse a whole encoded data set (no Part 10 header) and check it is complete.
 
-    pydicom reads truncated data silently, so the checks are ours: every byte consumed, no
-    reader warning (e.g. a missing sequence delimiter), and native Pixel Data of the size its
-    attributes promise (PS3.5 §8.1.1).
+    pydicom reads truncated data silently, so the checks are ours: a strict structural walk
+    (:mod:`strict_parse`: every element inside its bounds, ascending tags, delimiters present,
+    nothing after the last element), no reader warning, native Pixel Data of the size its
+    attributes promise (PS3.5 §8.1.1), and Pixel Data present in an image SOP class.
     """
     if transfer_syntax == uids.DeflatedExplicitVRLittleEndian:
-        try:
-            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise Rejected(
-                STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}"
-            ) from exc
+        raw = inflate(raw, max_inflated, max_ratio)
     implicit, little = _is_implicit_little(transfer_syntax)
+    try:
+        check_structure(raw, implicit, little)
+    except MalformedDataSet as exc:
+        if exc.truncated:
+            raise Rejected(STATUS_INCOMPLETE, f"data set truncated: {exc}") from exc
+        raise Rejected(STATUS_CANNOT_PARSE, f"data set malformed: {exc}") from exc
     stream = io.BytesIO(raw)
     try:
         with warnings.catch_warnings():
@@ -135,6 +178,8 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
     if "PixelData" not in ds:
         if "Rows" in ds and "Columns" in ds:
             raise Rejected(STATUS_INCOMPLETE, "image attributes present but Pixel Data is missing")
+        if _is_image_class(ds.get("SOPClassUID")):
+            raise Rejected(STATUS_INCOMPLETE, "image SOP class without Pixel Data")
         return
     if transfer_syntax.is_encapsulated:
         return
@@ -160,6 +205,15 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
             STATUS_INCOMPLETE,
             f"Pixel Data truncated: {actual} bytes, attributes need {expected_bytes}",
         )
+
+
+def _is_image_class(sop_class: object) -> bool:
+    """Whether a SOP class's IOD has an Image Pixel module (its name says Image Storage)."""
+    try:
+        name = UID(str(sop_class or "")).name
+    except Exception:
+        return False
+    return "Image Storage" in name and "Raw Data" not in name
 
 
 def read_header(ds: Dataset) -> Header:
