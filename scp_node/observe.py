@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -64,6 +64,39 @@ END_TO_END_SECONDS = Histogram(
 )
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character (CR, LF, NUL, ESC, other C0/C1 controls,
+    Unicode line/paragraph separators, format characters) written as a ``\\xNN``/``\\uNNNN``
+    escape, and the backslash itself doubled, so a peer-supplied value can never start a
+    new log line or hide text on a terminal."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+class EscapingFormatter(logging.Formatter):
+    """Text log lines with peer-supplied values escaped (:func:`escape_controls`): the message,
+    after its arguments are filled in, is one line; exception text keeps its line structure but
+    each line is escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        text = super().formatException(ei)
+        return "\n".join(escape_controls(line) for line in text.split("\n"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception text)."""
 
@@ -88,7 +121,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
