@@ -104,6 +104,18 @@ class StorageSettings(Section):
     data_dir: Path = Path("var")
     min_free_mb: int = 512
     fsync: bool = True
+    max_instance_mb: int = Field(
+        256,
+        ge=1,
+        description="largest instance accepted, MiB, after inflation for the Deflated syntax; "
+        "larger ones are refused with 0xA700 (DIMSE) or a failed part 0xA700 (STOW-RS)",
+    )
+    max_inflate_ratio: float = Field(
+        200.0,
+        ge=0,
+        description="a deflated data set may inflate to at most this many times its size once "
+        "past 16 MiB (0xA700 beyond); 0 = no ratio limit",
+    )
     retention_hours: float = Field(
         default=0.0,
         description="delete received instances of studies finished (delivered, reported, not "

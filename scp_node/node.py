@@ -38,6 +38,8 @@ class Node:
             self.capabilities.accepted_transfer_syntaxes(),
             on_stored=self._on_stored,
         )
+        self.receiver.max_inflated = settings.storage.max_instance_mb * 2**20
+        self.receiver.max_inflate_ratio = settings.storage.max_inflate_ratio
         self.pipeline: Pipeline | None = None
         if settings.pipeline.enabled:
             self.pipeline = Pipeline(settings, self.db, self.index)

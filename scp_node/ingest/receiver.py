@@ -139,24 +139,41 @@ def inflate(
     return out
 
 
+#: Headers (the data set before Pixel Data) up to this size are kept in the index, so QIDO-RS and
+#: WADO-RS metadata never read (or inflate) stored files again.
+MAX_INDEXED_HEADER = 1 << 20
+
+
 def parse_dataset(
     raw: bytes,
     transfer_syntax: UID,
     max_inflated: int = DEFAULT_MAX_INFLATED,
     max_ratio: float = DEFAULT_MAX_RATIO,
 ) -> Dataset:
+    """The checked data set of ``raw`` (see :func:`parse_with_header`)."""
+    return parse_with_header(raw, transfer_syntax, max_inflated, max_ratio)[0]
+
+
+def parse_with_header(
+    raw: bytes,
+    transfer_syntax: UID,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> tuple[Dataset, bytes | None]:
     """Parse a whole encoded data set (no Part 10 header) and check it is complete.
 
     pydicom reads truncated data silently, so the checks are ours: a strict structural walk
     (:mod:`strict_parse`: every element inside its bounds, ascending tags, delimiters present,
     nothing after the last element), no reader warning, native Pixel Data of the size its
     attributes promise (PS3.5 §8.1.1), and Pixel Data present in an image SOP class.
+    Also returns the encoded header (elements before Pixel Data; inflated for the Deflated
+    syntax) when it is at most :data:`MAX_INDEXED_HEADER` bytes, else None.
     """
     if transfer_syntax == uids.DeflatedExplicitVRLittleEndian:
         raw = inflate(raw, max_inflated, max_ratio)
     implicit, little = _is_implicit_little(transfer_syntax)
     try:
-        check_structure(raw, implicit, little)
+        pixel_offset = check_structure(raw, implicit, little)
     except MalformedDataSet as exc:
         if exc.truncated:
             raise Rejected(STATUS_INCOMPLETE, f"data set truncated: {exc}") from exc
@@ -171,7 +188,7 @@ def parse_dataset(
     if stream.tell() != len(raw):
         raise Rejected(STATUS_CANNOT_PARSE, "data set has trailing bytes that are not elements")
     _check_pixel_data_complete(ds, transfer_syntax)
-    return ds
+    return ds, (bytes(raw[:pixel_offset]) if pixel_offset <= MAX_INDEXED_HEADER else None)
 
 
 def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
@@ -271,6 +288,10 @@ class Receiver:
         self.on_stored = on_stored
         #: Set by the node: None when new work is welcome, else why not (analysis queue full).
         self.admit: Callable[[], str | None] | None = None
+        #: Inflation limits for the Deflated syntax (``storage.max_instance_mb``,
+        #: ``storage.max_inflate_ratio``).
+        self.max_inflated = DEFAULT_MAX_INFLATED
+        self.max_inflate_ratio: float = DEFAULT_MAX_RATIO
 
     def store_dataset(
         self,
@@ -287,7 +308,11 @@ class Receiver:
         ``POST .../studies/{uid}`` URL (another study is refused with 0xA900, PS3.18 §10.5.3).
         """
         self._check_syntax(transfer_syntax)
-        header = read_header(parse_dataset(raw, transfer_syntax))
+        self._check_size(len(raw))
+        ds, encoded_header = parse_with_header(
+            raw, transfer_syntax, self.max_inflated, self.max_inflate_ratio
+        )
+        header = read_header(ds)
         if expect_study_uid is not None and header.study_uid != expect_study_uid:
             raise Rejected(
                 STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
@@ -299,7 +324,9 @@ class Receiver:
                 STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
             )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
-        return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
+        return self._commit(
+            header, transfer_syntax, origin, part10_writer(meta, raw), len(raw), encoded_header
+        )
 
     def store_part10_file(
         self, path: Path, origin: Origin, expect_study_uid: str | None = None
@@ -312,6 +339,7 @@ class Receiver:
         File Meta Information first); missing File Meta Information is not.
         The upload temp file is left to the caller; only the data set is held in memory.
         """
+        self._check_size(path.stat().st_size)
         with open(path, "rb") as stream:
             try:
                 read_preamble(stream, force=True)
@@ -326,6 +354,14 @@ class Receiver:
             raw = stream.read()
         return self.store_dataset(raw, transfer_syntax, origin, expect_study_uid=expect_study_uid)
 
+    def _check_size(self, size: int) -> None:
+        """Refuse an instance above ``storage.max_instance_mb`` (0xA700, PS3.4 B.2.3)."""
+        if size > self.max_inflated:
+            raise Rejected(
+                STATUS_OUT_OF_RESOURCES,
+                f"instance of {size} bytes exceeds the node's maximum {self.max_inflated}",
+            )
+
     def _check_syntax(self, transfer_syntax: UID) -> None:
         if transfer_syntax not in self.accepted:
             raise Rejected(
@@ -339,6 +375,7 @@ class Receiver:
         origin: Origin,
         write: Callable[[BinaryIO], None],
         size_hint: int,
+        encoded_header: bytes | None = None,
     ) -> InstanceRecord:
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
@@ -365,7 +402,9 @@ class Receiver:
             received_at=time.time(),
         )
         new = self.index.add(
-            record, touch_study=header.is_study_input and origin.source != "result"
+            record,
+            touch_study=header.is_study_input and origin.source != "result",
+            header=encoded_header,
         )
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",

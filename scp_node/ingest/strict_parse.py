@@ -66,6 +66,8 @@ class _Walker:
         group, element, length = struct.unpack_from(self.e + "HHL", self.data, pos)
         return int(group) << 16 | int(element), int(length)
 
+    pixel_offset: int = -1
+
     def dataset(self, pos: int, end: int, depth: int, until_item_end: bool) -> int:
         """Walk elements from ``pos``; returns the offset after the data set (or its delimiter)."""
         if depth > MAX_DEPTH:
@@ -83,6 +85,8 @@ class _Walker:
             if tag <= previous:
                 raise self.fail(pos, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) out of order")
             previous = tag
+            if tag == PIXEL_DATA and depth == 0:
+                self.pixel_offset = pos
             pos = self.element(pos, end, tag, depth)
         if until_item_end:
             raise self.fail(pos, "item without its delimiter")
@@ -164,9 +168,13 @@ class _Walker:
             pos += length
 
 
-def check_structure(data: bytes | memoryview, implicit: bool, little: bool = True) -> None:
-    """Raise :class:`MalformedDataSet` unless ``data`` is exactly one well-formed data set."""
+def check_structure(data: bytes | memoryview, implicit: bool, little: bool = True) -> int:
+    """Raise :class:`MalformedDataSet` unless ``data`` is exactly one well-formed data set.
+
+    Returns the offset of the top-level Pixel Data element (the length of the data when there is
+    none): what comes before it is the header that search and metadata answers are made from."""
     walker = _Walker(data, implicit, little)
     end = walker.dataset(0, len(walker.data), 0, until_item_end=False)
     if end != len(walker.data):  # pragma: no cover - dataset() walks to the end or raises
         raise walker.fail(end, "trailing bytes after the data set")
+    return walker.pixel_offset if walker.pixel_offset >= 0 else len(walker.data)

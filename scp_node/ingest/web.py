@@ -227,7 +227,7 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         records = await run_in_threadpool(find, ctx.index, study, series, sop)
         if not records:
             raise HTTPException(404, "no such study, series or instance on this node")
-        return _dicom_json(await run_in_threadpool(metadata_list, records))
+        return _dicom_json(await run_in_threadpool(metadata_list, ctx.index, records))
 
     @router.get("/studies/{study}")
     async def retrieve_study(request: Request, study: str) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -20,8 +21,8 @@ from scp_node.ingest.web_json import (
     encode,
     field_name,
     parse_field,
-    read_header,
     retrieve_url,
+    stored_header,
     without_bulk_data,
 )
 from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
@@ -185,7 +186,7 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
         studies = index.query_studies(query.match, query.limit, query.offset)
         results = []
         for study in studies:
-            ds = _fields(study.sample_path, level, query)
+            ds = _fields(index, study.sample_path, level, query)
             ds.StudyInstanceUID = study.study_uid
             ds.PatientID = study.patient_id
             ds.ModalitiesInStudy = list(study.modalities)
@@ -198,7 +199,7 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
     if level is Level.SERIES:
         results = []
         for series in index.query_series(query.match, query.limit, query.offset):
-            ds = _fields(series.sample_path, level, query)
+            ds = _fields(index, series.sample_path, level, query)
             ds.StudyInstanceUID = series.study_uid
             ds.SeriesInstanceUID = series.series_uid
             ds.Modality = series.modality
@@ -208,13 +209,13 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
             results.append(encode(ds))
         return results
     return [
-        _instance(rec, query, base)
+        _instance(index, rec, query, base)
         for rec in index.query_instances(query.match, query.limit, query.offset)
     ]
 
 
-def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
-    ds = _fields(rec.path, Level.INSTANCE, query)
+def _instance(index: InstanceIndex, rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
+    ds = _fields(index, rec, Level.INSTANCE, query)
     ds.StudyInstanceUID = rec.study_uid
     ds.SeriesInstanceUID = rec.series_uid
     ds.SOPInstanceUID = rec.sop_instance_uid
@@ -225,12 +226,18 @@ def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
     return encode(ds)
 
 
-def _fields(path: Any, level: Level, query: Query) -> Dataset:
-    """The level's default attributes plus ``includefield`` ones, read from a stored header."""
+def _fields(
+    index: InstanceIndex, sample: InstanceRecord | Path, level: Level, query: Query
+) -> Dataset:
+    """The level's default attributes plus ``includefield`` ones, from an instance's indexed
+    header (``sample``: its record, or its spool path, whose name is its SOP Instance UID)."""
     out = Dataset()
     try:
-        header = read_header(path)
-    except Exception:  # file gone (retention) or unreadable: index values only
+        rec = sample if isinstance(sample, InstanceRecord) else index.get(sample.stem)
+        if rec is None:
+            return out
+        header = stored_header(index, rec)
+    except Exception:  # gone (retention), unreadable or deflated without one: index values only
         return out
     if query.include_all:
         return without_bulk_data(header)

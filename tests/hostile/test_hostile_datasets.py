@@ -228,3 +228,94 @@ def test_garbage_over_dimse_and_stow_is_refused_and_nothing_stored(tmp_path: Pat
         assert failed["00081197"]["Value"][0] & 0xF000 == 0xC000
         assert node.index.count() == 0
         assert not list(Path(node.spool.root).rglob("*.dcm"))
+
+
+# --- D3: deflate bombs, and metadata served from the index --------------------------------------
+
+
+def deflated_part10(ds: Dataset) -> bytes:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, meta)
+    out.write(deflate(encode(ds, False)))
+    return out.getvalue()
+
+
+def stow_parts(port: int, parts: list[bytes]) -> httpx.Response:
+    boundary = "b0undary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+            for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return httpx.post(
+        f"http://127.0.0.1:{port}/dicom-web/studies",
+        content=body,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
+        },
+        timeout=60,
+    )
+
+
+def test_deflate_bomb_is_refused_a700_over_dimse_and_stow(tmp_path: Path, caplog) -> None:
+    """D3: 40 MiB of zeros deflate to ~40 KiB; with ``max_instance_mb = 8`` the node stops
+    inflating at 8 MiB and answers 0xA700 with a log line; nothing is stored."""
+    import logging
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import MRImageStorage  # type: ignore[attr-defined]
+
+    bomb = mr_dataset(size=8)
+    bomb.add_new(0x00091010, "LO", "BOMB")  # private creator
+    bomb.add_new(0x00091011, "OB", b"\0" * (40 * 2**20))
+    settings_ = node_settings(tmp_path, http={"port": 0}, storage={"max_instance_mb": 8})
+    caplog.set_level(logging.WARNING)
+    with run_node(settings_) as node:
+        answer = stow_parts(node.http.port, [deflated_part10(bomb)])
+        assert answer.status_code == 409
+        assert answer.json()["00081198"]["Value"][0]["00081197"]["Value"][0] == 0xA700
+        ae = AE(ae_title="PACS")
+        ae.add_requested_context(MRImageStorage, [DeflatedExplicitVRLittleEndian])
+        assoc = ae.associate("127.0.0.1", settings_.dicom.port, ae_title="LSTV_NODE")
+        assert assoc.is_established
+        path = tmp_path / "bomb.dcm"
+        path.write_bytes(deflated_part10(bomb))
+        status = assoc.send_c_store(path)
+        assoc.release()
+        assert int(status.Status) == 0xA700
+        assert node.index.count() == 0
+    assert any("inflates past" in r.getMessage() for r in caplog.records)
+
+
+def test_qido_and_wado_metadata_come_from_the_index(tmp_path: Path) -> None:
+    """D3: search and metadata answers never re-read (or re-inflate) the stored file: they
+    still answer in full after the spool file has been emptied behind the node's back."""
+    settings_ = node_settings(tmp_path, http={"port": 0})
+    ds = mr_dataset(size=8)
+    ds.SeriesDescription = "INDEXED AT INGEST"
+    with run_node(settings_) as node:
+        assert stow_parts(node.http.port, [deflated_part10(ds)]).status_code == 200
+        record = node.index.get(str(ds.SOPInstanceUID))
+        assert record is not None
+        record.path.write_bytes(b"")  # a request that parsed the file would now find nothing
+        base = f"http://127.0.0.1:{node.http.port}/dicom-web"
+        found = httpx.get(f"{base}/instances?includefield=SeriesDescription", timeout=10).json()
+        assert found[0]["0008103E"]["Value"] == ["INDEXED AT INGEST"]
+        series = httpx.get(f"{base}/series", timeout=10).json()
+        assert series[0]["0008103E"]["Value"] == ["INDEXED AT INGEST"]
+        meta = httpx.get(
+            f"{base}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata",
+            timeout=10,
+        ).json()
+        assert meta[0]["0008103E"]["Value"] == ["INDEXED AT INGEST"]
+        assert meta[0]["00280010"]["Value"] == [8]
