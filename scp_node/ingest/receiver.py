@@ -23,7 +23,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 from scp_node import __version__
-from scp_node.ingest.strict_parse import MalformedDataSet, check_structure
+from scp_node.ingest.strict_parse import MalformedDataSet, walk
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
 
@@ -145,54 +145,60 @@ MAX_INDEXED_HEADER = 1 << 20
 
 
 def parse_dataset(
-    raw: bytes,
+    raw: bytes | memoryview,
     transfer_syntax: UID,
     max_inflated: int = DEFAULT_MAX_INFLATED,
     max_ratio: float = DEFAULT_MAX_RATIO,
 ) -> Dataset:
-    """The checked data set of ``raw`` (see :func:`parse_with_header`)."""
+    """The checked header data set of ``raw`` (see :func:`parse_with_header`)."""
     return parse_with_header(raw, transfer_syntax, max_inflated, max_ratio)[0]
 
 
 def parse_with_header(
-    raw: bytes,
+    raw: bytes | memoryview,
     transfer_syntax: UID,
     max_inflated: int = DEFAULT_MAX_INFLATED,
     max_ratio: float = DEFAULT_MAX_RATIO,
 ) -> tuple[Dataset, bytes | None]:
-    """Parse a whole encoded data set (no Part 10 header) and check it is complete.
+    """Check a whole encoded data set (no Part 10 header); return its header as a data set
+    (every element before Pixel Data) and as encoded bytes.
 
     pydicom reads truncated data silently, so the checks are ours: a strict structural walk
     (:mod:`strict_parse`: every element inside its bounds, ascending tags, delimiters present,
-    nothing after the last element), no reader warning, native Pixel Data of the size its
-    attributes promise (PS3.5 §8.1.1), and Pixel Data present in an image SOP class.
-    Also returns the encoded header (elements before Pixel Data; inflated for the Deflated
-    syntax) when it is at most :data:`MAX_INDEXED_HEADER` bytes, else None.
+    nothing after the last element), no reader warning while reading the header, native Pixel
+    Data of the size its attributes promise (PS3.5 §8.1.1), and Pixel Data present in an image
+    SOP class. Pixel Data itself is never copied (``raw`` may be a memory map of a file).
+    The encoded header is returned when it is at most :data:`MAX_INDEXED_HEADER` bytes (inflated
+    for the Deflated syntax), else None.
     """
     if transfer_syntax == uids.DeflatedExplicitVRLittleEndian:
-        raw = inflate(raw, max_inflated, max_ratio)
+        raw = inflate(bytes(raw), max_inflated, max_ratio)
     implicit, little = _is_implicit_little(transfer_syntax)
     try:
-        pixel_offset = check_structure(raw, implicit, little)
+        pixel_offset, pixel_length = walk(raw, implicit, little)
     except MalformedDataSet as exc:
         if exc.truncated:
             raise Rejected(STATUS_INCOMPLETE, f"data set truncated: {exc}") from exc
         raise Rejected(STATUS_CANNOT_PARSE, f"data set malformed: {exc}") from exc
-    stream = io.BytesIO(raw)
+    encoded_header = bytes(raw[:pixel_offset])
+    stream = io.BytesIO(encoded_header)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             ds = read_dataset(stream, implicit, little)
     except Exception as exc:
         raise Rejected(STATUS_CANNOT_PARSE, f"data set cannot be parsed: {exc}") from exc
-    if stream.tell() != len(raw):
+    if stream.tell() != len(encoded_header):
         raise Rejected(STATUS_CANNOT_PARSE, "data set has trailing bytes that are not elements")
-    _check_pixel_data_complete(ds, transfer_syntax)
-    return ds, (bytes(raw[:pixel_offset]) if pixel_offset <= MAX_INDEXED_HEADER else None)
+    _check_pixel_data_complete(ds, transfer_syntax, pixel_length)
+    return ds, (encoded_header if len(encoded_header) <= MAX_INDEXED_HEADER else None)
 
 
-def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
-    if "PixelData" not in ds:
+def _check_pixel_data_complete(
+    ds: Dataset, transfer_syntax: UID, pixel_length: int | None
+) -> None:
+    """``pixel_length``: the top-level Pixel Data value length (None: absent; -1: encapsulated)."""
+    if pixel_length is None:
         if "Rows" in ds and "Columns" in ds:
             raise Rejected(STATUS_INCOMPLETE, "image attributes present but Pixel Data is missing")
         if _is_image_class(ds.get("SOPClassUID")):
@@ -216,7 +222,7 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
     except (AttributeError, TypeError, ValueError) as exc:
         raise Rejected(STATUS_INCOMPLETE, f"image pixel module incomplete: {exc}") from exc
     expected_bytes = (expected + 7) // 8
-    actual = len(ds.PixelData)
+    actual = max(pixel_length, 0)
     if actual < expected_bytes:
         raise Rejected(
             STATUS_INCOMPLETE,

@@ -67,6 +67,8 @@ class _Walker:
         return int(group) << 16 | int(element), int(length)
 
     pixel_offset: int = -1
+    #: length of the top-level Pixel Data value; -1 when encapsulated (undefined length)
+    pixel_length: int = -1
 
     def dataset(self, pos: int, end: int, depth: int, until_item_end: bool) -> int:
         """Walk elements from ``pos``; returns the offset after the data set (or its delimiter)."""
@@ -114,6 +116,8 @@ class _Walker:
                 pos += 8
             else:
                 raise self.fail(pos, f"{name} has an unknown VR {vr!r}")
+        if tag == PIXEL_DATA and depth == 0:
+            self.pixel_length = -1 if length == UNDEFINED else int(length)
         if length == UNDEFINED:
             if tag == PIXEL_DATA and vr in (b"OB", b"OW", b"??"):
                 return self.fragments(pos, end)
@@ -173,8 +177,16 @@ def check_structure(data: bytes | memoryview, implicit: bool, little: bool = Tru
 
     Returns the offset of the top-level Pixel Data element (the length of the data when there is
     none): what comes before it is the header that search and metadata answers are made from."""
+    return walk(data, implicit, little)[0]
+
+
+def walk(data: bytes | memoryview, implicit: bool, little: bool = True) -> tuple[int, int | None]:
+    """:func:`check_structure`, plus the length of the top-level Pixel Data value (None when
+    there is none, -1 when it is encapsulated)."""
     walker = _Walker(data, implicit, little)
     end = walker.dataset(0, len(walker.data), 0, until_item_end=False)
     if end != len(walker.data):  # pragma: no cover - dataset() walks to the end or raises
         raise walker.fail(end, "trailing bytes after the data set")
-    return walker.pixel_offset if walker.pixel_offset >= 0 else len(walker.data)
+    if walker.pixel_offset < 0:
+        return len(walker.data), None
+    return walker.pixel_offset, walker.pixel_length
