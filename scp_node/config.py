@@ -56,7 +56,14 @@ class DicomSettings(Section):
     allowed_calling_aes: list[str] = Field(default_factory=list)
     check_called_ae: bool = True
     max_associations: int = 10
-    maximum_pdu_size: int = 0
+    maximum_pdu_size: int = Field(
+        131072,
+        ge=4096,
+        le=2**24,
+        description="maximum PDU length the node announces and receives, bytes (PS3.8 D.1); "
+        "a longer P-DATA-TF is answered with A-ABORT before it is read. 128 KiB: as fast as "
+        "unlimited with DCMTK storescu (docs/performance.md)",
+    )
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 120.0

@@ -8,15 +8,21 @@ order of the list is the negotiation policy (``dicom.syntax_policy``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, dimse_messages, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
     Verification,
@@ -78,6 +84,46 @@ def guard_limits(settings: DicomSettings) -> GuardLimits:
     )
 
 
+#: Prefix of the files pynetdicom receives C-STORE data sets into (in the spool's ``.tmp``).
+RECEIVE_PREFIX = "dimse-"
+
+
+def receive_to_disk(tmp_dir: Path) -> None:
+    """Make pynetdicom write each received C-STORE data set to a file in ``tmp_dir`` as its
+    fragments arrive (``STORE_RECV_CHUNKED_DATASET``), instead of holding it in memory: the
+    node's memory no longer grows with what a peer sends. The files are named ``dimse-*.dcm``;
+    pynetdicom deletes each after the handler, the node deletes those of aborted transfers."""
+    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
+        tempfile.NamedTemporaryFile, dir=str(tmp_dir), prefix=RECEIVE_PREFIX
+    )
+
+
+def _discard_partial_receive(assoc: Any) -> None:
+    """Delete the file of a C-STORE data set still being received when ``assoc`` ended."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    handle = getattr(message, "_data_set_file", None)
+    if handle is None:
+        return
+    try:
+        handle.close()
+        Path(handle.name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not delete a partial C-STORE file: %s", exc)
+
+
+def received_dataset(request: Any) -> tuple[Path, int] | None:
+    """Where pynetdicom wrote a received C-STORE data set: its file and the data set's offset
+    after pynetdicom's own File Meta Information (None when it was received in memory)."""
+    path = getattr(request, "_dataset_path", None)
+    if not isinstance(path, Path):
+        return None
+    with open(path, "rb") as handle:
+        read_preamble(handle, force=True)
+        _read_file_meta_info(handle)
+        return path, handle.tell()
+
+
 class DimseServer:
     """Owns the pynetdicom AE and its listening socket."""
 
@@ -100,6 +146,7 @@ class DimseServer:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_CLOSE, lambda event: _discard_partial_receive(event.assoc)),
             *(extra_handlers or []),
         ]
         self._server: Any = None
@@ -143,12 +190,14 @@ class DimseServer:
 
     def start(self) -> None:
         s = self.settings
+        receive_to_disk(self.receiver.spool.tmp_dir)
+        limits = replace(guard_limits(s), max_dataset_bytes=self.receiver.max_inflated)
         self._server = self.ae.make_server(
             (s.bind_host, s.port),
             evt_handlers=self._handlers,  # type: ignore[arg-type]
             ssl_context=server_ssl_context(s),
             server_class=GuardedServer,
-            limits=guard_limits(s),
+            limits=limits,
         )
         threading.Thread(
             target=self._server.serve_forever, name="DicomListener", daemon=True
@@ -190,13 +239,24 @@ class DimseServer:
         try:
             if busy := self._admission.get(id(event.assoc)):
                 raise Rejected(0xA700, busy)
-            self.receiver.store_dataset(
-                request.DataSet.getvalue(),
-                UID(event.context.transfer_syntax),
-                origin,
-                command_sop_class=str(request.AffectedSOPClassUID),
-                command_sop_instance=str(request.AffectedSOPInstanceUID),
-            )
+            on_disk = received_dataset(request)
+            if on_disk is not None:
+                self.receiver.store_encoded_file(
+                    on_disk[0],
+                    on_disk[1],
+                    UID(event.context.transfer_syntax),
+                    origin,
+                    command_sop_class=str(request.AffectedSOPClassUID),
+                    command_sop_instance=str(request.AffectedSOPInstanceUID),
+                )
+            else:
+                self.receiver.store_dataset(
+                    request.DataSet.getvalue(),
+                    UID(event.context.transfer_syntax),
+                    origin,
+                    command_sop_class=str(request.AffectedSOPClassUID),
+                    command_sop_instance=str(request.AffectedSOPInstanceUID),
+                )
         except Rejected as exc:
             INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}", source="dimse").inc()
             log.warning(
@@ -243,6 +303,7 @@ class DimseServer:
 
     def _on_aborted(self, event: Any) -> None:
         self._admission.pop(id(event.assoc), None)
+        _discard_partial_receive(event.assoc)
         log.warning(
             "association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event)
         )

@@ -51,6 +51,8 @@ class GuardLimits:
     max_pending: int = 128
     #: largest P-DATA-TF PDU length accepted; 0 = no limit (only when the node announced none)
     max_pdata_bytes: int = 0
+    #: largest data set of one DIMSE message (``storage.max_instance_mb``); 0 = no limit
+    max_dataset_bytes: int = 0
     #: socket timeout once associated: a PDU half sent and then stalled is dropped after it
     network_timeout_s: float | None = 120.0
 
@@ -163,6 +165,8 @@ class GuardedSocket(AssociationSocket):
     _limits: GuardLimits
     _peer: str
     _expect_header: bool
+    _pdu_type: int
+    _dataset_bytes: int
 
     @classmethod
     def adopt(
@@ -175,7 +179,34 @@ class GuardedSocket(AssociationSocket):
         guarded._limits = limits
         guarded._peer = peer
         guarded._expect_header = True
+        guarded._pdu_type = 0
+        guarded._dataset_bytes = 0
         return guarded
+
+    def _refuse(self, message: str, *args: object) -> bytearray:
+        """Log, send A-ABORT, close; pynetdicom then sees the transport closed (Evt17)."""
+        log.warning("DICOM association with %s aborted: " + message, self._peer, *args)
+        if self.socket is not None:
+            _send_abort(self.socket)
+            _shutdown(self.socket)
+        return bytearray()
+
+    def _count_dataset(self, body: bytearray) -> bool:
+        """Add the data set bytes of a P-DATA-TF body's PDVs (PS3.8 §9.3.5, E.2) to the message
+        being received; False when they pass ``max_dataset_bytes``."""
+        pos, end = 0, len(body)
+        while pos + 6 <= end:
+            (length,) = struct.unpack_from(">L", body, pos)
+            control = body[pos + 5]
+            if not control & 1:  # a data set fragment
+                self._dataset_bytes += max(int(length) - 2, 0)
+                if control & 2:  # its last fragment: the next message starts from zero
+                    done = self._dataset_bytes
+                    self._dataset_bytes = 0
+                    if done > self._limits.max_dataset_bytes:
+                        return False
+            pos += 4 + int(length)
+        return self._dataset_bytes <= self._limits.max_dataset_bytes
 
     @property
     def ready(self) -> bool:
@@ -198,21 +229,25 @@ class GuardedSocket(AssociationSocket):
                 else self._limits.max_request_bytes
             )
             if limit and length > limit:
-                log.warning(
-                    "DICOM association with %s aborted: PDU type 0x%02X of %d bytes exceeds "
-                    "the %d bytes announced/allowed",
-                    self._peer,
+                return self._refuse(
+                    "PDU type 0x%02X of %d bytes exceeds the %d bytes announced/allowed",
                     pdu_type,
                     length,
                     limit,
                 )
-                if self.socket is not None:
-                    _send_abort(self.socket)
-                    _shutdown(self.socket)
-                return bytearray()  # pynetdicom: transport closed (Evt17)
+            self._pdu_type = pdu_type
             self._expect_header = False
         elif not self._expect_header:
             self._expect_header = True
+            if (
+                self._pdu_type == PDU_P_DATA_TF
+                and self._limits.max_dataset_bytes
+                and not self._count_dataset(data)
+            ):
+                return self._refuse(
+                    "data set larger than the maximum instance size of %d bytes",
+                    self._limits.max_dataset_bytes,
+                )
         return data
 
 

@@ -6,8 +6,11 @@ file is fsynced and renamed into the spool, *then* indexed, *then* the caller an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import mmap
+import shutil
 import time
 import warnings
 import zlib
@@ -134,7 +137,8 @@ def inflate(
         )
     if not inflater.eof:
         raise Rejected(STATUS_CANNOT_PARSE, "deflated data set is truncated")
-    if inflater.unused_data:
+    # PS3.5 A.5: an odd-length deflated stream is padded with one 00H byte; anything else is not
+    if inflater.unused_data and not (inflater.unused_data == b"\0" and len(raw) % 2 == 0):
         raise Rejected(STATUS_CANNOT_PARSE, "deflated data set has trailing bytes")
     return out
 
@@ -194,9 +198,7 @@ def parse_with_header(
     return ds, (encoded_header if len(encoded_header) <= MAX_INDEXED_HEADER else None)
 
 
-def _check_pixel_data_complete(
-    ds: Dataset, transfer_syntax: UID, pixel_length: int | None
-) -> None:
+def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID, pixel_length: int | None) -> None:
     """``pixel_length``: the top-level Pixel Data value length (None: absent; -1: encapsulated)."""
     if pixel_length is None:
         if "Rows" in ds and "Columns" in ds:
@@ -267,13 +269,30 @@ def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> File
     return meta
 
 
-def part10_writer(meta: FileMetaDataset, raw: bytes) -> Callable[[BinaryIO], None]:
-    """Writes preamble, File Meta Information and the data set bytes exactly as received."""
+def part10_writer(
+    meta: FileMetaDataset, raw: bytes | Callable[[BinaryIO], None]
+) -> Callable[[BinaryIO], None]:
+    """Writes preamble, File Meta Information and the data set bytes exactly as received
+    (``raw`` itself, or what the callable ``raw`` writes)."""
 
     def write(handle: BinaryIO) -> None:
         handle.write(b"\0" * 128 + b"DICM")
         write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
-        handle.write(raw)
+        if callable(raw):
+            raw(handle)
+        else:
+            handle.write(raw)
+
+    return write
+
+
+def copier(path: Path, offset: int) -> Callable[[BinaryIO], None]:
+    """Writes the bytes of ``path`` from ``offset`` on, 1 MiB at a time."""
+
+    def write(handle: BinaryIO) -> None:
+        with open(path, "rb") as source:
+            source.seek(offset)
+            shutil.copyfileobj(source, handle, 1 << 20)
 
     return write
 
@@ -315,8 +334,60 @@ class Receiver:
         """
         self._check_syntax(transfer_syntax)
         self._check_size(len(raw))
+        return self._store(
+            raw, raw, transfer_syntax, origin, command_sop_class, command_sop_instance,
+            expect_study_uid,
+        )  # fmt: skip
+
+    def store_encoded_file(
+        self,
+        path: Path,
+        offset: int,
+        transfer_syntax: UID,
+        origin: Origin,
+        command_sop_class: str | None = None,
+        command_sop_instance: str | None = None,
+        expect_study_uid: str | None = None,
+    ) -> InstanceRecord:
+        """:meth:`store_dataset` for a data set that starts at ``offset`` in the file ``path``
+        (a C-STORE received to disk, a STOW-RS part): the file is memory-mapped for the checks and
+        copied into the spool, so an instance is never held in memory as a whole."""
+        self._check_syntax(transfer_syntax)
+        size = path.stat().st_size - offset
+        self._check_size(size)
+        if size <= 0:
+            return self._store(
+                b"", b"", transfer_syntax, origin, command_sop_class, command_sop_instance,
+                expect_study_uid,
+            )  # fmt: skip
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            view = memoryview(mapped)[offset:]
+            try:
+                return self._store(
+                    view, copier(path, offset), transfer_syntax, origin, command_sop_class,
+                    command_sop_instance, expect_study_uid,
+                )  # fmt: skip
+            finally:
+                with contextlib.suppress(BufferError):  # a traceback may still hold a view
+                    view.release()
+        finally:
+            with contextlib.suppress(BufferError):  # then the garbage collector closes it
+                mapped.close()
+
+    def _store(
+        self,
+        data: bytes | memoryview,
+        write_data: bytes | Callable[[BinaryIO], None],
+        transfer_syntax: UID,
+        origin: Origin,
+        command_sop_class: str | None,
+        command_sop_instance: str | None,
+        expect_study_uid: str | None,
+    ) -> InstanceRecord:
         ds, encoded_header = parse_with_header(
-            raw, transfer_syntax, self.max_inflated, self.max_inflate_ratio
+            data, transfer_syntax, self.max_inflated, self.max_inflate_ratio
         )
         header = read_header(ds)
         if expect_study_uid is not None and header.study_uid != expect_study_uid:
@@ -330,9 +401,8 @@ class Receiver:
                 STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
             )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
-        return self._commit(
-            header, transfer_syntax, origin, part10_writer(meta, raw), len(raw), encoded_header
-        )
+        writer = part10_writer(meta, write_data)
+        return self._commit(header, transfer_syntax, origin, writer, len(data), encoded_header)
 
     def store_part10_file(
         self, path: Path, origin: Origin, expect_study_uid: str | None = None
@@ -343,7 +413,7 @@ class Receiver:
         another study is refused with 0xA900 before anything is written (PS3.18 §10.5.3).
         A missing 128-byte preamble is tolerated (some clients, e.g. dicomweb-client, send the
         File Meta Information first); missing File Meta Information is not.
-        The upload temp file is left to the caller; only the data set is held in memory.
+        The upload temp file is left to the caller; it is memory-mapped, never read whole.
         """
         self._check_size(path.stat().st_size)
         with open(path, "rb") as stream:
@@ -356,9 +426,10 @@ class Receiver:
             if not transfer_syntax:
                 reason = "not a DICOM Part 10 file: no File Meta Information Transfer Syntax"
                 raise Rejected(STATUS_CANNOT_PARSE, reason)
-            self._check_syntax(transfer_syntax)  # before reading the data set
-            raw = stream.read()
-        return self.store_dataset(raw, transfer_syntax, origin, expect_study_uid=expect_study_uid)
+            offset = stream.tell()
+        return self.store_encoded_file(
+            path, offset, transfer_syntax, origin, expect_study_uid=expect_study_uid
+        )
 
     def _check_size(self, size: int) -> None:
         """Refuse an instance above ``storage.max_instance_mb`` (0xA700, PS3.4 B.2.3)."""

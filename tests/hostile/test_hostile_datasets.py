@@ -319,3 +319,18 @@ def test_qido_and_wado_metadata_come_from_the_index(tmp_path: Path) -> None:
         ).json()
         assert meta[0]["0008103E"]["Value"] == ["INDEXED AT INGEST"]
         assert meta[0]["00280010"]["Value"] == [8]
+
+
+def test_deflate_odd_length_pad_byte_is_accepted() -> None:
+    """PS3.5 A.5: an odd-length deflated stream carries one trailing 00H (DCMTK writes it)."""
+    from scp_node.ingest.receiver import inflate
+
+    for seed in range(50):
+        plain = encode(small_mr(seed), False)
+        packed = deflate(plain)
+        if len(packed) % 2:
+            break
+    assert len(packed) % 2
+    assert inflate(packed + b"\0") == plain
+    with pytest.raises(Rejected):
+        inflate(packed + b"\0\0\0")

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import socket
-import struct
 import sys
 from collections.abc import Iterator
 
@@ -17,31 +16,9 @@ from pydicom.dataset import Dataset
 from scp_node.observe import setup_logging
 from tests.conftest import node_settings, run_node
 from tests.dicom_factory import mr_dataset
+from tests.hostile.raw_pdu import associate_rq
 
 FORGED = "2026-12-02 00:00:00,000 INFO    scp_node.ingest.receiver: stored sop=FORGED"
-
-
-def associate_rq(calling: bytes, called: bytes = b"LSTV_NODE") -> bytes:
-    """A minimal A-ASSOCIATE-RQ (PS3.8 §9.3.2) proposing Verification, with raw AE titles."""
-
-    def item(kind: int, body: bytes) -> bytes:
-        return struct.pack(">BBH", kind, 0, len(body)) + body
-
-    context = item(
-        0x20,
-        bytes([1, 0, 0, 0]) + item(0x30, b"1.2.840.10008.1.1") + item(0x40, b"1.2.840.10008.1.2"),
-    )
-    user = item(0x50, item(0x51, struct.pack(">L", 16384)) + item(0x52, b"1.2.3.4"))
-    body = (
-        struct.pack(">HH", 1, 0)
-        + called.ljust(16)[:16]
-        + calling.ljust(16)[:16]
-        + b"\0" * 32
-        + item(0x10, b"1.2.840.10008.3.1.1.1")
-        + context
-        + user
-    )
-    return struct.pack(">BBL", 1, 0, len(body)) + body
 
 
 @pytest.fixture
