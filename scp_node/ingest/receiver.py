@@ -11,6 +11,7 @@ import io
 import logging
 import mmap
 import shutil
+import threading
 import time
 import warnings
 import zlib
@@ -54,6 +55,17 @@ STATUS_INCOMPLETE = 0xC102
 STATUS_UID_MISMATCH = 0xC103
 STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer syntax not supported"
 STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_DUPLICATE_INSTANCE = 0x0111  # PS3.7 C.4.8 "Duplicate SOP Instance"
+
+#: Writes of one SOP Instance UID are serialised by one of these locks (chosen by the UID's hash),
+#: so the spool file and the index row of an instance always come from the same data set.
+_UID_LOCKS = tuple(threading.Lock() for _ in range(256))
+
+
+def uid_lock(sop_instance_uid: str) -> threading.Lock:
+    """The lock that serialises spooling and indexing of ``sop_instance_uid``."""
+    return _UID_LOCKS[hash(sop_instance_uid) % len(_UID_LOCKS)]
+
 
 #: Inflation limits of a Deflated Explicit VR Little Endian data set (PS3.5 A.5); the node sets
 #: them from ``storage.max_instance_mb`` and ``storage.max_inflate_ratio``.
@@ -456,33 +468,55 @@ class Receiver:
     ) -> InstanceRecord:
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
-        try:
-            size = self.spool.write(path, write, size_hint)
-        except OutOfSpace as exc:
-            raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
-        except OSError as exc:
-            raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
-        record = InstanceRecord(
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            study_uid=header.study_uid,
-            series_uid=header.series_uid,
-            transfer_syntax=str(transfer_syntax),
-            path=path,
-            size=size,
-            modality=header.modality,
-            patient_id=header.patient_id,
-            calling_ae=origin.calling_ae,
-            called_ae=origin.called_ae,
-            peer=origin.peer,
-            source=origin.source,
-            received_at=time.time(),
-        )
-        new = self.index.add(
-            record,
-            touch_study=header.is_study_input and origin.source != "result",
-            header=encoded_header,
-        )
+        with uid_lock(header.sop_instance_uid):
+            previous = self.index.get(header.sop_instance_uid)
+            if previous is not None and (previous.study_uid, previous.series_uid) != (
+                header.study_uid,
+                header.series_uid,
+            ):
+                # docs/conformance-statement.md: a UID stays in the study and series it came in
+                raise Rejected(
+                    STATUS_DUPLICATE_INSTANCE,
+                    "SOP Instance UID already stored in another study or series",
+                )
+            try:
+                size = self.spool.write(path, write, size_hint)
+            except OutOfSpace as exc:
+                raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
+            except OSError as exc:
+                raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
+            record = InstanceRecord(
+                sop_instance_uid=header.sop_instance_uid,
+                sop_class_uid=header.sop_class_uid,
+                study_uid=header.study_uid,
+                series_uid=header.series_uid,
+                transfer_syntax=str(transfer_syntax),
+                path=path,
+                size=size,
+                modality=header.modality,
+                patient_id=header.patient_id,
+                calling_ae=origin.calling_ae,
+                called_ae=origin.called_ae,
+                peer=origin.peer,
+                source=origin.source,
+                received_at=time.time(),
+            )
+            try:
+                new = self.index.add(
+                    record,
+                    touch_study=header.is_study_input and origin.source != "result",
+                    header=encoded_header,
+                )
+            except Exception:
+                if previous is None:  # never acknowledged, never indexed: leave no orphan
+                    path.unlink(missing_ok=True)
+                else:  # the file was replaced: the next start re-indexes nothing, so say it
+                    log.error(
+                        "index update failed after replacing sop=%s; `scp-node spool check` "
+                        "will show the mismatch",
+                        header.sop_instance_uid,
+                    )
+                raise
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
             header.sop_instance_uid,
