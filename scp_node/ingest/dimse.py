@@ -8,10 +8,8 @@ order of the list is the negotiation policy (``dicom.syntax_policy``).
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,8 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID
-from pynetdicom import AE, AllStoragePresentationContexts, dimse_messages, evt
-from pynetdicom import _config as pynetdicom_config
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
     Verification,
@@ -84,19 +81,10 @@ def guard_limits(settings: DicomSettings) -> GuardLimits:
     )
 
 
-#: Prefix of the files pynetdicom receives C-STORE data sets into (in the spool's ``.tmp``).
-RECEIVE_PREFIX = "dimse-"
-
-
-def receive_to_disk(tmp_dir: Path) -> None:
-    """Make pynetdicom write each received C-STORE data set to a file in ``tmp_dir`` as its
-    fragments arrive (``STORE_RECV_CHUNKED_DATASET``), instead of holding it in memory: the
-    node's memory no longer grows with what a peer sends. The files are named ``dimse-*.dcm``;
-    pynetdicom deletes each after the handler, the node deletes those of aborted transfers."""
-    pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
-        tempfile.NamedTemporaryFile, dir=str(tmp_dir), prefix=RECEIVE_PREFIX
-    )
+#: A C-STORE data set larger than this is received into a file in the spool's ``.tmp``
+#: (``dimse-*.dcm``) instead of memory (:meth:`GuardedSocket._spill_if_large`): small instances
+#: stay as fast as before, and memory does not grow with what a peer sends.
+SPILL_BYTES = 4 * 2**20
 
 
 def _discard_partial_receive(assoc: Any) -> None:
@@ -119,6 +107,11 @@ def received_dataset(request: Any) -> tuple[Path, int] | None:
     if not isinstance(path, Path):
         return None
     with open(path, "rb") as handle:
+        head = handle.read(144)
+        # preamble, "DICM", then (0002,0000) UL 4 <group length> (PS3.10 §7.1): skip the group
+        if head[128:140] == b"DICM\x02\x00\x00\x00UL\x04\x00":
+            return path, 144 + int.from_bytes(head[140:144], "little")
+        handle.seek(0)
         read_preamble(handle, force=True)
         _read_file_meta_info(handle)
         return path, handle.tell()
@@ -190,8 +183,12 @@ class DimseServer:
 
     def start(self) -> None:
         s = self.settings
-        receive_to_disk(self.receiver.spool.tmp_dir)
-        limits = replace(guard_limits(s), max_dataset_bytes=self.receiver.max_inflated)
+        limits = replace(
+            guard_limits(s),
+            max_dataset_bytes=self.receiver.max_inflated,
+            spill_bytes=SPILL_BYTES,
+            spill_dir=str(self.receiver.spool.tmp_dir),
+        )
         self._server = self.ae.make_server(
             (s.bind_host, s.port),
             evt_handlers=self._handlers,  # type: ignore[arg-type]
@@ -287,11 +284,12 @@ class DimseServer:
     def _on_rejected(self, event: Any) -> None:
         primitive = event.assoc.acceptor.primitive
         reason = getattr(primitive, "reason_str", None) or getattr(primitive, "result_reason", "?")
+        asked = getattr(event.assoc.requestor.primitive, "called_ae_title", None)
         log.warning(
             "association rejected from %s calling=%s called=%s: %s",
             self._peer(event),
             event.assoc.requestor.ae_title,
-            event.assoc.acceptor.ae_title,
+            str(asked).strip() if asked is not None else event.assoc.acceptor.ae_title,
             reason,
         )
 

@@ -21,16 +21,23 @@ first PDU out of pynetdicom's hands:
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import socket
 import ssl
 import struct
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dsutils import create_file_meta
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,10 @@ class GuardLimits:
     max_pdata_bytes: int = 0
     #: largest data set of one DIMSE message (``storage.max_instance_mb``); 0 = no limit
     max_dataset_bytes: int = 0
+    #: a C-STORE data set that grows past this many bytes in memory is moved to a file in
+    #: ``spill_dir`` and received there (0 or no ``spill_dir``: never)
+    spill_bytes: int = 0
+    spill_dir: str = ""
     #: socket timeout once associated: a PDU half sent and then stalled is dropped after it
     network_timeout_s: float | None = 120.0
 
@@ -191,23 +202,6 @@ class GuardedSocket(AssociationSocket):
             _shutdown(self.socket)
         return bytearray()
 
-    def _count_dataset(self, body: bytearray) -> bool:
-        """Add the data set bytes of a P-DATA-TF body's PDVs (PS3.8 §9.3.5, E.2) to the message
-        being received; False when they pass ``max_dataset_bytes``."""
-        pos, end = 0, len(body)
-        while pos + 6 <= end:
-            (length,) = struct.unpack_from(">L", body, pos)
-            control = body[pos + 5]
-            if not control & 1:  # a data set fragment
-                self._dataset_bytes += max(int(length) - 2, 0)
-                if control & 2:  # its last fragment: the next message starts from zero
-                    done = self._dataset_bytes
-                    self._dataset_bytes = 0
-                    if done > self._limits.max_dataset_bytes:
-                        return False
-            pos += 4 + int(length)
-        return self._dataset_bytes <= self._limits.max_dataset_bytes
-
     @property
     def ready(self) -> bool:
         if self._prefetched:
@@ -239,16 +233,72 @@ class GuardedSocket(AssociationSocket):
             self._expect_header = False
         elif not self._expect_header:
             self._expect_header = True
-            if (
-                self._pdu_type == PDU_P_DATA_TF
-                and self._limits.max_dataset_bytes
-                and not self._count_dataset(data)
-            ):
-                return self._refuse(
-                    "data set larger than the maximum instance size of %d bytes",
-                    self._limits.max_dataset_bytes,
-                )
+            if self._pdu_type == PDU_P_DATA_TF:
+                problem = self._check_pdata(data)
+                if problem is not None:
+                    return self._refuse(*problem)
+                if self._limits.spill_bytes and self._limits.spill_dir:
+                    self._spill_if_large(len(data))
         return data
+
+    def _check_pdata(self, body: bytearray) -> tuple[Any, ...] | None:
+        """Why a P-DATA-TF body is refused (a log message and its arguments), or None: a PDV on
+        a presentation context that was not accepted (PS3.8 §9.3.5, §7.6), or a data set past
+        ``max_dataset_bytes``."""
+        accepted = getattr(self.assoc, "_accepted_cx", None)
+        pos, end = 0, len(body)
+        while pos + 6 <= end:
+            (length,) = struct.unpack_from(">L", body, pos)
+            context_id, control = body[pos + 4], body[pos + 5]
+            if accepted is not None and context_id not in accepted:
+                return ("PDV on presentation context %d, which was not accepted", context_id)
+            if not control & 1:  # a data set fragment
+                self._dataset_bytes += max(int(length) - 2, 0)
+                if self._limits.max_dataset_bytes and (
+                    self._dataset_bytes > self._limits.max_dataset_bytes
+                ):
+                    return (
+                        "data set larger than the maximum instance size of %d bytes",
+                        self._limits.max_dataset_bytes,
+                    )
+                if control & 2:  # its last fragment: the next message starts from zero
+                    self._dataset_bytes = 0
+            pos += 4 + int(length)
+        return None
+
+    def _spill_if_large(self, incoming: int) -> None:
+        """Move a C-STORE data set that outgrows ``spill_bytes`` from pynetdicom's in-memory
+        buffer to a file, where pynetdicom then writes its remaining fragments (its own
+        ``STORE_RECV_CHUNKED_DATASET`` mechanism, switched on per message): small instances
+        stay in memory (fast), large ones never are. Runs in the DUL thread, which also
+        decodes the fragments, so the message is not being written meanwhile."""
+        message = getattr(getattr(self.assoc, "dimse", None), "message", None)
+        if not isinstance(message, C_STORE_RQ) or message._data_set_file is not None:
+            return
+        buffer = message.data_set
+        if not isinstance(buffer, io.BytesIO):
+            return
+        if buffer.tell() + incoming <= self._limits.spill_bytes:
+            return
+        command = message.command_set
+        context = self.assoc._accepted_cx[int(message.context_id)]  # type: ignore[arg-type]
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - pynetdicom closes and deletes it
+            delete=False, mode="wb", suffix=".dcm", prefix="dimse-", dir=self._limits.spill_dir
+        )
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(
+            handle,  # type: ignore[arg-type]
+            create_file_meta(
+                sop_class_uid=UID(str(command.AffectedSOPClassUID)),
+                sop_instance_uid=UID(str(command.AffectedSOPInstanceUID)),
+                transfer_syntax=UID(str(context.transfer_syntax[0])),
+            ),
+        )
+        handle.write(buffer.getbuffer())
+        handle.file.flush()
+        message._data_set_file = handle  # type: ignore[assignment]
+        message._data_set_path = Path(handle.name)
+        message.data_set = io.BytesIO()
 
 
 class GuardedRequestHandler(RequestHandler):

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import mmap
+import os
 import shutil
 import threading
 import time
@@ -298,13 +299,33 @@ def part10_writer(
     return write
 
 
+#: Received data sets up to this size are read into memory whole; larger ones are memory-mapped
+#: and copied into the spool by the kernel (bounded memory whatever a peer sends).
+READ_WHOLE_BYTES = 8 * 2**20
+
+
 def copier(path: Path, offset: int) -> Callable[[BinaryIO], None]:
-    """Writes the bytes of ``path`` from ``offset`` on, 1 MiB at a time."""
+    """Writes the bytes of ``path`` from ``offset`` on (``os.copy_file_range`` where the kernel
+    has it, else 1 MiB at a time)."""
 
     def write(handle: BinaryIO) -> None:
+        handle.flush()
         with open(path, "rb") as source:
-            source.seek(offset)
-            shutil.copyfileobj(source, handle, 1 << 20)
+            remaining = os.fstat(source.fileno()).st_size - offset
+            position = offset
+            try:
+                while remaining > 0:
+                    done = os.copy_file_range(source.fileno(), handle.fileno(), remaining, position)
+                    if done <= 0:
+                        break
+                    position += done
+                    remaining -= done
+            except OSError:
+                pass  # not supported here: copy the rest in user space
+            if remaining > 0:
+                source.seek(position)
+                shutil.copyfileobj(source, handle, 1 << 20)
+        handle.seek(0, os.SEEK_END)
 
     return write
 
@@ -367,9 +388,12 @@ class Receiver:
         self._check_syntax(transfer_syntax)
         size = path.stat().st_size - offset
         self._check_size(size)
-        if size <= 0:
+        if size <= READ_WHOLE_BYTES:  # small: one read is cheaper than mapping and copying
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                raw = handle.read()
             return self._store(
-                b"", b"", transfer_syntax, origin, command_sop_class, command_sop_instance,
+                raw, raw, transfer_syntax, origin, command_sop_class, command_sop_instance,
                 expect_study_uid,
             )  # fmt: skip
         with open(path, "rb") as handle:

@@ -62,7 +62,6 @@ def test_forged_values_stay_on_one_line(tmp_path, captured: io.StringIO) -> None
             content=body,
             headers={
                 "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                "X-Calling-AE-Title": b"AE\tX\xe9",  # type: ignore[dict-item]
             },
             timeout=30,
         )
