@@ -114,6 +114,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _quiet_library_tracebacks(record: logging.LogRecord) -> bool:
+    """Keep pynetdicom's message but drop its traceback unless DEBUG logging is on: a peer
+    sending junk PDUs must not produce a traceback per PDU (issue 13 D10)."""
+    if (
+        record.exc_info
+        and record.name.startswith("pynetdicom")
+        and logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    ):
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once. Log lines name UIDs, AE titles and addresses, never
     patient name, ID or birth date (the node's code never logs those attributes)."""
@@ -122,6 +135,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(_quiet_library_tracebacks)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -166,11 +166,13 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
             return Response(status_code=400)  # nobody reads it
         if not result.stored and not result.failed:
             raise HTTPException(400, "multipart body has no parts")
-        log.info(
-            "STOW-RS from %s: %d stored, %d failed",
+        log.log(
+            logging.WARNING if result.failed else logging.INFO,
+            "STOW-RS from %s: %d stored, %d failed%s",
             origin.peer,
             len(result.stored),
             len(result.failed),
+            f" ({result.failure_summary})" if result.failed else "",
         )
         await run_in_threadpool(ctx.on_stow_complete, result)
         body = stow_response(result.stored, result.failed, base, study)

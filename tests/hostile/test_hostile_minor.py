@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -131,3 +132,54 @@ def test_calling_ae_header_is_validated(tmp_path: Path) -> None:
             )[0]
         )
         assert record.calling_ae == "ORTHANC"
+
+
+def test_failed_parts_and_junk_pdus_are_aggregated(tmp_path: Path, monkeypatch, caplog) -> None:
+    """D10: 30 failed STOW parts give at most 10 per-part WARNINGs plus one summary line with the
+    counts by FailureReason; a junk PDU gives pynetdicom's message without a traceback."""
+    import sys
+
+    from scp_node.observe import setup_logging
+
+    settings = node_settings(tmp_path, http={"port": 0})
+    boundary = "b0undary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + b"not DICOM %d\r\n" % i
+            for i in range(30)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging("INFO", "text")
+    try:
+        with run_node(settings) as node:
+            answer = httpx.post(
+                f"http://127.0.0.1:{node.http.port}/dicom-web/studies",
+                content=body,
+                headers={
+                    "Content-Type": f'multipart/related; type="application/dicom"; '
+                    f"boundary={boundary}"
+                },
+                timeout=30,
+            )
+            assert answer.status_code == 409
+            with socket.create_connection(("127.0.0.1", settings.dicom.port), timeout=5) as sock:
+                assert associate(sock)[:1] == b"\x02"
+                # an A-ASSOCIATE-RJ too short to decode
+                sock.sendall(struct.pack(">BBL", 3, 0, 2) + b"\0\0")
+                sock.settimeout(5)
+                with contextlib.suppress(OSError):
+                    sock.recv(16)
+            time.sleep(0.5)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    text = stream.getvalue()
+    assert text.count("STOW-RS part refused") == 10
+    assert "30 failed (0xC100 x 30)" in text
+    assert "Traceback" not in text
