@@ -493,11 +493,8 @@ class Receiver:
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
         with uid_lock(header.sop_instance_uid):
-            previous = self.index.get(header.sop_instance_uid)
-            if previous is not None and (previous.study_uid, previous.series_uid) != (
-                header.study_uid,
-                header.series_uid,
-            ):
+            previous = self.index.location(header.sop_instance_uid)
+            if previous is not None and previous != (header.study_uid, header.series_uid):
                 # docs/conformance-statement.md: a UID stays in the study and series it came in
                 raise Rejected(
                     STATUS_DUPLICATE_INSTANCE,

@@ -152,6 +152,18 @@ class InstanceIndex:
         )
         return _record(row) if row else None
 
+    def location(self, sop_instance_uid: str) -> tuple[str, str] | None:
+        """(Study UID, Series UID) of an indexed instance, None when it is not indexed."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT study_uid, series_uid FROM instances WHERE sop_instance_uid = ?",
+                (sop_instance_uid,),
+            )
+            .fetchone()
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
     def header(self, sop_instance_uid: str) -> bytes | None:
         """The indexed header of an instance (see :meth:`add`), None when none was kept."""
         row = (
