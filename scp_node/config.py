@@ -153,6 +153,12 @@ class HttpSettings(Section):
     token: SecretStr | None = None
     max_request_mb: int = 2048
     max_parts: int = 5000
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a connection has to send a complete request line and headers; "
+        "closed (and logged) otherwise",
+    )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 
