@@ -1,7 +1,10 @@
 # scp-node: DICOM Storage SCP + DICOMweb node with the LSTV screen (docs/deployment.md).
 #
 #   docker build -t scp-node:0.1.0 .
-#   docker run --gpus all -p 11112:11112 -p 8042:8042 -v scp-node-data:/data scp-node:0.1.0
+#   docker run --gpus all -p 11112:11112 -p 127.0.0.1:8043:8043 -v scp-node-data:/data scp-node:0.1.0
+#
+# (DICOMweb, probes and metrics stay on the host's loopback; docs/deployment.md.) The image's
+# defaults are in /etc/scp-node/container.toml; a file given with SCP_NODE_CONFIG overrides them.
 #
 # CPU-only image for hosts without a GPU (PyTorch's CPU build of the same torch==2.13.0, about
 # 4 GB smaller; docs/deployment.md has the measured sizes):
@@ -44,9 +47,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SCP_NODE_STORAGE__DATA_DIR=/data \
-    SCP_NODE_DICOM__BIND_HOST=0.0.0.0 \
-    SCP_NODE_HTTP__HOST=0.0.0.0
+    SCP_NODE_BASE_CONFIG=/etc/scp-node/container.toml
 
 # The node never runs as root; /data (spool, SQLite index, results) belongs to it.
 RUN groupadd --system --gid 10001 scpnode \
@@ -69,13 +70,15 @@ RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
 
 # Documentation only: the generated default configuration and the examples to copy from.
 COPY config/ /usr/share/doc/scp-node/config/
+# The image's defaults (data under /data, listeners on all interfaces), read before SCP_NODE_CONFIG.
+COPY config/container.toml /etc/scp-node/container.toml
 
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 
-# 11112: DICOM upper layer (C-ECHO, C-STORE, Storage Commitment); 8042: DICOMweb, probes, metrics.
-EXPOSE 11112 8042
+# 11112: DICOM upper layer (C-ECHO, C-STORE, Storage Commitment); 8043: DICOMweb, probes, metrics.
+EXPOSE 11112 8043
 
 # The node checks itself with its own C-ECHO (same config and environment as `serve`).
 HEALTHCHECK --interval=30s --timeout=15s --start-period=120s --retries=3 \

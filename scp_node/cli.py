@@ -50,9 +50,20 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; a configuration error is one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from scp_node.config import ConfigError, load_settings
+    from scp_node.observe import setup_logging
+
+    try:
+        if hasattr(args, "config"):  # every command that reads settings logs as [log] says
+            settings = load_settings(args.config)
+            setup_logging(settings.log.level, settings.log.format)
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"scp-node {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ overridden again by an environment variable ``SCP_NODE_<SECTION>__<KEY>`` (for e
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -126,7 +127,8 @@ class StorageSettings(Section):
     retention_hours: float = Field(
         default=0.0,
         description="delete received instances of studies finished (delivered, reported, not "
-        "applicable, failed) more than this many hours ago; 0 keeps everything (default)",
+        "applicable, failed, delivery failed) more than this many hours ago; 0 keeps everything "
+        "(default)",
     )
 
     @property
@@ -147,7 +149,10 @@ class HttpSettings(Section):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 8042
+    port: int = Field(
+        8043,
+        description="DICOMweb, probes and metrics (not 8042: Orthanc's default, often next door)",
+    )
     root: str = "/dicom-web"
     auth: Literal["token", "none"] = "token"
     token: SecretStr | None = None
@@ -293,28 +298,158 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _CONFIG_FILE_FOR_LOAD.get("path")
+        toml_files = _CONFIG_FILES_FOR_LOAD["files"]
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        if toml_files:  # later files override earlier ones, table by table
+            sources.append(
+                TomlConfigSettingsSource(settings_cls, toml_file=toml_files, deep_merge=True)
+            )
         return tuple(sources)
 
 
-_CONFIG_FILE_FOR_LOAD: dict[str, Path | None] = {"path": None}
+_CONFIG_FILES_FOR_LOAD: dict[str, list[Path]] = {"files": []}
+
+#: A TOML file read *before* the one named by ``--config`` / ``SCP_NODE_CONFIG`` (the container
+#: image sets it to its own defaults: data under /data, listeners on all interfaces), so that a
+#: mounted file overrides the image's defaults and environment variables override both.
+BASE_CONFIG_VARIABLE = f"{ENV_PREFIX}BASE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration the node cannot run with; the message is one line naming the file or
+    environment variable, the key and the fix (``scp-node`` prints it and exits 2)."""
+
+
+def config_files(config_file: Path | str | None = None) -> list[tuple[Path, str]]:
+    """The TOML files :func:`load_settings` reads, lowest precedence first, each with where it
+    was named (``SCP_NODE_BASE_CONFIG``, ``--config`` or ``SCP_NODE_CONFIG``)."""
+    files: list[tuple[Path, str]] = []
+    base = os.environ.get(BASE_CONFIG_VARIABLE)
+    if base:
+        files.append((Path(base), BASE_CONFIG_VARIABLE))
+    if config_file:
+        files.append((Path(config_file), "--config"))
+    elif os.environ.get(f"{ENV_PREFIX}CONFIG"):
+        files.append((Path(os.environ[f"{ENV_PREFIX}CONFIG"]), f"{ENV_PREFIX}CONFIG"))
+    return files
+
+
+def environment_overrides() -> list[str]:
+    """Names of the ``SCP_NODE_*`` environment variables that override settings (not values)."""
+    skip = {f"{ENV_PREFIX}CONFIG", BASE_CONFIG_VARIABLE}
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in skip and "__" in name
+    )
+
+
+def describe_sources(config_file: Path | str | None = None) -> str:
+    """``built-in defaults < FILE (SCP_NODE_BASE_CONFIG) < FILE (--config) < environment: ...``:
+    where the effective settings come from, lowest precedence first (no values)."""
+    parts = ["built-in defaults"] + [
+        f"{path} ({named})" for path, named in config_files(config_file)
+    ]
+    overrides = environment_overrides()
+    if overrides:
+        parts.append("environment " + ", ".join(overrides))
+    return " < ".join(parts)
+
+
+def overridden_file_keys(config_file: Path | str | None = None) -> list[str]:
+    """``SCP_NODE_STORAGE__DATA_DIR overrides [storage] data_dir of FILE``: every key a config
+    file sets that an environment variable replaces (names only, never values)."""
+    found: list[str] = []
+    for path, _ in config_files(config_file):
+        if not path.is_file():
+            continue
+        try:
+            with path.open("rb") as handle:
+                data: Any = tomllib.load(handle)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        for name in environment_overrides():
+            loc = name[len(ENV_PREFIX) :].lower().split("__")
+            table = data
+            for part in loc:
+                matches = [k for k in table if k == part] if isinstance(table, dict) else []
+                table = table[matches[0]] if matches else None
+            if table is not None:
+                key = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else loc[0]
+                found.append(f"{name} overrides {key} of {path}")
+    return found
+
+
+def names_the_environment_cannot_reach(settings: Settings) -> list[str]:
+    """Destination names whose keys no shell-exported ``SCP_NODE_DELIVERY__DESTINATIONS__<NAME>__*``
+    can set: the environment source reads names in lower case, and ``export`` takes letters,
+    digits and underscores only."""
+    return [
+        name
+        for name in settings.delivery.destinations
+        if not name or name != name.lower() or not name.replace("_", "").isalnum()
+    ]
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Settings from the embedded defaults, then ``config_file`` (TOML), then the environment.
+    """Settings from the embedded defaults, then the TOML files of :func:`config_files`, then the
+    environment; raises :class:`ConfigError` with a one-line reason.
 
     ``config_file`` falls back to the ``SCP_NODE_CONFIG`` environment variable.
     """
-    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
-    if path is not None:
-        path = Path(path)
+    files = config_files(config_file)
+    for path, named in files:
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-    _CONFIG_FILE_FOR_LOAD["path"] = path
+            raise ConfigError(
+                f"config file not found: {path} (named by {named}): correct the path, or leave "
+                f"it out to run on the built-in defaults"
+            )
+        try:
+            with path.open("rb") as handle:
+                tomllib.load(handle)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _CONFIG_FILES_FOR_LOAD["files"] = [path for path, _ in files]
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, [path for path, _ in files])) from exc
     finally:
-        _CONFIG_FILE_FOR_LOAD["path"] = None
+        _CONFIG_FILES_FOR_LOAD["files"] = []
+
+
+def _explain(error: ValidationError, files: list[Path]) -> str:
+    """One line for the first problem (and how many more): where, which key, what to do."""
+    problems = error.errors()
+    first = problems[0]
+    loc = [str(part) for part in first["loc"]]
+    key = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else (loc[0] if loc else "?")
+    where = _where(loc, files)
+    if first["type"] == "extra_forbidden":
+        text = (
+            f"{where}: unknown key {key}: remove it or correct its spelling (every key is in "
+            f"docs/configuration.md and config/default.toml)"
+        )
+    else:
+        secret = any(word in loc[-1].lower() for word in ("token", "key", "password"))
+        value = "" if secret or "input" not in first else f" = {first['input']!r}"
+        text = f"{where}: {key}{value}: {first['msg']} (see docs/configuration.md)"
+    more = len(problems) - 1
+    return text + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _where(loc: list[str], files: list[Path]) -> str:
+    """The environment variable or config file that set the setting at ``loc``."""
+    environment = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        name = ENV_PREFIX + "__".join(loc[:depth]).upper()
+        if name in environment:
+            return f"environment variable {environment[name]}"
+    for path in reversed(files):
+        with path.open("rb") as handle:
+            table: Any = tomllib.load(handle)
+        for part in loc:
+            table = table.get(part) if isinstance(table, dict) else None
+        if table is not None:
+            return f"config file {path}"
+    return f"config file {files[-1]}" if files else "settings"

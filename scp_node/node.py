@@ -8,6 +8,7 @@ from typing import Any
 
 from scp_node.codecs import capabilities
 from scp_node.config import Settings
+from scp_node.egress.worker import worker_for
 from scp_node.ingest.commitment import commitment_handlers
 from scp_node.ingest.dimse import DimseServer
 from scp_node.ingest.receiver import Receiver
@@ -62,15 +63,19 @@ class Node:
         if settings.pipeline.enabled:
             self.pipeline = Pipeline(settings, self.db, self.index)
             self.receiver.admit = self.pipeline.admit
+        # the outbox also carries Storage Commitment reports: it runs with or without a pipeline
+        self.outbox = self.pipeline.outbox if self.pipeline else worker_for(settings, self.db)
         self.dimse = DimseServer(
             settings.dicom,
             self.receiver,
             self.capabilities,
             admit=self.pipeline.admit if self.pipeline else None,
-            extra_handlers=commitment_handlers(settings, self.index, self._commit_requested),
+            extra_handlers=commitment_handlers(
+                settings, self.index, self._commit_requested, self.outbox.enqueue_commitment_report
+            ),
         )
         self._stopped = threading.Event()
-        self.services: list[Any] = [self.pipeline] if self.pipeline else []
+        self.services: list[Any] = [self.pipeline or self.outbox]
         self.http: Any = None
         if settings.http.enabled:  # DICOMweb + /healthz /readyz /metrics (docs/dicomweb.md)
             from scp_node.http_server import HttpService

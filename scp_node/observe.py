@@ -33,6 +33,21 @@ DECODE_FAILURES = Counter(
 )
 QUEUE_DEPTH = Gauge("scp_node_job_queue_depth", "Jobs waiting for the model worker")
 JOB_OUTCOMES = Counter("scp_node_jobs_total", "Finished jobs by outcome", ["outcome"])
+JOB_OUTCOME_NAMES = (
+    "delivered",
+    "reported",
+    "shadow",
+    "not_applicable",
+    "failed",
+    "delivery_failed",
+)
+for _outcome in JOB_OUTCOME_NAMES:  # exported as 0 from the start: increase() sees the first one
+    JOB_OUTCOMES.labels(outcome=_outcome)
+DEAD_LETTERS = Counter(
+    "scp_node_outbox_dead_letters_total",
+    "Outbox rows that became dead letters (max_attempts failed attempts)",
+    ["destination", "kind"],
+)
 INFERENCE_SECONDS = Histogram(
     "scp_node_inference_seconds",
     "Model inference time per study",
@@ -114,6 +129,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+_HANDLER_NAME = "scp-node"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not at set-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _quiet_library_tracebacks(record: logging.LogRecord) -> bool:
     """Keep pynetdicom's message but drop its traceback unless DEBUG logging is on: a peer
     sending junk PDUs must not produce a traceback per PDU (issue 13 D10)."""
@@ -130,14 +163,16 @@ def _quiet_library_tracebacks(record: logging.LogRecord) -> bool:
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once. Log lines name UIDs, AE titles and addresses, never
     patient name, ID or birth date (the node's code never logs those attributes)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(_quiet_library_tracebacks)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace the handler an earlier call installed; keep others (a test runner's capture)
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
     # pynetdicom logs every PDU at DEBUG and, at INFO, each association's details: keep it terse.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))

@@ -65,6 +65,10 @@ class StudyResult:
     lstv_threshold: float = 0.0
     lstv_suspected: bool = False
     needs_review: bool = False
+    #: Disc signal of the auxiliary mobile-discs channel at L5-S1 and below it, relative to the
+    #: study's upper discs (None for weights without that channel).
+    junction_disc_signal: float | None = None
+    below_disc_signal: float | None = None
     assessable: bool = True
     not_assessable_reason: str = ""
     calibration: str = ""

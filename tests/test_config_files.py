@@ -70,6 +70,21 @@ def test_example_loads_and_its_destinations_exist(name: str) -> None:
     assert "0.0.0.0" in listeners, "an example is for a node that other hosts reach"
 
 
+def test_container_base_file_sits_under_the_operators_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config/container.toml is the image's SCP_NODE_BASE_CONFIG: its keys hold where the
+    operator's file is silent and yield where it speaks."""
+    monkeypatch.setenv("SCP_NODE_BASE_CONFIG", str(CONFIG / "container.toml"))
+    image_only = load_settings()
+    assert str(image_only.storage.data_dir) == "/data"
+    assert image_only.dicom.bind_host == image_only.http.host == "0.0.0.0"
+    mine = tmp_path / "node.toml"
+    mine.write_text('[http]\nhost = "127.0.0.1"\n')
+    layered = load_settings(mine)
+    assert layered.http.host == "127.0.0.1" and str(layered.storage.data_dir) == "/data"
+
+
 def test_orthanc_example_replies_to_the_sender_by_c_store() -> None:
     settings = load_settings(CONFIG / "orthanc-pacs.toml")
     (sender,) = settings.dicom.allowed_calling_aes

@@ -173,6 +173,9 @@ def test_dead_letter_then_outbox_retry_delivers(tmp_path, reports, capsys) -> No
     assert [(r["id"], r["state"]) for r in listed] == [(row_id, "dead")]
     with pacs:
         assert cli_main(["outbox", "retry", "--dead", "--config", str(config)]) == 0
+        said = capsys.readouterr().out
+        assert f"1 outbox row reset to pending: #{row_id}\n" in said, said  # an id, not a count
+        assert "delivered 1 of 1" in said
         assert worker.outbox.get(row_id).state == "delivered"  # type: ignore[union-attr]
         assert len(pacs.find_instances(Modality="SR")) == 1
 

@@ -14,11 +14,12 @@ from tests.conftest import dcmtk, dcmtk_env, free_port
 from tests.dicom_factory import write_mr
 
 
-def make_certificate(folder: Path) -> tuple[Path, Path]:
+def make_certificate(folder: Path, san: str = "IP:127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate naming ``san`` (the recipe docs/deployment.md gives)."""
     key, cert = folder / "key.pem", folder / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-subj", "/CN=scp-node test", "-addext", f"subjectAltName={san}",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -56,7 +57,17 @@ def test_c_store_over_tls_and_refused_without_trust(tmp_path):
         )  # fmt: skip
         refused = send_files(untrusted, "LSTV_NODE", [(sent, sop_class)])
         assert [o.ok for o in refused] == [False]
-        assert refused[0].error
+        assert "TLS certificate verification failed" in refused[0].error, refused[0].error
+
+        # trusted, but the certificate does not name the host delivery connects to
+        wrong_name = Destination(
+            ae_title="PACS", host="localhost", port=port,
+            tls={"enabled": True, "ca_file": cert, "cert_file": cert, "key_file": key},
+        )  # fmt: skip
+        mismatch = send_files(wrong_name, "LSTV_NODE", [(sent, sop_class)])
+        assert [o.ok for o in mismatch] == [False]
+        assert "TLS certificate verification failed" in mismatch[0].error
+        assert "'localhost'" in mismatch[0].error and "subjectAltName" in mismatch[0].error
     finally:
         receiver.terminate()
         receiver.wait(10)

@@ -19,6 +19,7 @@ from types import ModuleType
 import pytest
 
 from scp_node.codecs import SAMPLES
+from scp_node.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -207,14 +208,14 @@ def test_dockerfile_runtime_stage() -> None:
     image = re.sub(r"\$\{(\w+)\}", lambda m: build_args.get(m.group(1), m.group(0)), base)
     assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", image), image
     joined = {name: " ".join(a for n, a in final if n == name) for name, _ in final}
-    for setting in (
-        "SCP_NODE_STORAGE__DATA_DIR=/data",
-        "SCP_NODE_DICOM__BIND_HOST=0.0.0.0",
-        "SCP_NODE_HTTP__HOST=0.0.0.0",
-    ):
-        assert setting in joined["ENV"], setting
+    # the image's defaults are a TOML file under the operator's, not environment variables over it
+    assert "SCP_NODE_BASE_CONFIG=/etc/scp-node/container.toml" in joined["ENV"]
+    assert "config/container.toml /etc/scp-node/container.toml" in joined["COPY"]
+    assert "SCP_NODE_STORAGE__" not in joined["ENV"] and "__HOST" not in joined["ENV"]
     assert "/data" in joined["VOLUME"]
-    assert set(joined["EXPOSE"].split()) >= {"11112", "8042"}
+    http_port = str(load_settings(ROOT / "config" / "container.toml").http.port)
+    assert http_port != "8042", "Orthanc's default HTTP port"
+    assert set(joined["EXPOSE"].split()) >= {"11112", http_port}
     user = joined["USER"].split(":")[0]
     assert user not in {"", "0", "root"}, "the node runs as a non-root user"
     assert "scp-node" in joined["HEALTHCHECK"]

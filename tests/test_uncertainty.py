@@ -169,3 +169,29 @@ def test_quality_gate_field_reach() -> None:
     assert "does not cover S1" in short and "12 mm below" in short
     low = unc.not_assessable_reason(sharp, GOOD_POINTS, full, 15, limits, (5.0, 40.0))
     assert "does not cover L1" in low
+
+
+def _disc_map(points: list[tuple[int, int]], weights: list[float]) -> np.ndarray:
+    m = np.zeros((64, 64))
+    for (x, y), w in zip(points, weights, strict=True):
+        m[y, x] = w
+    return m / m.sum()
+
+
+def test_disc_evidence_hand_cases() -> None:
+    levels = [(30, 10), (30, 18), (30, 26), (30, 34), (30, 42)]  # 8 px = 20 mm apart at 2.5 mm
+    # normal: every level a disc, nothing below L5-S1
+    normal = unc.disc_evidence(_disc_map(levels, [1.0] * 5), levels, 2.5)
+    assert normal.junction == pytest.approx(1.0) and normal.below == pytest.approx(0.0)
+    assert normal.missing == 0.0 and normal.extra == 0.0
+    # sacralization: a rudimentary L5-S1 disc (a fifth of the signal)
+    sacral = unc.disc_evidence(_disc_map(levels, [1.0, 1.0, 1.0, 1.0, 0.2]), levels, 2.5)
+    assert sacral.missing == pytest.approx(0.8)
+    # lumbarization: a well-formed disc 30 mm below L5-S1 on the spine's line
+    lumbar = unc.disc_evidence(_disc_map([*levels, (30, 54)], [1.0] * 6), levels, 2.5)
+    assert lumbar.below == pytest.approx(1.0) and lumbar.extra == pytest.approx(1.0)
+    # something far off the spine's line (bowel, 40 mm anterior) is not counted
+    off = unc.disc_evidence(_disc_map([*levels, (14, 54)], [1.0] * 6), levels, 2.5)
+    assert off.below == pytest.approx(0.0)
+    stats = {lv: _stats(0.9, 0.02) for lv in unc.REFERENCE_LEVELS + unc.JUNCTION_LEVELS}
+    assert unc.lstv_score(stats, lumbar) == pytest.approx(unc.lstv_score(stats) + 1.0)

@@ -62,8 +62,8 @@ MEANINGS: dict[str, str] = {
     "DicomSettings.dimse_timeout_s": "seconds to wait for a DIMSE message",
     "DicomSettings.network_timeout_s": "seconds an idle association is kept before it is aborted",
     "DicomSettings.syntax_policy": (
-        "`compressed`: accept the sender's proven compressed syntax when proposed; "
-        "`uncompressed`: prefer Explicit/Implicit VR Little Endian"
+        "`compressed`: accept the sender's proven compressed image syntax when proposed; "
+        "`uncompressed`: prefer Explicit/Implicit VR Little Endian; Deflated is last in both"
     ),
     # StorageSettings
     "StorageSettings.data_dir": (

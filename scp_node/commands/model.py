@@ -12,6 +12,9 @@ from typing import Any
 
 from scp_node.cli import add_config_argument
 
+#: ``model train`` writes here unless told otherwise (never the packaged weights by default).
+DEFAULT_TRAIN_OUT = "lstv-localizer.pt"
+
 
 def register(subparsers: Any) -> None:
     ph = subparsers.add_parser(
@@ -40,11 +43,17 @@ def register(subparsers: Any) -> None:
     model = subparsers.add_parser("model", help="train or evaluate the disc-level localizer")
     sub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     tr = sub.add_parser("train", help="train on normal phantoms, pick the threshold, save weights")
-    tr.add_argument(
+    target = tr.add_mutually_exclusive_group()
+    target.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="weights file (default: the packaged reference_localizer.pt)",
+        help=f"weights file to write (default: ./{DEFAULT_TRAIN_OUT}, refused if it exists)",
+    )
+    target.add_argument(
+        "--overwrite-reference",
+        action="store_true",
+        help="write the packaged reference weights (reference_localizer.pt) instead",
     )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--phantoms", type=int, default=1000, help="normal training phantoms")
@@ -175,7 +184,21 @@ def run_train(args: argparse.Namespace) -> int:
     steps = args.steps
     if args.epochs is not None:
         steps = max(1, math.ceil(args.epochs * args.phantoms * 3 / 16))
-    out = args.out or reference_path()
+    reference = reference_path()
+    if args.overwrite_reference:
+        out = reference
+    elif args.out is not None and args.out.resolve() == reference.resolve():
+        print(
+            f"{args.out} is the packaged reference weights: use --overwrite-reference to replace it"
+        )
+        return 2
+    elif args.out is not None:
+        out = args.out
+    else:
+        out = Path(DEFAULT_TRAIN_OUT)
+        if out.exists():
+            print(f"{out} exists: name the file to write with --out FILE")
+            return 2
     meta = train(
         TrainConfig(
             out=out,

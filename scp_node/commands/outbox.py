@@ -12,6 +12,7 @@ import pydicom
 
 from scp_node.cli import add_config_argument
 from scp_node.config import load_settings
+from scp_node.egress.commitment import COMMITMENT_CLASS
 from scp_node.egress.worker import send_rows, worker_for
 from scp_node.store.db import Database
 from scp_node.store.outbox import HELD, STATES, Outbox, OutboxRow
@@ -59,9 +60,10 @@ def run_list(args: argparse.Namespace) -> int:
         when = _when(r.delivered_at if r.state == "delivered" else r.next_attempt_at)
         if r.state == HELD:
             when = "- (shadow mode)"
+        what = " (storage commitment report)" if r.sop_class_uid == COMMITMENT_CLASS else ""
         print(
             f"{r.id:>5} {r.state:9} {r.attempts:>3} {r.destination[:12]:12} {when:19} "
-            f"{r.sop_instance_uid}"
+            f"{r.sop_instance_uid}{what}"
         )
         if r.last_error and r.state != "delivered":
             print(f"{'':>5} last error: {r.last_error}")
@@ -86,14 +88,15 @@ def run_retry(args: argparse.Namespace) -> int:
     if not ids:
         print("nothing to retry")
         return 1 if args.id is not None else 0
-    print(f"reset to pending: {', '.join(map(str, ids))}")
+    rows = "row" if len(ids) == 1 else "rows"
+    print(f"{len(ids)} outbox {rows} reset to pending: {', '.join(f'#{i}' for i in ids)}")
     if args.no_send:
         return 0
     if settings.delivery.mode == "shadow":
         print('shadow mode ([delivery] mode = "shadow"): nothing is sent until mode = "send"')
         return 0
     delivered = worker_for(settings, db).deliver_due(ids=ids)
-    print(f"delivered {delivered} of {len(ids)}")
+    print(f"delivered {delivered} of {len(ids)} ({len(ids) - delivered} failed again)")
     return 0 if delivered == len(ids) else 1
 
 

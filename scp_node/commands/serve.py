@@ -8,7 +8,12 @@ import signal
 from typing import Any
 
 from scp_node.cli import add_config_argument
-from scp_node.config import load_settings
+from scp_node.config import (
+    describe_sources,
+    load_settings,
+    names_the_environment_cannot_reach,
+    overridden_file_keys,
+)
 from scp_node.observe import setup_logging
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log.level, settings.log.format)
+    log.info("configuration: %s", describe_sources(args.config))
+    for line in overridden_file_keys(args.config):
+        log.warning("configuration: %s", line)
+    for name in names_the_environment_cannot_reach(settings):
+        log.info(
+            "configuration: destination %r cannot be set by environment variables (only lower-case "
+            "letters, digits and underscores can be); use the file for its keys",
+            name,
+        )
     from scp_node.model.calibration import CalibrationError
     from scp_node.node import Node
 

@@ -7,21 +7,26 @@ Endian; the files are stored in Explicit VR LE and pynetdicom converts if the pe
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pydicom
-from pynetdicom import AE, evt
+from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from scp_node.config import Destination
 from scp_node.egress.outcome import OK, Outcome
+from scp_node.identity import node_ae
 
 log = logging.getLogger(__name__)
 
 SYNTAXES = [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian]
+#: Seconds the diagnostic TLS handshake after a failed association may take.
+TLS_PROBE_TIMEOUT_S = 5.0
 
 
 def status_text(code: int) -> str:
@@ -32,11 +37,45 @@ def status_text(code: int) -> str:
 
 
 def tls_context(dest: Destination) -> ssl.SSLContext:
-    """A client TLS context: the destination's CA (or the system's), our cert/key if configured."""
+    """A client TLS context (PS3.15 B.9): the destination's CA (or the system's), our cert/key if
+    configured. The server's certificate must name ``dest.host`` in its subjectAltName."""
     context = ssl.create_default_context(cafile=str(dest.tls.ca_file) if dest.tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if dest.tls.cert_file and dest.tls.key_file:
         context.load_cert_chain(str(dest.tls.cert_file), str(dest.tls.key_file))
     return context
+
+
+def describe(dest: Destination, calling_ae: str) -> str:
+    """``LSTV_NODE -> PACS@host:port over TLS (CA ca.pem, client certificate cert.pem)``."""
+    text = f"{dest.calling_ae or calling_ae} -> {dest.ae_title}@{dest.host}:{dest.port}"
+    if not dest.tls.enabled:
+        return text + " (plain TCP)"
+    ca = f"CA {dest.tls.ca_file}" if dest.tls.ca_file else "system CAs"
+    client = f", client certificate {dest.tls.cert_file}" if dest.tls.cert_file else ""
+    return f"{text} over TLS ({ca}{client})"
+
+
+def tls_problem(dest: Destination) -> str | None:
+    """Why a TLS handshake with ``dest`` fails (certificate verification, protocol), or None.
+
+    Called after an association failed, so that a certificate that does not name the host or is
+    not signed by the configured CA is logged as that, not as "connection refused"."""
+    try:
+        context = tls_context(dest)
+        timeout = min(dest.timeout_s, TLS_PROBE_TIMEOUT_S)  # a dead host costs little more
+        raw = socket.create_connection((dest.host, dest.port), timeout=timeout)
+        with raw, context.wrap_socket(raw, server_hostname=dest.host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"TLS certificate verification failed: {exc.verify_message} (the certificate must "
+            f"be signed by the destination's ca_file and name {dest.host!r} in subjectAltName)"
+        )
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except OSError:
+        return None  # not a TLS problem: the plain connection fails too
 
 
 class _RejectListener:
@@ -56,15 +95,20 @@ class _RejectListener:
             )
 
 
-def send_files(
-    dest: Destination, calling_ae: str, files: Sequence[tuple[Path, str]]
-) -> list[Outcome]:
-    """C-STORE ``files`` (path, SOP Class UID) to ``dest`` on one association; outcome per file."""
-    ae = AE(ae_title=dest.calling_ae or calling_ae)
+def associate(
+    dest: Destination,
+    calling_ae: str,
+    abstract_syntaxes: Sequence[str],
+    *,
+    ext_neg: Sequence[Any] = (),
+) -> tuple[Association | None, str]:
+    """An association to ``dest`` with exactly the settings delivery uses (calling AE title,
+    timeouts, TLS); ``(association, "")`` or ``(None, why it failed)``."""
+    ae = node_ae(dest.calling_ae or calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = dest.timeout_s
     ae.connection_timeout = dest.timeout_s
-    for sop_class in sorted({cls for _, cls in files}):
-        ae.add_requested_context(sop_class, SYNTAXES)
+    for abstract_syntax in abstract_syntaxes:
+        ae.add_requested_context(abstract_syntax, SYNTAXES)
     listener = _RejectListener()
     tls_args = (tls_context(dest), dest.host) if dest.tls.enabled else None
     assoc = ae.associate(
@@ -72,18 +116,31 @@ def send_files(
         dest.port,
         ae_title=dest.ae_title,
         tls_args=tls_args,
+        ext_neg=list(ext_neg) or None,
         evt_handlers=[(evt.EVT_ACSE_RECV, listener)],
     )
+    if assoc.is_established:
+        return assoc, ""
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
-    if not assoc.is_established:
-        if assoc.is_rejected:
-            error = f"association rejected by {where}: {listener.reason or 'no reason given'}"
-        elif assoc.is_aborted and listener.answered:
-            error = f"association with {where} aborted (no acceptable presentation context?)"
-        else:
-            error = f"no association with {where} (connection refused or timed out)"
-        log.warning("%s", error)
+    if assoc.is_rejected:
+        error = f"association rejected by {where}: {listener.reason or 'no reason given'}"
+    elif assoc.is_aborted and listener.answered:
+        error = f"association with {where} aborted (no acceptable presentation context?)"
+    else:
+        problem = tls_problem(dest) if dest.tls.enabled else None
+        error = f"no association with {where}: " + (problem or "connection refused or timed out")
+    log.warning("%s", error)
+    return None, error
+
+
+def send_files(
+    dest: Destination, calling_ae: str, files: Sequence[tuple[Path, str]]
+) -> list[Outcome]:
+    """C-STORE ``files`` (path, SOP Class UID) to ``dest`` on one association; outcome per file."""
+    assoc, error = associate(dest, calling_ae, sorted({cls for _, cls in files}))
+    if assoc is None:
         return [Outcome.failed(error)] * len(files)
+    where = f"{dest.ae_title}@{dest.host}:{dest.port}"
     outcomes: list[Outcome] = []
     try:
         for path, _ in files:

@@ -53,6 +53,21 @@ def _uids(response: dict[str, Any], tag: str) -> dict[str, int | None]:
     return found
 
 
+def auth_headers(dest: Destination) -> dict[str, str]:
+    """``Accept`` and, when the destination has a token, ``Authorization: Bearer`` (RFC 6750)."""
+    headers = {"Accept": "application/dicom+json"}
+    if dest.token is not None:
+        headers["Authorization"] = f"Bearer {dest.token.get_secret_value()}"
+    return headers
+
+
+def http_client(dest: Destination) -> httpx.Client:
+    """An HTTP client with the destination's timeout, CA file and client certificate."""
+    verify: Any = str(dest.tls.ca_file) if dest.tls.ca_file else True
+    cert = (str(dest.tls.cert_file), str(dest.tls.key_file)) if dest.tls.cert_file else None
+    return httpx.Client(timeout=dest.timeout_s, verify=verify, cert=cert)
+
+
 def send_files(dest: Destination, files: Sequence[Path]) -> list[Outcome]:
     """STOW-RS ``files`` to ``dest.url``; one outcome per file."""
     uids: list[str] = []
@@ -63,14 +78,10 @@ def send_files(dest: Destination, files: Sequence[Path]) -> list[Outcome]:
         uids.append(str(ds.SOPInstanceUID))
         parts.append(data)
     body, content_type = multipart_body(parts)
-    headers = {"Content-Type": content_type, "Accept": "application/dicom+json"}
-    if dest.token is not None:
-        headers["Authorization"] = f"Bearer {dest.token.get_secret_value()}"
+    headers = {"Content-Type": content_type, **auth_headers(dest)}
     url = dest.url.rstrip("/") + "/studies"
-    verify: Any = str(dest.tls.ca_file) if dest.tls.ca_file else True
-    cert = (str(dest.tls.cert_file), str(dest.tls.key_file)) if dest.tls.cert_file else None
     try:
-        with httpx.Client(timeout=dest.timeout_s, verify=verify, cert=cert) as client:
+        with http_client(dest) as client:
             reply = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         error = f"STOW-RS to {url}: {type(exc).__name__}: {exc}"

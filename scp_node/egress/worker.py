@@ -19,8 +19,10 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset
 
 from scp_node.config import DeliverySettings, Destination, Settings
-from scp_node.egress import dimse, stow
+from scp_node.egress import commitment, dimse, stow
 from scp_node.egress.outcome import Outcome
+from scp_node.identity import stamp
+from scp_node.observe import DEAD_LETTERS
 from scp_node.store.db import Database
 from scp_node.store.outbox import HELD, PENDING, Outbox, OutboxRow
 from scp_node.store.spool import Spool
@@ -32,10 +34,24 @@ Sender = Callable[[Destination, str, Sequence[OutboxRow]], list[Outcome]]
 
 
 def send_rows(dest: Destination, calling_ae: str, rows: Sequence[OutboxRow]) -> list[Outcome]:
-    """Deliver ``rows`` to ``dest`` with C-STORE or STOW-RS (``dest.kind``)."""
-    if dest.kind == "stow":
-        return stow.send_files(dest, [r.path for r in rows])
-    return dimse.send_files(dest, calling_ae, [(r.path, r.sop_class_uid) for r in rows])
+    """Deliver ``rows`` to ``dest``: results with C-STORE or STOW-RS (``dest.kind``), Storage
+    Commitment reports with N-EVENT-REPORT (a DIMSE destination only)."""
+    reports = [r for r in rows if r.sop_class_uid == commitment.COMMITMENT_CLASS]
+    results = [r for r in rows if r.sop_class_uid != commitment.COMMITMENT_CLASS]
+    outcomes: dict[int, Outcome] = {}
+    if reports and dest.kind != "dimse":
+        error = "a storage commitment report needs a DIMSE destination, not STOW-RS"
+        outcomes.update({r.id: Outcome.failed(error) for r in reports})
+    elif reports:
+        sent = commitment.send_reports(dest, calling_ae, [r.path for r in reports])
+        outcomes.update({r.id: o for r, o in zip(reports, sent, strict=True)})
+    if results and dest.kind == "stow":
+        sent = stow.send_files(dest, [r.path for r in results])
+        outcomes.update({r.id: o for r, o in zip(results, sent, strict=True)})
+    elif results:
+        sent = dimse.send_files(dest, calling_ae, [(r.path, r.sop_class_uid) for r in results])
+        outcomes.update({r.id: o for r, o in zip(results, sent, strict=True)})
+    return [outcomes[r.id] for r in rows]
 
 
 def resolve_destinations(calling_ae: str, settings: Settings | DeliverySettings) -> list[str]:
@@ -60,7 +76,7 @@ def backoff_delay(attempts: int, initial: float, maximum: float, rng: random.Ran
 
 def _writer(ds: Dataset) -> Callable[[BinaryIO], None]:
     def write(handle: BinaryIO) -> None:
-        ds.save_as(handle, enforce_file_format=True)
+        stamp(ds).save_as(handle, enforce_file_format=True)
 
     return write
 
@@ -93,6 +109,9 @@ class OutboxWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        for name in delivery.destinations:  # exported as 0, so that increase() sees the first
+            for kind in ("result", "commitment"):
+                DEAD_LETTERS.labels(destination=name, kind=kind)
 
     # --- the pipeline's side ------------------------------------------------------------------
     def enqueue_results(
@@ -117,6 +136,24 @@ class OutboxWorker:
         log.info("queued %d deliveries for study %s", len(ids), study_uid)
         self.wake()
         return ids
+
+    def enqueue_commitment_report(self, info: Dataset, destination: str) -> int:
+        """Write a Storage Commitment Event Information durably and queue its N-EVENT-REPORT
+        to ``destination`` (sent in shadow mode too: it answers the requester, it is no result).
+        The row has no study (``study_uid`` empty) so it never counts as a study's delivery."""
+        transaction, ds = commitment.report_dataset(info)
+        path = self.results_dir / "commitment" / f"{transaction}.dcm"
+        self.results.write(path, _writer(ds))
+        row_id = self.outbox.enqueue(
+            "", transaction, commitment.COMMITMENT_CLASS, path, destination, PENDING
+        )
+        log.info(
+            "storage commitment transaction %s: report queued for %s (outbox #%d)",
+            transaction,
+            destination,
+            row_id,
+        )
+        return row_id
 
     @property
     def shadow(self) -> bool:
@@ -169,7 +206,7 @@ class OutboxWorker:
             except Exception:  # a broken pass must not end delivery for good
                 log.exception("outbox pass failed")
             wait = self.delivery.poll_interval_s
-            due = None if self.shadow else self.outbox.next_due_at()
+            due = self.outbox.next_due_at(commitment.COMMITMENT_CLASS if self.shadow else None)
             if due is not None:
                 wait = min(wait, max(0.0, due - self.clock()))
             self._wake.wait(wait)
@@ -178,10 +215,12 @@ class OutboxWorker:
     # --- one pass -----------------------------------------------------------------------------
     def deliver_due(self, ids: list[int] | None = None) -> int:
         """Send every due row (or only ``ids``) once; returns how many were delivered.
-        In shadow mode nothing is claimed or sent (pending rows wait for ``mode = "send"``)."""
-        if self.shadow:
-            return 0
-        rows = self.outbox.claim_due(limit=max(1, self.delivery.batch_size) * 8, ids=ids)
+        In shadow mode only Storage Commitment reports are sent (pending results wait for
+        ``mode = "send"``)."""
+        only = commitment.COMMITMENT_CLASS if self.shadow else None
+        rows = self.outbox.claim_due(
+            limit=max(1, self.delivery.batch_size) * 8, ids=ids, sop_class_uid=only
+        )
         by_destination: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
             by_destination[row.destination].append(row)
@@ -229,7 +268,11 @@ class OutboxWorker:
                 outcome.error,
                 status,
             )
-            self.outbox.mark_failed(row, outcome.error + status, None)
+            if self.outbox.mark_failed(row, outcome.error + status, None):
+                kind = (
+                    "commitment" if row.sop_class_uid == commitment.COMMITMENT_CLASS else "result"
+                )
+                DEAD_LETTERS.labels(destination=row.destination, kind=kind).inc()
             return 0
         delay = backoff_delay(
             row.attempts, self.delivery.backoff_initial_s, self.delivery.backoff_max_s, self.rng

@@ -1,23 +1,24 @@
 """Storage Commitment Push Model as SCP (PS3.4 Annex J).
 
-N-ACTION-RQ (Action Type 1, "Request Storage Commitment") lists SOP instances; the node answers
-N-ACTION-RSP at once, then checks each instance against its index (an instance in the index is on
-disk, fsynced) and sends the result as N-EVENT-REPORT-RQ (Event Type 1: all committed; 2: some
-failed) over a *new* association to the requester, found through ``delivery.reply_to_sender``
-(calling AE title → DIMSE destination), the way PS3.4 J.3.3 allows. The studies of the committed
-instances are then complete at once (no quiet time).
+N-ACTION-RQ (Action Type 1, "Request Storage Commitment") lists SOP instances. Before the node
+answers the N-ACTION-RSP it checks each instance against its index (an instance in the index is on
+disk, fsynced) and queues the result durably in the outbox (:mod:`scp_node.egress.commitment`); the
+outbox worker sends it as N-EVENT-REPORT-RQ (Event Type 1: all committed; 2: some failed) over a
+*new* association to the requester, found through ``delivery.reply_to_sender`` (calling AE title →
+DIMSE destination, with its TLS settings), retried and dead-lettered like results (PS3.4 J.3.3).
+A request the node cannot report (no such destination, the report cannot be stored) is answered
+0x0110 Processing Failure instead of Success. The studies of the committed instances are then
+complete at once (no quiet time).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_role, evt
-from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
+from pynetdicom import evt
 
 from scp_node.config import Settings
 from scp_node.store.index import InstanceIndex
@@ -29,6 +30,7 @@ FAILURE_NO_SUCH_OBJECT = 0x0112
 STATUS_SUCCESS = 0x0000
 STATUS_NO_SUCH_ACTION = 0x0123
 STATUS_INVALID_ARGUMENT = 0x0115
+STATUS_PROCESSING_FAILURE = 0x0110
 
 
 def commitment_result(request: Dataset, index: InstanceIndex) -> tuple[Dataset, set[str]]:
@@ -56,53 +58,16 @@ def commitment_result(request: Dataset, index: InstanceIndex) -> tuple[Dataset, 
     return info, studies
 
 
-def send_event_report(settings: Settings, calling_ae: str, info: Dataset) -> bool:
-    """N-EVENT-REPORT to the requester over a new association (node as Storage Commitment SCP)."""
-    name = settings.delivery.reply_to_sender.get(calling_ae)
-    dest = settings.delivery.destinations.get(name) if name else None
-    if dest is None or dest.kind != "dimse":
-        log.warning(
-            "storage commitment from %s: no DIMSE destination in delivery.reply_to_sender for it; "
-            "the N-EVENT-REPORT cannot be sent",
-            calling_ae,
-        )
-        return False
-    ae = AE(ae_title=settings.dicom.ae_title)
-    ae.add_requested_context(StorageCommitmentPushModel)
-    role = build_role(StorageCommitmentPushModel, scp_role=True, scu_role=False)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, ext_neg=[role])
-    if not assoc.is_established:
-        log.warning(
-            "storage commitment: association to %s@%s:%d failed",
-            dest.ae_title,
-            dest.host,
-            dest.port,
-        )
-        return False
-    try:
-        event_type = 2 if "FailedSOPSequence" in info else 1
-        status, _ = assoc.send_n_event_report(
-            info, event_type, StorageCommitmentPushModel, WELL_KNOWN_INSTANCE
-        )
-        code = int(status.Status) if status and "Status" in status else -1
-        log.info(
-            "storage commitment transaction %s reported to %s: event type %d, status 0x%04X",
-            info.TransactionUID,
-            calling_ae,
-            event_type,
-            code,
-        )
-        return code == 0
-    finally:
-        assoc.release()
-
-
 def commitment_handlers(
-    settings: Settings, index: InstanceIndex, on_committed: Callable[[set[str]], None]
+    settings: Settings,
+    index: InstanceIndex,
+    on_committed: Callable[[set[str]], None],
+    enqueue_report: Callable[[Dataset, str], int],
 ) -> list[tuple[Any, Callable[..., Any]]]:
-    """The pynetdicom event handler for N-ACTION, for :class:`DimseServer` ``extra_handlers``."""
+    """The pynetdicom N-ACTION handler for :class:`DimseServer` ``extra_handlers``;
+    ``enqueue_report(event information, destination name)`` queues the N-EVENT-REPORT durably."""
 
-    def on_n_action(event: Any) -> tuple[int, Dataset | None]:
+    def on_n_action(event: Any) -> tuple[int | Dataset, Dataset | None]:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         if event.request.ActionTypeID != 1:
             return STATUS_NO_SUCH_ACTION, None
@@ -113,20 +78,40 @@ def commitment_handlers(
         except Exception as exc:
             log.warning("storage commitment from %s: unreadable request: %s", calling_ae, exc)
             return STATUS_INVALID_ARGUMENT, None
-
-        def report() -> None:
+        destination = report_destination(settings, calling_ae)
+        if destination is None:
+            reason = f"no DIMSE destination for {calling_ae} in delivery.reply_to_sender"
+            log.warning("storage commitment from %s refused (0x0110): %s", calling_ae, reason)
+            return failure(reason), None
+        try:
             info, studies = commitment_result(request, index)
-            log.info(
-                "storage commitment from %s: %d committed, %d failed",
-                calling_ae,
-                len(info.get("ReferencedSOPSequence", [])),
-                len(info.get("FailedSOPSequence", [])),
-            )
-            if studies:
-                on_committed(studies)
-            send_event_report(settings, calling_ae, info)
-
-        threading.Thread(target=report, name="commitment-report", daemon=True).start()
+            enqueue_report(info, destination)
+        except Exception as exc:  # never raise into the association; the requester may retry
+            log.exception("storage commitment from %s: cannot queue the report", calling_ae)
+            return failure(f"cannot queue the report: {type(exc).__name__}"), None
+        log.info(
+            "storage commitment from %s: %d committed, %d failed",
+            calling_ae,
+            len(info.get("ReferencedSOPSequence", [])),
+            len(info.get("FailedSOPSequence", [])),
+        )
+        if studies:
+            on_committed(studies)
         return STATUS_SUCCESS, None
 
     return [(evt.EVT_N_ACTION, on_n_action)]
+
+
+def report_destination(settings: Settings, calling_ae: str) -> str | None:
+    """The DIMSE destination a requester's reports go to (``delivery.reply_to_sender``)."""
+    name = settings.delivery.reply_to_sender.get(calling_ae)
+    dest = settings.delivery.destinations.get(name) if name else None
+    return name if dest is not None and dest.kind == "dimse" else None
+
+
+def failure(comment: str) -> Dataset:
+    """An N-ACTION-RSP status 0x0110 Processing Failure with an Error Comment (PS3.7 C.4.2)."""
+    status = Dataset()
+    status.Status = STATUS_PROCESSING_FAILURE
+    status.ErrorComment = comment[:64]
+    return status

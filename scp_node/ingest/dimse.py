@@ -18,7 +18,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
+from scp_node.identity import node_ae
 from scp_node.ingest.dimse_guard import GuardedServer, GuardLimits
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
 from scp_node.observe import INSTANCES_REFUSED
@@ -39,10 +40,17 @@ STATUS_UNEXPECTED = 0xC000
 
 def transfer_syntax_order(caps: Capabilities, policy: str) -> list[UID]:
     """Our accepted syntaxes in preference order: ``compressed`` keeps the sender's compressed
-    syntax when it proposes one; ``uncompressed`` takes Explicit/Implicit VR LE when offered."""
-    compressed = list(caps.decodable)
+    image syntax when it proposes one; ``uncompressed`` takes Explicit/Implicit VR LE when offered.
+
+    Deflated Explicit VR LE (PS3.5 A.5) is last under both: it is not image compression, and a
+    sender that merely lists it (pynetdicom's defaults do) must not get uncompressed data stored
+    deflated when it also offers a plain syntax."""
+    deflated = [uid for uid in caps.decodable if uid == DeflatedExplicitVRLittleEndian]
+    compressed = [uid for uid in caps.decodable if uid != DeflatedExplicitVRLittleEndian]
     uncompressed = list(UNCOMPRESSED)
-    return compressed + uncompressed if policy == "compressed" else uncompressed + compressed
+    if policy == "compressed":
+        return compressed + uncompressed + deflated
+    return uncompressed + compressed + deflated
 
 
 def status_dataset(status: int, comment: str) -> Dataset:
@@ -148,7 +156,7 @@ class DimseServer:
 
     def _build_ae(self, caps: Capabilities) -> AE:
         s = self.settings
-        ae = AE(ae_title=s.ae_title)
+        ae = node_ae(ae_title=s.ae_title)
         ae.maximum_pdu_size = s.maximum_pdu_size
         ae.maximum_associations = s.max_associations
         ae.acse_timeout = s.acse_timeout_s

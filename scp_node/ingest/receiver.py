@@ -27,15 +27,12 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
-from scp_node import __version__
+from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from scp_node.ingest.strict_parse import MalformedDataSet, walk
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
 
 log = logging.getLogger(__name__)
-
-IMPLEMENTATION_CLASS_UID = UID("1.2.826.0.1.3680043.8.498.1.77.1")
-IMPLEMENTATION_VERSION_NAME = f"SCPNODE_{__version__}"[:16]
 
 
 class Rejected(Exception):

@@ -36,8 +36,8 @@ from scp_node.ingest.web_wado import (
     find,
     metadata_list,
     multipart_body,
+    negotiate,
     new_boundary,
-    not_acceptable,
 )
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex, QueryMatch
@@ -234,11 +234,12 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         records = await run_in_threadpool(find, ctx.index, study, series, sop)
         if not records:
             raise HTTPException(404, "no such study, series or instance on this node")
-        if reason := not_acceptable(request.headers.get("accept"), records):
+        reason, inflate_to = negotiate(request.headers.get("accept"), records)
+        if reason:
             raise HTTPException(406, reason)
         boundary = new_boundary()
         return StreamingResponse(
-            multipart_body(records, boundary), media_type=content_type(boundary)
+            multipart_body(records, boundary, inflate_to), media_type=content_type(boundary)
         )
 
     async def retrieve_metadata(study: str, series: str = "", sop: str = "") -> Response:

@@ -66,11 +66,27 @@ def canonical_targets(ph: Phantom, series: SeriesVolume, grid: CanonicalGrid) ->
     return np.array([frame.patient_to_canonical(grid, p) for p in points], dtype=np.float32)
 
 
+def mobile_disc_map(
+    ph: Phantom, series: SeriesVolume, grid: CanonicalGrid, sigma: float = 1.5
+) -> np.ndarray:
+    """``[S, S]`` sum of Gaussians (peak 1) at every mobile disc of the phantom on the canonical
+    grid: the target of the auxiliary "mobile discs" channel."""
+    frame = slice_frames(series)[ph.disc(DISC_LEVELS[0]).slice_index]
+    idx = np.arange(grid.size, dtype=np.float32)
+    out = np.zeros((grid.size, grid.size), dtype=np.float32)
+    for xyz in ph.mobile_discs:
+        x, y = frame.patient_to_canonical(grid, np.asarray(xyz))
+        gx = np.exp(-((idx - x) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((idx - y) ** 2) / (2 * sigma**2))
+        out += gy[:, None] * gx[None, :]
+    return out
+
+
 def training_arrays(
     count: int, grid: CanonicalGrid, seed0: int = TRAIN_SEED0, context: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normal phantoms -> canonical inputs ``[N, 1, S, S]``, validity masks ``[N, 1, S, S]`` and
-    targets ``[N, 5, 2]`` (x, y canonical px).
+    """Normal phantoms -> canonical inputs ``[N, 1, S, S]``, maps ``[N, 2, S, S]`` (validity mask,
+    mobile-disc target) and level targets ``[N, 5, 2]`` (x, y canonical px).
 
     Each phantom gives the ``context`` slices around the midline, all sharing its disc centres.
     """
@@ -83,8 +99,9 @@ def training_arrays(
         frames = slice_frames(series)
         x, m = to_canonical(series.volume[idx], [frames[k] for k in idx], grid)
         target = canonical_targets(ph, series, grid)
+        discs = np.broadcast_to(mobile_disc_map(ph, series, grid), m.shape[1:])
         xs.append(x.numpy())
-        ms.append(m.numpy())
+        ms.append(np.concatenate([m.numpy(), np.stack([discs] * len(idx))], axis=1))
         ys.extend([target] * len(idx))
     return (
         np.concatenate(xs).astype(np.float32),

@@ -23,13 +23,16 @@ import torch
 from scp_node.config import ModelSettings
 from scp_node.model import uncertainty as unc
 from scp_node.model.calibration import Calibration, load_calibration, resolve_threshold
-from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
+from scp_node.model.geometry import CanonicalGrid, SliceFrame, slice_frames, to_canonical
 from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
 from scp_node.model.weights import LoadedWeights, load
 from scp_node.result import DISC_LEVELS, LevelFinding, ModelIdentity, StudyResult
 from scp_node.series import SeriesVolume
 
 log = logging.getLogger(__name__)
+
+#: How far from the centre of the slice stack the mid-sagittal slice is looked for (mm).
+MIDLINE_SEARCH_MM = 12.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,13 +139,24 @@ class LocalizerEngine:
         maps = torch.cat(out).numpy()
         return maps.reshape(k, t, *maps.shape[1:])
 
-    def midline_slice(self, inputs: torch.Tensor) -> int:
-        """The slice where the reference levels are found most sharply (one deterministic pass
-        over every slice): the mid-sagittal plane, wherever the stack's centre is."""
-        maps = self.predict(inputs, mc=False)[:, 0]
+    def midline_slice(self, inputs: torch.Tensor, frames: list[SliceFrame]) -> int:
+        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
+        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
+        deterministic pass, ties going to the slice nearest the centre (technologists centre the
+        stack on the spine, give or take a slice or two)."""
+        normal = np.cross(frames[0].row_dir, frames[0].col_dir)
+        offsets = np.array([float(f.origin @ normal) for f in frames])
+        distance = np.abs(offsets - (offsets.min() + offsets.max()) / 2.0)
+        near = [k for k in range(len(frames)) if distance[k] <= MIDLINE_SEARCH_MM]
+        if not near:
+            near = [int(np.argmin(distance))]
+        maps = self.predict(inputs[near], mc=False)[:, 0]
         ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
-        conf = [np.mean([unc.peak_confidence(maps[k, li]) for li in ref]) for k in range(len(maps))]
-        return int(np.argmax(conf))
+        merit = [
+            np.mean([unc.peak_confidence(maps[i, li]) for li in ref]) - 0.002 * distance[k]
+            for i, k in enumerate(near)
+        ]
+        return near[int(np.argmax(merit))]
 
     def context(self, centre: int, n_slices: int) -> list[int]:
         """``context_slices`` consecutive slice indices around ``centre``, inside the series."""
@@ -166,7 +180,7 @@ class LocalizerEngine:
         started = time.perf_counter()
         frames = slice_frames(volume)
         inputs, valid = to_canonical(volume.volume, frames, self.grid)
-        centre = self.midline_slice(inputs)
+        centre = self.midline_slice(inputs, frames)
         indices = self.context(centre, len(frames))
         maps = self.predict(inputs[indices])
         frame = frames[centre]
@@ -200,7 +214,13 @@ class LocalizerEngine:
                     frame_number=volume.frame_numbers[centre],
                 )
             )
-        score = unc.lstv_score(stats)
+        evidence = None
+        if maps.shape[2] > len(self.levels):  # the auxiliary mobile-discs channel
+            disc_map = maps[:, :, len(self.levels)].reshape(-1, *maps.shape[-2:]).mean(axis=0)
+            evidence = unc.disc_evidence(
+                disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
+            )
+        score = unc.lstv_score(stats, evidence)
         warnings = list(volume.warnings)
         field_mm = (
             self._field_mm(mask, stats[self.levels[0]], -1),
@@ -223,6 +243,8 @@ class LocalizerEngine:
             lstv_score=round(score, 6),
             lstv_threshold=self.threshold,
             lstv_suspected=suspected,
+            junction_disc_signal=None if evidence is None else round(evidence.junction, 4),
+            below_disc_signal=None if evidence is None else round(evidence.below, 4),
             needs_review=not assessable
             or bool(junction)
             or abs(score - self.threshold) <= self.review_margin,

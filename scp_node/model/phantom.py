@@ -69,6 +69,9 @@ class Phantom:
     positions: list[tuple[float, float, float]]  # ImagePositionPatient per slice
     discs: list[DiscTruth] = field(default_factory=list)
     params: dict[str, float] = field(default_factory=dict)
+    #: Patient mm of every mobile (well-formed, non-fused) disc from T8-T9 down: the lumbar and
+    #: lower thoracic discs, L5-S1 unless sacralized, S1-S2 when lumbarized.
+    mobile_discs: list[tuple[float, float, float]] = field(default_factory=list)
     row_direction: tuple[float, float, float] = ROW_DIRECTION
     column_direction: tuple[float, float, float] = COLUMN_DIRECTION
 
@@ -180,8 +183,8 @@ def _build_chain(
     quads: list[_Quad] = []
     discs: dict[str, np.ndarray] = {}
     s = scale
-    marrow = float(rng.uniform(0.32, 0.55))
-    disc_val = float(rng.uniform(0.68, 0.95))
+    marrow = float(rng.uniform(0.25, 0.65))
+    disc_val = float(rng.uniform(0.4, 0.95))
 
     # ---- sacrum going down from the promontory (S1 top endplate centre)
     p, phi = promontory.copy(), slope
@@ -212,7 +215,7 @@ def _build_chain(
                 kind, name = "disc", "S1-S2"
             else:
                 gap = float(rng.uniform(1.5, 3.0)) * s
-                val = float(rng.uniform(0.5, 0.62))
+                val = float(rng.uniform(0.3, 0.75))
                 kind, name = "remnant", f"S{k + 1}-S{k + 2}"
             g_phi = lower_phi
             g_lo = lower_p - _axis(g_phi) * gap
@@ -389,9 +392,9 @@ def generate(
         "fat": float(rng.uniform(0.6, 0.9)),
         "muscle": float(rng.uniform(0.14, 0.32)),
         "abdomen": float(rng.uniform(0.3, 0.45)),
-        "csf": float(rng.uniform(0.78, 1.0)),
-        "cord": float(rng.uniform(0.3, 0.42)),
-        "posterior": float(rng.uniform(0.3, 0.42)),
+        "csf": float(rng.uniform(0.6, 1.0)),
+        "cord": float(rng.uniform(0.2, 0.5)),
+        "posterior": float(rng.uniform(0.2, 0.55)),
         "cortex": float(rng.uniform(0.03, 0.1)),
     }
     # the tissue masks shared by all slices
@@ -424,7 +427,7 @@ def generate(
     rims = {id(q): _rim(m, rim_px) for q, m in structure_masks if q.kind in ("body", "sacrum")}
     nuclei = {
         id(q): _soft_quad(
-            q.centre + (q.corners - q.centre) * look["nucleus_fraction"], uu, vv, soft * 2, 2.0
+            _nucleus(q, look["nucleus_fraction"], look["nucleus_height"]), uu, vv, soft * 2, 2.0
         )
         for q in quads
         if q.kind == "disc" and look["nucleus"]
@@ -539,6 +542,12 @@ def generate(
         u, v = rot.anatomy_to_image(float(u), float(v))
         col, row = float(u / spacing), float(v / spacing)
         discs.append(DiscTruth(name, col, row, truth_slice, (pos[0], pos[1] + u, pos[2] - v)))
+    mobile = []
+    for q in quads:
+        if q.kind == "disc":
+            u, v = rot.anatomy_to_image(*(float(c) for c in q.centre))
+            pos = positions[truth_slice]
+            mobile.append((pos[0], pos[1] + u, pos[2] - v))
     return Phantom(
         variant=variant,
         seed=int(seed),
@@ -557,6 +566,7 @@ def generate(
             **acq,
             **{f"look_{key}": value for key, value in look.items()},
         },
+        mobile_discs=mobile,
     )
 
 
@@ -577,16 +587,32 @@ def _draw_appearance(rng: np.random.Generator) -> dict[str, float]:
     uniformly bright or a bright nucleus in a darker annulus, rounded vertebral corners, cortical
     rim width and darkness, marrow and bowel texture, fat saturation."""
     return {
-        "nucleus": float(rng.random() < 0.5),
-        "nucleus_fraction": float(rng.uniform(0.45, 0.8)),
-        "annulus_ratio": float(rng.uniform(0.3, 0.75)),
-        "corner_mm": float(rng.uniform(0.0, 4.0)),
+        "nucleus": float(rng.random() < 0.6),
+        "nucleus_fraction": float(rng.uniform(0.4, 0.85)),
+        "nucleus_height": float(rng.uniform(0.15, 0.7)),
+        "annulus_ratio": float(rng.uniform(0.05, 0.8)),
+        "corner_mm": float(rng.uniform(0.0, 7.0)),
         "rim_mm": float(rng.uniform(0.4, 2.0)),
-        "cortex": float(rng.uniform(0.0, 0.25)),
+        "cortex": float(rng.uniform(0.0, 0.7)),
         "marrow_texture": float(rng.uniform(0.0, 0.2)),
         "abdomen_texture": float(rng.uniform(0.0, 0.6)),
         "fat_saturation": float(rng.random() < 0.2),
     }
+
+
+def _nucleus(q: _Quad, depth_fraction: float, height_fraction: float) -> np.ndarray:
+    """Corners of a disc's nucleus: the disc quad shrunk about its centre, separately along the
+    endplates (depth) and across them (height): from a round nucleus to a thin bright slit."""
+    c = q.corners
+    depth = (c[1] - c[0]) + (c[2] - c[3])
+    depth = depth / max(float(np.linalg.norm(depth)), 1e-9)
+    height = np.array([-depth[1], depth[0]])
+    rel = c - q.centre
+    return (
+        q.centre
+        + np.outer(rel @ depth, depth) * depth_fraction
+        + np.outer(rel @ height, height) * height_fraction
+    )
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:

@@ -59,8 +59,9 @@ def gaussian_targets(xy: torch.Tensor, size: int, sigma: float = SIGMA) -> torch
 def _affine(
     x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random rotation (+-15 deg), scale (0.8-1.25) and shift (+-16 px) of images, masks and
-    targets together (a patient tilted, larger or smaller, placed elsewhere in the field)."""
+    """Random rotation (+-15 deg), scale (0.8-1.25) and shift (+-16 px) of images, maps (every
+    channel of ``m``) and targets together (a patient tilted, larger or smaller, placed elsewhere
+    in the field)."""
     n, _, s, _ = x.shape
     angle = torch.empty(n).uniform_(-15.0, 15.0, generator=gen) * torch.pi / 180.0
     scale = torch.exp(torch.empty(n).uniform_(np.log(0.8), np.log(1.25), generator=gen))
@@ -105,6 +106,7 @@ def _intensity(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> torch.
     gamma = torch.exp(torch.empty(n, 1, 1, 1).uniform_(-0.4, 0.4, generator=gen))
     gain = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2, generator=gen)
     x = (x.clamp_min(0) ** gamma) * gain
+    x = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, _contrast_curve(x, gen), x)
     coords = torch.linspace(-1.0, 1.0, s)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     c = torch.empty(n, 5, 1, 1).uniform_(-0.25, 0.25, generator=gen)
@@ -120,25 +122,52 @@ def _intensity(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> torch.
     return x.clamp(0.0, 1.5) * (m > 0.5)
 
 
+def _contrast_curve(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random monotonic piecewise-linear intensity curve per image (knots every 0.3 up to 1.5):
+    another scanner's, sequence's or window's idea of how bright each tissue is."""
+    n = x.shape[0]
+    steps = torch.empty(n, 5).uniform_(0.05, 1.0, generator=gen)
+    values = torch.cat([torch.zeros(n, 1), torch.cumsum(steps, dim=1)], dim=1)
+    values = values / values[:, -1:] * 1.5
+    pos = (x.clamp(0.0, 1.5) / 0.3).clamp(max=4.999)
+    lo = pos.floor().long()
+    frac = pos - lo
+    v = values[:, None, None, None, :].expand(*x.shape, 6)
+    v_lo = torch.gather(v, -1, lo[..., None])[..., 0]
+    v_hi = torch.gather(v, -1, (lo + 1)[..., None])[..., 0]
+    return v_lo + frac * (v_hi - v_lo)
+
+
+def _normalised(maps: torch.Tensor) -> torch.Tensor:
+    """Each ``[N, 1, S, S]`` map scaled to sum 1 (a uniform map where it is all zero)."""
+    total = maps.sum(dim=(-2, -1), keepdim=True)
+    uniform = torch.full_like(maps, 1.0 / (maps.shape[-1] * maps.shape[-2]))
+    return torch.where(total > 1e-6, maps / total.clamp_min(1e-6), uniform)
+
+
 def augment(
     x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Canonical-space augmentation of a batch: geometry, coverage, then intensity."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Canonical-space augmentation of a batch: geometry, coverage, then intensity. ``m`` holds
+    the validity mask (channel 0) and any label maps warped with it; returns (x, m, y)."""
     x, m, y = _affine(x, m, y, gen)
     x, m = _coverage(x, m, y, gen)
-    return _intensity(x, m, gen), y
+    return _intensity(x, m[:, :1], gen), m, y
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, choose the threshold on validation phantoms, save; returns the metadata written."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net_cfg = NetConfig(base=8, depth=4, dropout=0.15, input_size=GRID.size)
+    net_cfg = NetConfig(
+        base=8, depth=4, dropout=0.15, input_size=GRID.size, levels=len(DISC_LEVELS) + 1
+    )
     t0 = time.perf_counter()
     x_np, m_np, y_np = datasets.training_arrays(cfg.phantoms, GRID)
     t_data = time.perf_counter() - t0
     log.info("training data: %d samples in %.0f s", len(x_np), t_data)
-    x_all, m_all, y_all = torch.from_numpy(x_np), torch.from_numpy(m_np), torch.from_numpy(y_np)
+    x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    m_all = torch.from_numpy(m_np.astype(np.float16))
     model = HeatmapUNet(net_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -149,8 +178,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     losses = []
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
-        xb, yb = augment(x_all[idx], m_all[idx], y_all[idx], gen)
-        target = gaussian_targets(yb, net_cfg.input_size)
+        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
+        target = torch.cat([gaussian_targets(yb, net_cfg.input_size), _normalised(mb[:, 1:])], 1)
         logits = model(xb)
         logp = torch.log_softmax(logits.flatten(2), dim=-1)
         loss = -(target.flatten(2) * logp).sum(-1).mean()
@@ -172,6 +201,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "name": "lstv-localizer",
         "version": "1.0.0",
         "levels": list(DISC_LEVELS),
+        "auxiliary": ["mobile-discs"],
         "normalisation": "spatial-softmax",
         "input": "sagittal slices around the midline, 1st-99th percentile scaled, clipped "
         "[0,1.5], resampled from the DICOM geometry onto the canonical grid (head up, anterior "

@@ -137,22 +137,92 @@ def level_uncertainty(st: LevelStats) -> float:
     return 4.0 * st.mutual_information + (1.0 - st.peak_confidence)
 
 
-def lstv_score(stats: dict[str, LevelStats]) -> float:
-    """LSTV suspicion, self-normalised (higher = more suspicious):
+def uncertainty_excess(stats: dict[str, LevelStats]) -> float:
+    """Junction uncertainty in excess of the study's own reference levels:
 
-    ``score = mean_{L4-L5, L5-S1} u - mean_{L1-L2, L2-L3, L3-L4} u`` with ``u`` from
+    ``mean_{L4-L5, L5-S1} u - mean_{L1-L2, L2-L3, L3-L4} u`` with ``u`` from
     :func:`level_uncertainty`.
 
     A model trained on normal spines localizes the junction about as sharply as the levels above
-    it; a transitional junction makes it hesitate between candidate discs there and only there.
-    Subtracting the same study's reference levels removes what the whole study shares (a scanner,
-    noise level or contrast the model never saw), so a globally uncertain but normal spine does
-    not look like LSTV. Whether the reference levels are sharp enough to compare with is the
-    quality gate's question (:func:`not_assessable_reason`).
+    it; a transitional junction makes it hesitate there and only there. Subtracting the same
+    study's reference levels removes what the whole study shares (a scanner, noise level or
+    contrast the model never saw), so a globally uncertain but normal spine does not look like
+    LSTV. Whether the reference levels are sharp enough to compare with is the quality gate's
+    question (:func:`not_assessable_reason`).
     """
     junction = np.mean([level_uncertainty(stats[lv]) for lv in JUNCTION_LEVELS])
     reference = np.mean([level_uncertainty(stats[lv]) for lv in REFERENCE_LEVELS])
     return float(junction - reference)
+
+
+def lstv_score(stats: dict[str, LevelStats], evidence: DiscEvidence | None = None) -> float:
+    """LSTV suspicion (higher = more suspicious): :func:`uncertainty_excess`, plus, for weights
+    with the mobile-discs channel, the disc signal missing at L5-S1 and the extra disc signal
+    below it (:class:`DiscEvidence`), each relative to the same study's upper discs."""
+    score = uncertainty_excess(stats)
+    if evidence is not None:
+        score += evidence.missing + evidence.extra
+    return float(score)
+
+
+@dataclass(frozen=True)
+class DiscEvidence:
+    """What the auxiliary "mobile discs" channel sees at the junction, relative to the same study's
+    upper discs (each a ratio of probability mass; ~1 = as disc-like as L1-L2 .. L3-L4).
+
+    ``junction``: disc signal at the L5-S1 point (a rudimentary or fused L5-S1 disc: low).
+    ``below``: disc signal 15-65 mm below L5-S1 along the spine (a well-formed S1-S2 disc under a
+    lumbarized S1: about 1; the thin sacral remnants of a normal sacrum: about 0).
+    """
+
+    junction: float
+    below: float
+
+    @property
+    def missing(self) -> float:
+        """How much of a normal L5-S1 disc signal is missing (0 .. 1)."""
+        return float(min(1.0, max(0.0, 1.0 - self.junction)))
+
+    @property
+    def extra(self) -> float:
+        """How much extra disc signal there is below L5-S1 (0 .. 2)."""
+        return float(min(2.0, max(0.0, self.below)))
+
+
+def _mass_near(p: np.ndarray, x: float, y: float, radius: int) -> float:
+    h, w = p.shape
+    xi, yi = int(round(x)), int(round(y))
+    return float(
+        p[
+            max(0, yi - radius) : min(h, yi + radius + 1),
+            max(0, xi - radius) : min(w, xi + radius + 1),
+        ].sum()
+    )
+
+
+def disc_evidence(
+    disc_map: np.ndarray,
+    points_px: Sequence[tuple[float, float]],
+    spacing_mm: float,
+    radius_px: int = 3,
+) -> DiscEvidence:
+    """:class:`DiscEvidence` from a normalised mobile-disc map ``[S, S]`` and the level points
+    (x, y canonical px, L1-L2 .. L5-S1). The region below L5-S1 runs along the L4-L5 -> L5-S1
+    direction, 15-65 mm on, within 25 mm of that line."""
+    p = np.asarray(disc_map, dtype=np.float64)
+    pts = np.asarray(points_px, dtype=np.float64)
+    reference = float(np.median([_mass_near(p, x, y, radius_px) for x, y in pts[:3]]))
+    if reference <= 1e-9:
+        return DiscEvidence(junction=0.0, below=0.0)
+    junction = _mass_near(p, float(pts[4][0]), float(pts[4][1]), radius_px) / reference
+    axis = pts[4] - pts[3]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-9)
+    yy, xx = np.mgrid[0 : p.shape[0], 0 : p.shape[1]]
+    dx, dy = xx - pts[4][0], yy - pts[4][1]
+    along = (dx * axis[0] + dy * axis[1]) * spacing_mm
+    across = np.abs(dx * axis[1] - dy * axis[0]) * spacing_mm
+    region = (along >= 15.0) & (along <= 65.0) & (across <= 25.0)
+    return DiscEvidence(junction=float(junction), below=float(p[region].sum() / reference))
 
 
 def reference_uncertainty(stats: dict[str, LevelStats]) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from scp_node.config import PipelineSettings
 from scp_node.observe import END_TO_END_SECONDS, JOB_OUTCOMES, QUEUE_DEPTH
-from scp_node.store.jobs import QUEUED, JobStore
+from scp_node.store.jobs import DELIVERY_FAILED, QUEUED, JobStore
 from scp_node.store.retention import purge_finished_studies
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,10 @@ class StudyMonitor:
         delivered_at: Callable[[str], float | None],
         on_complete: Callable[[], None],
         retention_hours: float = 0.0,
+        delivery_counts: Callable[[str], dict[str, int]] | None = None,
     ) -> None:
         self.jobs = jobs
+        self.delivery_counts = delivery_counts
         self.settings = settings
         self.delivered_at = delivered_at
         self.on_complete = on_complete
@@ -67,9 +69,11 @@ class StudyMonitor:
             log.info("study %s: complete, queued for the model", study_uid)
         if completed:
             self.on_complete()
-        for job in self.jobs.in_state(QUEUED):
+        for job in self.jobs.in_state(QUEUED) + self.jobs.in_state(DELIVERY_FAILED):
             when = self.delivered_at(job.study_uid)
-            if when is not None and self.jobs.mark_delivered(job.study_uid, when):
+            if when is None:
+                self._check_dead_letters(job.study_uid, job.state)
+            elif self.jobs.mark_delivered(job.study_uid, when):
                 JOB_OUTCOMES.labels(outcome="delivered").inc()
                 if job.input_received_at:
                     END_TO_END_SECONDS.observe(max(0.0, when - job.input_received_at))
@@ -81,3 +85,26 @@ class StudyMonitor:
         QUEUE_DEPTH.set(self.jobs.depth())
         if self.retention_hours > 0:
             purge_finished_studies(self.jobs.db, self.retention_hours * 3600.0)
+
+    def _check_dead_letters(self, study_uid: str, state: str) -> None:
+        """``queued`` → ``delivery_failed`` once every delivery ended and one is dead; back to
+        ``queued`` when an ``outbox retry`` made them pending again."""
+        if self.delivery_counts is None:
+            return
+        counts = self.delivery_counts(study_uid)
+        in_flight = counts.get("pending", 0) + counts.get("sending", 0)
+        dead = counts.get("dead", 0)
+        if state == QUEUED and dead and not in_flight:
+            total = sum(n for s, n in counts.items() if s != "held")
+            reason = (
+                f"{dead} of {total} deliveries dead-lettered (scp-node outbox list --state dead)"
+            )
+            if self.jobs.move(study_uid, QUEUED, DELIVERY_FAILED, reason):
+                JOB_OUTCOMES.labels(outcome=DELIVERY_FAILED).inc()
+                log.error("study %s: delivery failed: %s", study_uid, reason)
+        elif (
+            state == DELIVERY_FAILED
+            and in_flight
+            and self.jobs.move(study_uid, DELIVERY_FAILED, QUEUED, "delivery retried")
+        ):
+            log.info("study %s: delivery retried, queued again", study_uid)

@@ -48,6 +48,7 @@ class Pipeline:
             delivered_at=self.outbox.study_delivered_at,
             on_complete=self.worker.wake,
             retention_hours=settings.storage.retention_hours,
+            delivery_counts=self.outbox.outbox.study_state,
         )
 
     def start(self) -> None:

@@ -39,6 +39,7 @@ from pydicom.sr.coding import Code
 
 from scp_node import __version__
 from scp_node.config import ReportSettings
+from scp_node.identity import stamp
 from scp_node.multiframe import is_multiframe
 from scp_node.report import codes
 from scp_node.report.evidence import copy_patient_study, study_evidence
@@ -265,6 +266,12 @@ def _study_group(
         measurements += _measurement(
             codes.LSTV_THRESHOLD, result.lstv_threshold, codes.UNIT_ONE, algorithm
         )
+        measurements += _measurement(
+            codes.JUNCTION_DISC_SIGNAL, result.junction_disc_signal, codes.UNIT_ONE, algorithm
+        )
+        measurements += _measurement(
+            codes.BELOW_DISC_SIGNAL, result.below_disc_signal, codes.UNIT_ONE, algorithm
+        )
     evaluations.append(
         hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
     )
@@ -360,7 +367,7 @@ def write_dataset(ds: Dataset, out: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
-            ds.save_as(handle, enforce_file_format=True)
+            stamp(ds).save_as(handle, enforce_file_format=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, out)

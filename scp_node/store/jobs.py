@@ -4,6 +4,9 @@
                                     ↘ not_applicable   ↘ reported (no destination)   ↘ failed
                                                        ↘ shadow ([delivery] mode = "shadow":
                                                          results kept, outbox rows held, not sent)
+                                               queued ⇄ delivery_failed (every delivery ended and
+                                                         at least one is a dead letter; back to
+                                                         queued when ``outbox retry`` resets them)
 
 A job is (re)opened from the ``studies`` table, never from memory: a study whose
 ``last_received_at`` is newer than what its job has seen goes (back) to ``received`` with a new
@@ -53,7 +56,8 @@ RECEIVED, COMPLETE, INFERRING, REPORTING, QUEUED = (
 )
 DELIVERED, REPORTED, NOT_APPLICABLE, FAILED = "delivered", "reported", "not_applicable", "failed"
 SHADOW = "shadow"
-FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED, SHADOW)
+DELIVERY_FAILED = "delivery_failed"
+FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED, SHADOW, DELIVERY_FAILED)
 WAITING_FOR_WORKER = (COMPLETE, INFERRING, REPORTING)
 
 
@@ -223,11 +227,23 @@ class JobStore:
         return cursor.rowcount == 1
 
     def mark_delivered(self, study_uid: str, delivered_at: float) -> bool:
+        """``queued`` (or ``delivery_failed`` after a successful retry) → ``delivered``."""
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE jobs SET state = ?, delivered_at = ?, updated_at = ? "
-                "WHERE study_uid = ? AND state = ?",
-                (DELIVERED, delivered_at, self.clock(), study_uid, QUEUED),
+                "UPDATE jobs SET state = ?, reason = '', delivered_at = ?, updated_at = ? "
+                "WHERE study_uid = ? AND state IN (?, ?)",
+                (DELIVERED, delivered_at, self.clock(), study_uid, QUEUED, DELIVERY_FAILED),
+            )
+        return cursor.rowcount == 1
+
+    def move(self, study_uid: str, from_state: str, to_state: str, reason: str) -> bool:
+        """``from_state`` → ``to_state`` with ``reason`` (delivery outcomes seen by the monitor)."""
+        finished = self.clock() if to_state in FINAL_STATES else None
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = ?, reason = ?, updated_at = ?, "
+                "finished_at = COALESCE(?, finished_at) WHERE study_uid = ? AND state = ?",
+                (to_state, reason, self.clock(), finished, study_uid, from_state),
             )
         return cursor.rowcount == 1
 

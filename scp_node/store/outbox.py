@@ -174,11 +174,17 @@ class Outbox:
             )
         return cur.rowcount
 
-    def claim_due(self, limit: int = 64, ids: list[int] | None = None) -> list[OutboxRow]:
-        """Move due ``pending`` rows to ``sending`` (attempts + 1) and return them."""
+    def claim_due(
+        self, limit: int = 64, ids: list[int] | None = None, sop_class_uid: str | None = None
+    ) -> list[OutboxRow]:
+        """Move due ``pending`` rows (only ``ids``, only of ``sop_class_uid`` when given) to
+        ``sending`` (attempts + 1) and return them."""
         now = self.clock()
         query = "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
         params: list[Any] = [now]
+        if sop_class_uid is not None:
+            query += " AND sop_class_uid = ?"
+            params.append(sop_class_uid)
         if ids is not None:
             query += f" AND id IN ({','.join('?' * len(ids))})" if ids else " AND 0"
             params += ids
@@ -258,12 +264,13 @@ class Outbox:
             query, params = query + " AND study_uid = ?", [*params, study_uid]
         return [_row(r) for r in self.db.connection().execute(query + " ORDER BY id", params)]
 
-    def next_due_at(self) -> float | None:
-        r = (
-            self.db.connection()
-            .execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
-            .fetchone()
-        )
+    def next_due_at(self, sop_class_uid: str | None = None) -> float | None:
+        """When the next ``pending`` row (of ``sop_class_uid`` when given) is due."""
+        query = "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+        params: list[str] = []
+        if sop_class_uid is not None:
+            query, params = query + " AND sop_class_uid = ?", [sop_class_uid]
+        r = self.db.connection().execute(query, params).fetchone()
         return None if r[0] is None else float(r[0])
 
     def study_state(self, study_uid: str) -> dict[str, int]:

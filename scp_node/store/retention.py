@@ -1,9 +1,9 @@
 """Spool retention: received instances of finished studies are deleted after a configured age.
 
 Off by default (``storage.retention_hours = 0``): deleting patient data is the operator's decision.
-Only studies whose job is in a final state (delivered, reported, not applicable, failed) and has not
-changed for the retention period are purged; the job row stays as the record of what was done, the
-node's own results (SR/SC under ``results/``) stay retrievable.
+Only studies whose job is in a final state (delivered, reported, not applicable, failed, delivery
+failed) and has not changed for the retention period are purged; the job row stays as the record of
+what was done, the node's own results (SR/SC under ``results/``) stay retrievable.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 //   node view_sr.js URL SCREENSHOT.png [EXPECTED_TEXT ...]
 //
 // URL is the viewer route, e.g. http://127.0.0.1:PORT/basic?StudyInstanceUIDs=S&initialSeriesInstanceUID=SR
-// Waits (recipe in /work/shared/PEERS.md): network idle, then until some `svg text` contains each
+// Waits (recipe in docs/viewer.md): network idle, then until some `svg text` contains each
 // EXPECTED_TEXT, then until canvas sizes and label positions are stable for 1.5 s, then a window
 // `resize` and 1.5 s more, then the screenshot. Prints one JSON object on stdout:
 //   {svgTexts: [...], labels: [[line, ...] per text box], bodyText, seriesDescriptions, canvases, errors}
