@@ -39,7 +39,12 @@ def captured(
 
 
 @pytest.mark.parametrize("captured", ["text", "json"], indirect=True)
-def test_forged_values_stay_on_one_line(tmp_path, captured: io.StringIO) -> None:
+def test_forged_values_stay_on_one_line(
+    tmp_path, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the node's handler writes to sys.stderr as it is when a record is logged (set here, in the
+    # test's call phase: pytest's own capture re-installs sys.stderr after fixture set-up)
+    monkeypatch.setattr(sys, "stderr", captured)
     settings = node_settings(tmp_path, dicom={"allowed_calling_aes": ["PACS"]}, http={"port": 0})
     with run_node(settings) as node:
         # a calling AE title with a line break, NUL and ESC (through pynetdicom and the node)
