@@ -190,7 +190,7 @@ class ModelSettings(Section):
         "weights); empty = the threshold stored in the weights",
     )
     review_margin: float = Field(
-        0.03, description="needs review when |score - threshold| <= this (score units)"
+        0.1, description="needs review when |score - threshold| <= this (score units)"
     )
     context_slices: int = Field(
         3, description="sagittal slices analysed around the detected mid-sagittal slice"

@@ -427,7 +427,7 @@ def generate(
     rims = {id(q): _rim(m, rim_px) for q, m in structure_masks if q.kind in ("body", "sacrum")}
     nuclei = {
         id(q): _soft_quad(
-            _nucleus(q, look["nucleus_fraction"], look["nucleus_height"]), uu, vv, soft * 2, 2.0
+            q.centre + (q.corners - q.centre) * look["nucleus_fraction"], uu, vv, soft * 2, 2.0
         )
         for q in quads
         if q.kind == "disc" and look["nucleus"]
@@ -588,9 +588,8 @@ def _draw_appearance(rng: np.random.Generator) -> dict[str, float]:
     rim width and darkness, marrow and bowel texture, fat saturation."""
     return {
         "nucleus": float(rng.random() < 0.6),
-        "nucleus_fraction": float(rng.uniform(0.4, 0.85)),
-        "nucleus_height": float(rng.uniform(0.15, 0.7)),
-        "annulus_ratio": float(rng.uniform(0.05, 0.8)),
+        "nucleus_fraction": float(rng.uniform(0.45, 0.8)),
+        "annulus_ratio": float(rng.uniform(0.2, 0.75)),
         "corner_mm": float(rng.uniform(0.0, 7.0)),
         "rim_mm": float(rng.uniform(0.4, 2.0)),
         "cortex": float(rng.uniform(0.0, 0.7)),
@@ -598,21 +597,6 @@ def _draw_appearance(rng: np.random.Generator) -> dict[str, float]:
         "abdomen_texture": float(rng.uniform(0.0, 0.6)),
         "fat_saturation": float(rng.random() < 0.2),
     }
-
-
-def _nucleus(q: _Quad, depth_fraction: float, height_fraction: float) -> np.ndarray:
-    """Corners of a disc's nucleus: the disc quad shrunk about its centre, separately along the
-    endplates (depth) and across them (height): from a round nucleus to a thin bright slit."""
-    c = q.corners
-    depth = (c[1] - c[0]) + (c[2] - c[3])
-    depth = depth / max(float(np.linalg.norm(depth)), 1e-9)
-    height = np.array([-depth[1], depth[0]])
-    rel = c - q.centre
-    return (
-        q.centre
-        + np.outer(rel @ depth, depth) * depth_fraction
-        + np.outer(rel @ height, height) * height_fraction
-    )
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:

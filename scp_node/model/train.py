@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from scp_node.model import datasets, weights
+from scp_node.model.calibration import choose_threshold
 from scp_node.model.engine import LocalizerEngine
 from scp_node.model.geometry import CanonicalGrid
-from scp_node.model.metrics import auroc, best_threshold
+from scp_node.model.metrics import auroc, sens_spec
 from scp_node.model.network import HeatmapUNet, NetConfig
 from scp_node.model.uncertainty import REFERENCE_LEVELS, QualityLimits
 from scp_node.result import DISC_LEVELS, StudyResult
@@ -28,6 +29,8 @@ from scp_node.result import DISC_LEVELS, StudyResult
 log = logging.getLogger(__name__)
 
 SIGMA = 1.5
+#: Specificity the shipped threshold is chosen for on validation normals.
+TARGET_SPECIFICITY = 0.95
 #: The canonical picture of every sagittal slice (2.5 mm pixels, 320 mm field).
 GRID = CanonicalGrid(size=128, spacing_mm=2.5)
 SCORE_FORMULA = (
@@ -238,8 +241,10 @@ def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
     write them with the threshold, the limits and the score formula to ``out``.
 
     The reference-uncertainty limit is 1.5 x the 99th percentile seen on validation studies (at
-    least 0.3): images the model reads as well as its own data pass with room to spare; the
-    threshold is the max-Youden-J cut on the validation scores of assessable studies.
+    least 0.3): images the model reads as well as its own data pass with room to spare. The
+    threshold follows the site-calibration rule (:func:`.calibration.choose_threshold`) for a
+    specificity of :data:`TARGET_SPECIFICITY` on the assessable validation normals: a screen that
+    sends a false alarm into the PACS for many patients is worse than none.
     """
     loaded = weights.load(src)
     meta = dict(loaded.metadata)
@@ -254,9 +259,11 @@ def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
         log.warning("too few assessable validation studies: threshold from all of them")
         assessable = np.ones(len(results), dtype=bool)
     scores = np.array([r.lstv_score for r in results])
-    thr = best_threshold(scores[assessable], labels[assessable])
+    normals = scores[assessable & (labels == 0)]
+    thr = choose_threshold(normals.tolist(), TARGET_SPECIFICITY)
+    sens, spec = sens_spec(scores[assessable], labels[assessable], thr)
     meta["score"] = SCORE_FORMULA
-    meta["lstv_threshold"] = round(thr, 4)
+    meta["lstv_threshold"] = round(thr, 6)
     meta["quality"] = {
         "max_reference_uncertainty": round(limit, 4),
         "min_coverage": engine.quality.min_coverage,
@@ -266,8 +273,10 @@ def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
         "per_variant": per_variant,
         "normals": 2 * per_variant,
         "seed0": datasets.VALIDATION_SEED0,
-        "rule": "max Youden J on assessable studies; reference limit 1.5 x p99",
+        "rule": f"specificity {TARGET_SPECIFICITY} on assessable normals; reference 1.5 x p99",
         "auroc": round(auroc(scores[assessable], labels[assessable]), 4),
+        "sensitivity": round(sens, 4),
+        "specificity": round(spec, 4),
         "not_assessable": int((~assessable).sum()),
     }
     weights.save(out, loaded.build(), meta)
