@@ -57,10 +57,41 @@ class DicomSettings(Section):
     allowed_calling_aes: list[str] = Field(default_factory=list)
     check_called_ae: bool = True
     max_associations: int = 10
-    maximum_pdu_size: int = 0
+    maximum_pdu_size: int = Field(
+        131072,
+        ge=4096,
+        le=2**24,
+        description="maximum PDU length the node announces and receives, bytes (PS3.8 D.1); "
+        "a longer P-DATA-TF is answered with A-ABORT before it is read. 128 KiB: as fast as "
+        "unlimited with DCMTK storescu (docs/performance.md)",
+    )
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 120.0
+    association_request_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="seconds a new connection has to complete its TLS handshake and "
+        "A-ASSOCIATE-RQ; it is dropped (and its address logged) otherwise",
+    )
+    max_association_request_bytes: int = Field(
+        262144,
+        ge=1024,
+        description="largest A-ASSOCIATE-RQ (and any other non-data PDU) accepted, bytes; "
+        "longer ones are answered with A-ABORT",
+    )
+    max_pending_per_peer: int = Field(
+        8,
+        ge=1,
+        description="connections from one address that may be waiting for their "
+        "A-ASSOCIATE-RQ; a newer one evicts the oldest",
+    )
+    max_pending_connections: int = Field(
+        128,
+        ge=1,
+        description="connections in all that may be waiting for their A-ASSOCIATE-RQ; a newer "
+        "one evicts the oldest",
+    )
     syntax_policy: Literal["compressed", "uncompressed"] = "compressed"
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
@@ -81,6 +112,18 @@ class StorageSettings(Section):
     data_dir: Path = Path("var")
     min_free_mb: int = 512
     fsync: bool = True
+    max_instance_mb: int = Field(
+        256,
+        ge=1,
+        description="largest instance accepted, MiB, after inflation for the Deflated syntax; "
+        "larger ones are refused with 0xA700 (DIMSE) or a failed part 0xA700 (STOW-RS)",
+    )
+    max_inflate_ratio: float = Field(
+        200.0,
+        ge=0,
+        description="a deflated data set may inflate to at most this many times its size once "
+        "past 16 MiB (0xA700 beyond); 0 = no ratio limit",
+    )
     retention_hours: float = Field(
         default=0.0,
         description="delete received instances of studies finished (delivered, reported, not "
@@ -115,6 +158,12 @@ class HttpSettings(Section):
     token: SecretStr | None = None
     max_request_mb: int = 2048
     max_parts: int = 5000
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a connection has to send a complete request line and headers; "
+        "closed (and logged) otherwise",
+    )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from scp_node.config import Settings
+from scp_node.http_guard import CloseAmbiguousFraming, guarded_protocol
 from scp_node.ingest.receiver import Receiver
 from scp_node.ingest.web import create_app
 from scp_node.ingest.web_auth import is_locked
@@ -82,7 +83,8 @@ class HttpService:
         sock.set_inheritable(True)
         self._socket = sock
         config = uvicorn.Config(
-            self.app,
+            CloseAmbiguousFraming(self.app),
+            http=guarded_protocol(http.header_timeout_s),
             host=http.host,
             port=self.port,
             log_level="warning",

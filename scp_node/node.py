@@ -22,6 +22,24 @@ from scp_node.store.spool import Spool
 log = logging.getLogger(__name__)
 
 
+#: Distinct calling AE titles that get their own metric label; later ones count as ``other``
+#: (a peer must not grow the metrics without bound by inventing AE titles).
+MAX_AE_LABELS = 64
+_ae_labels: set[str] = set()
+_ae_labels_lock = threading.Lock()
+
+
+def ae_label(calling_ae: str) -> str:
+    """``calling_ae`` as a metric label value, or ``other`` once :data:`MAX_AE_LABELS` exist."""
+    with _ae_labels_lock:
+        if calling_ae in _ae_labels:
+            return calling_ae
+        if len(_ae_labels) < MAX_AE_LABELS:
+            _ae_labels.add(calling_ae)
+            return calling_ae
+    return "other"
+
+
 class Node:
     """Everything ``scp-node serve`` runs; startable and stoppable in-process (tests do)."""
 
@@ -39,6 +57,8 @@ class Node:
             self.capabilities.accepted_transfer_syntaxes(),
             on_stored=self._on_stored,
         )
+        self.receiver.max_inflated = settings.storage.max_instance_mb * 2**20
+        self.receiver.max_inflate_ratio = settings.storage.max_inflate_ratio
         self.pipeline: Pipeline | None = None
         if settings.pipeline.enabled:
             self.pipeline = Pipeline(settings, self.db, self.index)
@@ -76,7 +96,7 @@ class Node:
             self.pipeline.request_complete(sorted(study_uids))
 
     def _on_stored(self, record: InstanceRecord) -> None:
-        labels = (record.transfer_syntax, record.calling_ae, record.source)
+        labels = (record.transfer_syntax, ae_label(record.calling_ae), record.source)
         INSTANCES_RECEIVED.labels(*labels).inc()
         BYTES_RECEIVED.labels(*labels).inc(record.size)
 

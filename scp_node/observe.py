@@ -79,6 +79,39 @@ END_TO_END_SECONDS = Histogram(
 )
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character (CR, LF, NUL, ESC, other C0/C1 controls,
+    Unicode line/paragraph separators, format characters) written as a ``\\xNN``/``\\uNNNN``
+    escape, and the backslash itself doubled, so a peer-supplied value can never start a
+    new log line or hide text on a terminal."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+class EscapingFormatter(logging.Formatter):
+    """Text log lines with peer-supplied values escaped (:func:`escape_controls`): the message,
+    after its arguments are filled in, is one line; exception text keeps its line structure but
+    each line is escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        text = super().formatException(ei)
+        return "\n".join(escape_controls(line) for line in text.split("\n"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception text)."""
 
@@ -114,6 +147,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def _quiet_library_tracebacks(record: logging.LogRecord) -> bool:
+    """Keep pynetdicom's message but drop its traceback unless DEBUG logging is on: a peer
+    sending junk PDUs must not produce a traceback per PDU (issue 13 D10)."""
+    if (
+        record.exc_info
+        and record.name.startswith("pynetdicom")
+        and logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    ):
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once. Log lines name UIDs, AE titles and addresses, never
     patient name, ID or birth date (the node's code never logs those attributes)."""
@@ -122,7 +168,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(_quiet_library_tracebacks)
     root = logging.getLogger()
     # replace the handler an earlier call installed; keep others (a test runner's capture)
     root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]

@@ -17,6 +17,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
 
+from scp_node.ingest.spool_check import check_spool
 from scp_node.node import Node
 from tests.conftest import node_settings, storescu
 from tests.dicom_factory import mr_dataset, write_mr
@@ -93,6 +94,16 @@ def send_raw_file(port: int, tmp_path: Path, encoded: bytes, sop_class: str, sop
         return store_file(port, path)
     finally:
         pynetdicom_config.STORE_SEND_CHUNKED_DATASET = False
+
+
+@pytest.fixture(autouse=True)
+def spool_consistent_afterwards(request: pytest.FixtureRequest):
+    """After each fault test on the shared node: index and spool agree (issue 13 D5)."""
+    yield
+    node = request.node.funcargs.get("running_node")
+    if node is not None:
+        report = check_spool(node.spool.root, node.index)
+        assert report.ok, "\n".join(report.lines())
 
 
 def assert_still_serving(node: Node, tmp_path: Path) -> None:

@@ -58,9 +58,6 @@ MEANINGS: dict[str, str] = {
         "reject associations whose called AE title is not `ae_title`"
     ),
     "DicomSettings.max_associations": "simultaneous associations; more are rejected",
-    "DicomSettings.maximum_pdu_size": (
-        "maximum PDU length the node receives, bytes; 0 = no limit (senders use large PDVs)"
-    ),
     "DicomSettings.acse_timeout_s": "seconds to wait for association messages (ACSE)",
     "DicomSettings.dimse_timeout_s": "seconds to wait for a DIMSE message",
     "DicomSettings.network_timeout_s": "seconds an idle association is kept before it is aborted",

@@ -12,9 +12,12 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -25,6 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from scp_node.codecs import UNCOMPRESSED, Capabilities
 from scp_node.config import DicomSettings
 from scp_node.identity import node_ae
+from scp_node.ingest.dimse_guard import GuardedServer, GuardLimits
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
 from scp_node.observe import INSTANCES_REFUSED
 
@@ -73,6 +77,54 @@ def server_ssl_context(settings: DicomSettings) -> ssl.SSLContext | None:
     return context
 
 
+def guard_limits(settings: DicomSettings) -> GuardLimits:
+    """The acceptance guard's limits from the ``[dicom]`` settings (see :mod:`dimse_guard`)."""
+    return GuardLimits(
+        request_timeout_s=settings.association_request_timeout_s,
+        max_request_bytes=settings.max_association_request_bytes,
+        max_pending_per_peer=settings.max_pending_per_peer,
+        max_pending=settings.max_pending_connections,
+        max_pdata_bytes=settings.maximum_pdu_size,
+        network_timeout_s=settings.network_timeout_s,
+    )
+
+
+#: A C-STORE data set larger than this is received into a file in the spool's ``.tmp``
+#: (``dimse-*.dcm``) instead of memory (:meth:`GuardedSocket._spill_if_large`): small instances
+#: stay as fast as before, and memory does not grow with what a peer sends.
+SPILL_BYTES = 4 * 2**20
+
+
+def _discard_partial_receive(assoc: Any) -> None:
+    """Delete the file of a C-STORE data set still being received when ``assoc`` ended."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    handle = getattr(message, "_data_set_file", None)
+    if handle is None:
+        return
+    try:
+        handle.close()
+        Path(handle.name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not delete a partial C-STORE file: %s", exc)
+
+
+def received_dataset(request: Any) -> tuple[Path, int] | None:
+    """Where pynetdicom wrote a received C-STORE data set: its file and the data set's offset
+    after pynetdicom's own File Meta Information (None when it was received in memory)."""
+    path = getattr(request, "_dataset_path", None)
+    if not isinstance(path, Path):
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(144)
+        # preamble, "DICM", then (0002,0000) UL 4 <group length> (PS3.10 §7.1): skip the group
+        if head[128:140] == b"DICM\x02\x00\x00\x00UL\x04\x00":
+            return path, 144 + int.from_bytes(head[140:144], "little")
+        handle.seek(0)
+        read_preamble(handle, force=True)
+        _read_file_meta_info(handle)
+        return path, handle.tell()
+
+
 class DimseServer:
     """Owns the pynetdicom AE and its listening socket."""
 
@@ -95,6 +147,7 @@ class DimseServer:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_CLOSE, lambda event: _discard_partial_receive(event.assoc)),
             *(extra_handlers or []),
         ]
         self._server: Any = None
@@ -138,12 +191,23 @@ class DimseServer:
 
     def start(self) -> None:
         s = self.settings
-        self._server = self.ae.start_server(
+        limits = replace(
+            guard_limits(s),
+            max_dataset_bytes=self.receiver.max_inflated,
+            spill_bytes=SPILL_BYTES,
+            spill_dir=str(self.receiver.spool.tmp_dir),
+        )
+        self._server = self.ae.make_server(
             (s.bind_host, s.port),
-            block=False,
             evt_handlers=self._handlers,  # type: ignore[arg-type]
             ssl_context=server_ssl_context(s),
+            server_class=GuardedServer,
+            limits=limits,
         )
+        threading.Thread(
+            target=self._server.serve_forever, name="DicomListener", daemon=True
+        ).start()
+        self.ae._servers.append(self._server)  # so that AE.shutdown() stops it too
         log.info(
             "DICOM listener %s on %s:%d%s",
             s.ae_title,
@@ -180,13 +244,24 @@ class DimseServer:
         try:
             if busy := self._admission.get(id(event.assoc)):
                 raise Rejected(0xA700, busy)
-            self.receiver.store_dataset(
-                request.DataSet.getvalue(),
-                UID(event.context.transfer_syntax),
-                origin,
-                command_sop_class=str(request.AffectedSOPClassUID),
-                command_sop_instance=str(request.AffectedSOPInstanceUID),
-            )
+            on_disk = received_dataset(request)
+            if on_disk is not None:
+                self.receiver.store_encoded_file(
+                    on_disk[0],
+                    on_disk[1],
+                    UID(event.context.transfer_syntax),
+                    origin,
+                    command_sop_class=str(request.AffectedSOPClassUID),
+                    command_sop_instance=str(request.AffectedSOPInstanceUID),
+                )
+            else:
+                self.receiver.store_dataset(
+                    request.DataSet.getvalue(),
+                    UID(event.context.transfer_syntax),
+                    origin,
+                    command_sop_class=str(request.AffectedSOPClassUID),
+                    command_sop_instance=str(request.AffectedSOPInstanceUID),
+                )
         except Rejected as exc:
             INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}", source="dimse").inc()
             log.warning(
@@ -217,11 +292,12 @@ class DimseServer:
     def _on_rejected(self, event: Any) -> None:
         primitive = event.assoc.acceptor.primitive
         reason = getattr(primitive, "reason_str", None) or getattr(primitive, "result_reason", "?")
+        asked = getattr(event.assoc.requestor.primitive, "called_ae_title", None)
         log.warning(
             "association rejected from %s calling=%s called=%s: %s",
             self._peer(event),
             event.assoc.requestor.ae_title,
-            event.assoc.acceptor.ae_title,
+            str(asked).strip() if asked is not None else event.assoc.acceptor.ae_title,
             reason,
         )
 
@@ -233,6 +309,7 @@ class DimseServer:
 
     def _on_aborted(self, event: Any) -> None:
         self._admission.pop(id(event.assoc), None)
+        _discard_partial_receive(event.assoc)
         log.warning(
             "association aborted with %s (%s)", event.assoc.requestor.ae_title, self._peer(event)
         )

@@ -6,8 +6,13 @@ file is fsynced and renamed into the spool, *then* indexed, *then* the caller an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import mmap
+import os
+import shutil
+import threading
 import time
 import warnings
 import zlib
@@ -23,6 +28,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from scp_node.ingest.strict_parse import MalformedDataSet, walk
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
 
@@ -47,6 +53,24 @@ STATUS_INCOMPLETE = 0xC102
 STATUS_UID_MISMATCH = 0xC103
 STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer syntax not supported"
 STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_DUPLICATE_INSTANCE = 0x0111  # PS3.7 C.4.8 "Duplicate SOP Instance"
+
+#: Writes of one SOP Instance UID are serialised by one of these locks (chosen by the UID's hash),
+#: so the spool file and the index row of an instance always come from the same data set.
+_UID_LOCKS = tuple(threading.Lock() for _ in range(256))
+
+
+def uid_lock(sop_instance_uid: str) -> threading.Lock:
+    """The lock that serialises spooling and indexing of ``sop_instance_uid``."""
+    return _UID_LOCKS[hash(sop_instance_uid) % len(_UID_LOCKS)]
+
+
+#: Inflation limits of a Deflated Explicit VR Little Endian data set (PS3.5 A.5); the node sets
+#: them from ``storage.max_instance_mb`` and ``storage.max_inflate_ratio``.
+DEFAULT_MAX_INFLATED = 256 * 2**20
+DEFAULT_MAX_RATIO = 200
+#: Below this inflated size the ratio is not checked (small, very regular objects compress well).
+RATIO_FREE_BYTES = 16 * 2**20
 
 
 #: Objects that never start an analysis (PS3.3 C.7.3.1.1.1 Modality defined terms).
@@ -100,38 +124,97 @@ def _is_implicit_little(transfer_syntax: UID) -> tuple[bool, bool]:
     return False, True
 
 
-def parse_dataset(raw: bytes, transfer_syntax: UID) -> Dataset:
-    """Parse a whole encoded data set (no Part 10 header) and check it is complete.
+def inflate(
+    raw: bytes, max_bytes: int = DEFAULT_MAX_INFLATED, max_ratio: float = DEFAULT_MAX_RATIO
+) -> bytes:
+    """Inflate a deflated data set (PS3.5 A.5, raw deflate) within bounds: never more than
+    ``max_bytes`` out, nor more than ``max_ratio`` × the input once past 16 MiB (0xA700 beyond,
+    before the excess is held in memory); a stream that is cut short or followed by other
+    bytes is 0xC100."""
+    cap = max_bytes
+    if max_ratio > 0:
+        cap = min(cap, max(RATIO_FREE_BYTES, int(len(raw) * max_ratio)))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, cap + 1)
+    except zlib.error as exc:
+        raise Rejected(STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}") from exc
+    if len(out) > cap:
+        raise Rejected(
+            STATUS_OUT_OF_RESOURCES,
+            f"deflated data set of {len(raw)} bytes inflates past {cap} bytes "
+            f"(limits {max_bytes} bytes, ratio {max_ratio:g})",
+        )
+    if not inflater.eof:
+        raise Rejected(STATUS_CANNOT_PARSE, "deflated data set is truncated")
+    # PS3.5 A.5: an odd-length deflated stream is padded with one 00H byte; anything else is not
+    if inflater.unused_data and not (inflater.unused_data == b"\0" and len(raw) % 2 == 0):
+        raise Rejected(STATUS_CANNOT_PARSE, "deflated data set has trailing bytes")
+    return out
 
-    pydicom reads truncated data silently, so the checks are ours: every byte consumed, no
-    reader warning (e.g. a missing sequence delimiter), and native Pixel Data of the size its
-    attributes promise (PS3.5 §8.1.1).
+
+#: Headers (the data set before Pixel Data) up to this size are kept in the index, so QIDO-RS and
+#: WADO-RS metadata never read (or inflate) stored files again.
+MAX_INDEXED_HEADER = 1 << 20
+
+
+def parse_dataset(
+    raw: bytes | memoryview,
+    transfer_syntax: UID,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> Dataset:
+    """The checked header data set of ``raw`` (see :func:`parse_with_header`)."""
+    return parse_with_header(raw, transfer_syntax, max_inflated, max_ratio)[0]
+
+
+def parse_with_header(
+    raw: bytes | memoryview,
+    transfer_syntax: UID,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> tuple[Dataset, bytes | None]:
+    """Check a whole encoded data set (no Part 10 header); return its header as a data set
+    (every element before Pixel Data) and as encoded bytes.
+
+    pydicom reads truncated data silently, so the checks are ours: a strict structural walk
+    (:mod:`strict_parse`: every element inside its bounds, ascending tags, delimiters present,
+    nothing after the last element), no reader warning while reading the header, native Pixel
+    Data of the size its attributes promise (PS3.5 §8.1.1), and Pixel Data present in an image
+    SOP class. Pixel Data itself is never copied (``raw`` may be a memory map of a file).
+    The encoded header is returned when it is at most :data:`MAX_INDEXED_HEADER` bytes (inflated
+    for the Deflated syntax), else None.
     """
     if transfer_syntax == uids.DeflatedExplicitVRLittleEndian:
-        try:
-            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise Rejected(
-                STATUS_CANNOT_PARSE, f"deflated data set does not inflate: {exc}"
-            ) from exc
+        raw = inflate(bytes(raw), max_inflated, max_ratio)
     implicit, little = _is_implicit_little(transfer_syntax)
-    stream = io.BytesIO(raw)
+    try:
+        pixel_offset, pixel_length = walk(raw, implicit, little)
+    except MalformedDataSet as exc:
+        if exc.truncated:
+            raise Rejected(STATUS_INCOMPLETE, f"data set truncated: {exc}") from exc
+        raise Rejected(STATUS_CANNOT_PARSE, f"data set malformed: {exc}") from exc
+    encoded_header = bytes(raw[:pixel_offset])
+    stream = io.BytesIO(encoded_header)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             ds = read_dataset(stream, implicit, little)
     except Exception as exc:
         raise Rejected(STATUS_CANNOT_PARSE, f"data set cannot be parsed: {exc}") from exc
-    if stream.tell() != len(raw):
+    if stream.tell() != len(encoded_header):
         raise Rejected(STATUS_CANNOT_PARSE, "data set has trailing bytes that are not elements")
-    _check_pixel_data_complete(ds, transfer_syntax)
-    return ds
+    _check_pixel_data_complete(ds, transfer_syntax, pixel_length)
+    return ds, (encoded_header if len(encoded_header) <= MAX_INDEXED_HEADER else None)
 
 
-def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
-    if "PixelData" not in ds:
+def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID, pixel_length: int | None) -> None:
+    """``pixel_length``: the top-level Pixel Data value length (None: absent; -1: encapsulated)."""
+    if pixel_length is None:
         if "Rows" in ds and "Columns" in ds:
             raise Rejected(STATUS_INCOMPLETE, "image attributes present but Pixel Data is missing")
+        if _is_image_class(ds.get("SOPClassUID")):
+            raise Rejected(STATUS_INCOMPLETE, "image SOP class without Pixel Data")
         return
     if transfer_syntax.is_encapsulated:
         return
@@ -151,12 +234,21 @@ def _check_pixel_data_complete(ds: Dataset, transfer_syntax: UID) -> None:
     except (AttributeError, TypeError, ValueError) as exc:
         raise Rejected(STATUS_INCOMPLETE, f"image pixel module incomplete: {exc}") from exc
     expected_bytes = (expected + 7) // 8
-    actual = len(ds.PixelData)
+    actual = max(pixel_length, 0)
     if actual < expected_bytes:
         raise Rejected(
             STATUS_INCOMPLETE,
             f"Pixel Data truncated: {actual} bytes, attributes need {expected_bytes}",
         )
+
+
+def _is_image_class(sop_class: object) -> bool:
+    """Whether a SOP class's IOD has an Image Pixel module (its name says Image Storage)."""
+    try:
+        name = UID(str(sop_class or "")).name
+    except Exception:
+        return False
+    return "Image Storage" in name and "Raw Data" not in name
 
 
 def read_header(ds: Dataset) -> Header:
@@ -187,13 +279,50 @@ def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> File
     return meta
 
 
-def part10_writer(meta: FileMetaDataset, raw: bytes) -> Callable[[BinaryIO], None]:
-    """Writes preamble, File Meta Information and the data set bytes exactly as received."""
+def part10_writer(
+    meta: FileMetaDataset, raw: bytes | Callable[[BinaryIO], None]
+) -> Callable[[BinaryIO], None]:
+    """Writes preamble, File Meta Information and the data set bytes exactly as received
+    (``raw`` itself, or what the callable ``raw`` writes)."""
 
     def write(handle: BinaryIO) -> None:
         handle.write(b"\0" * 128 + b"DICM")
         write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
-        handle.write(raw)
+        if callable(raw):
+            raw(handle)
+        else:
+            handle.write(raw)
+
+    return write
+
+
+#: Received data sets up to this size are read into memory whole; larger ones are memory-mapped
+#: and copied into the spool by the kernel (bounded memory whatever a peer sends).
+READ_WHOLE_BYTES = 8 * 2**20
+
+
+def copier(path: Path, offset: int) -> Callable[[BinaryIO], None]:
+    """Writes the bytes of ``path`` from ``offset`` on (``os.copy_file_range`` where the kernel
+    has it, else 1 MiB at a time)."""
+
+    def write(handle: BinaryIO) -> None:
+        handle.flush()
+        with open(path, "rb") as source:
+            remaining = os.fstat(source.fileno()).st_size - offset
+            position = offset
+            try:
+                while remaining > 0:
+                    done = os.copy_file_range(source.fileno(), handle.fileno(), remaining, position)
+                    if done <= 0:
+                        break
+                    position += done
+                    remaining -= done
+            except OSError:
+                pass  # not supported here: copy the rest in user space
+            if remaining > 0:
+                source.seek(position)
+                shutil.copyfileobj(source, handle, 1 << 20)
+        handle.seek(0, os.SEEK_END)
 
     return write
 
@@ -214,6 +343,10 @@ class Receiver:
         self.on_stored = on_stored
         #: Set by the node: None when new work is welcome, else why not (analysis queue full).
         self.admit: Callable[[], str | None] | None = None
+        #: Inflation limits for the Deflated syntax (``storage.max_instance_mb``,
+        #: ``storage.max_inflate_ratio``).
+        self.max_inflated = DEFAULT_MAX_INFLATED
+        self.max_inflate_ratio: float = DEFAULT_MAX_RATIO
 
     def store_dataset(
         self,
@@ -230,7 +363,66 @@ class Receiver:
         ``POST .../studies/{uid}`` URL (another study is refused with 0xA900, PS3.18 §10.5.3).
         """
         self._check_syntax(transfer_syntax)
-        header = read_header(parse_dataset(raw, transfer_syntax))
+        self._check_size(len(raw))
+        return self._store(
+            raw, raw, transfer_syntax, origin, command_sop_class, command_sop_instance,
+            expect_study_uid,
+        )  # fmt: skip
+
+    def store_encoded_file(
+        self,
+        path: Path,
+        offset: int,
+        transfer_syntax: UID,
+        origin: Origin,
+        command_sop_class: str | None = None,
+        command_sop_instance: str | None = None,
+        expect_study_uid: str | None = None,
+    ) -> InstanceRecord:
+        """:meth:`store_dataset` for a data set that starts at ``offset`` in the file ``path``
+        (a C-STORE received to disk, a STOW-RS part): the file is memory-mapped for the checks and
+        copied into the spool, so an instance is never held in memory as a whole."""
+        self._check_syntax(transfer_syntax)
+        size = path.stat().st_size - offset
+        self._check_size(size)
+        if size <= READ_WHOLE_BYTES:  # small: one read is cheaper than mapping and copying
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                raw = handle.read()
+            return self._store(
+                raw, raw, transfer_syntax, origin, command_sop_class, command_sop_instance,
+                expect_study_uid,
+            )  # fmt: skip
+        with open(path, "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            view = memoryview(mapped)[offset:]
+            try:
+                return self._store(
+                    view, copier(path, offset), transfer_syntax, origin, command_sop_class,
+                    command_sop_instance, expect_study_uid,
+                )  # fmt: skip
+            finally:
+                with contextlib.suppress(BufferError):  # a traceback may still hold a view
+                    view.release()
+        finally:
+            with contextlib.suppress(BufferError):  # then the garbage collector closes it
+                mapped.close()
+
+    def _store(
+        self,
+        data: bytes | memoryview,
+        write_data: bytes | Callable[[BinaryIO], None],
+        transfer_syntax: UID,
+        origin: Origin,
+        command_sop_class: str | None,
+        command_sop_instance: str | None,
+        expect_study_uid: str | None,
+    ) -> InstanceRecord:
+        ds, encoded_header = parse_with_header(
+            data, transfer_syntax, self.max_inflated, self.max_inflate_ratio
+        )
+        header = read_header(ds)
         if expect_study_uid is not None and header.study_uid != expect_study_uid:
             raise Rejected(
                 STATUS_SOP_CLASS_MISMATCH, "Study Instance UID differs from the study in the URL"
@@ -242,7 +434,8 @@ class Receiver:
                 STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
             )
         meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
-        return self._commit(header, transfer_syntax, origin, part10_writer(meta, raw), len(raw))
+        writer = part10_writer(meta, write_data)
+        return self._commit(header, transfer_syntax, origin, writer, len(data), encoded_header)
 
     def store_part10_file(
         self, path: Path, origin: Origin, expect_study_uid: str | None = None
@@ -253,8 +446,9 @@ class Receiver:
         another study is refused with 0xA900 before anything is written (PS3.18 §10.5.3).
         A missing 128-byte preamble is tolerated (some clients, e.g. dicomweb-client, send the
         File Meta Information first); missing File Meta Information is not.
-        The upload temp file is left to the caller; only the data set is held in memory.
+        The upload temp file is left to the caller; it is memory-mapped, never read whole.
         """
+        self._check_size(path.stat().st_size)
         with open(path, "rb") as stream:
             try:
                 read_preamble(stream, force=True)
@@ -265,9 +459,18 @@ class Receiver:
             if not transfer_syntax:
                 reason = "not a DICOM Part 10 file: no File Meta Information Transfer Syntax"
                 raise Rejected(STATUS_CANNOT_PARSE, reason)
-            self._check_syntax(transfer_syntax)  # before reading the data set
-            raw = stream.read()
-        return self.store_dataset(raw, transfer_syntax, origin, expect_study_uid=expect_study_uid)
+            offset = stream.tell()
+        return self.store_encoded_file(
+            path, offset, transfer_syntax, origin, expect_study_uid=expect_study_uid
+        )
+
+    def _check_size(self, size: int) -> None:
+        """Refuse an instance above ``storage.max_instance_mb`` (0xA700, PS3.4 B.2.3)."""
+        if size > self.max_inflated:
+            raise Rejected(
+                STATUS_OUT_OF_RESOURCES,
+                f"instance of {size} bytes exceeds the node's maximum {self.max_inflated}",
+            )
 
     def _check_syntax(self, transfer_syntax: UID) -> None:
         if transfer_syntax not in self.accepted:
@@ -282,34 +485,56 @@ class Receiver:
         origin: Origin,
         write: Callable[[BinaryIO], None],
         size_hint: int,
+        encoded_header: bytes | None = None,
     ) -> InstanceRecord:
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
-        try:
-            size = self.spool.write(path, write, size_hint)
-        except OutOfSpace as exc:
-            raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
-        except OSError as exc:
-            raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
-        record = InstanceRecord(
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            study_uid=header.study_uid,
-            series_uid=header.series_uid,
-            transfer_syntax=str(transfer_syntax),
-            path=path,
-            size=size,
-            modality=header.modality,
-            patient_id=header.patient_id,
-            calling_ae=origin.calling_ae,
-            called_ae=origin.called_ae,
-            peer=origin.peer,
-            source=origin.source,
-            received_at=time.time(),
-        )
-        new = self.index.add(
-            record, touch_study=header.is_study_input and origin.source != "result"
-        )
+        with uid_lock(header.sop_instance_uid):
+            previous = self.index.location(header.sop_instance_uid)
+            if previous is not None and previous != (header.study_uid, header.series_uid):
+                # docs/conformance-statement.md: a UID stays in the study and series it came in
+                raise Rejected(
+                    STATUS_DUPLICATE_INSTANCE,
+                    "SOP Instance UID already stored in another study or series",
+                )
+            try:
+                size = self.spool.write(path, write, size_hint)
+            except OutOfSpace as exc:
+                raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
+            except OSError as exc:
+                raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
+            record = InstanceRecord(
+                sop_instance_uid=header.sop_instance_uid,
+                sop_class_uid=header.sop_class_uid,
+                study_uid=header.study_uid,
+                series_uid=header.series_uid,
+                transfer_syntax=str(transfer_syntax),
+                path=path,
+                size=size,
+                modality=header.modality,
+                patient_id=header.patient_id,
+                calling_ae=origin.calling_ae,
+                called_ae=origin.called_ae,
+                peer=origin.peer,
+                source=origin.source,
+                received_at=time.time(),
+            )
+            try:
+                new = self.index.add(
+                    record,
+                    touch_study=header.is_study_input and origin.source != "result",
+                    header=encoded_header,
+                )
+            except Exception:
+                if previous is None:  # never acknowledged, never indexed: leave no orphan
+                    path.unlink(missing_ok=True)
+                else:  # the file was replaced: the next start re-indexes nothing, so say it
+                    log.error(
+                        "index update failed after replacing sop=%s; `scp-node spool check` "
+                        "will show the mismatch",
+                        header.sop_instance_uid,
+                    )
+                raise
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
             header.sop_instance_uid,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from scp_node.config import Settings
 from scp_node.ingest.receiver import Origin, Receiver
@@ -131,8 +132,13 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
             log.warning("STOW-RS refused with 503: %s", busy)
             return Response(busy, status_code=503, headers={"Retry-After": "30"})
         client = request.client
+        calling_ae = request.headers.get(CALLING_AE_HEADER, "").strip()
+        if calling_ae and not is_ae_title(calling_ae):
+            raise HTTPException(
+                400, f"{CALLING_AE_HEADER} is not an AE title (PS3.5 §6.2: 1-16 printable ASCII)"
+            )
         origin = Origin(
-            calling_ae=request.headers.get(CALLING_AE_HEADER, "").strip()[:16],
+            calling_ae=calling_ae,
             peer=f"{client.host}:{client.port}" if client else "",
             source="stow",
         )
@@ -148,13 +154,25 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
             return _dicom_json(body, 413, {"Connection": "close"})
         except MultipartError as exc:
             raise HTTPException(400, f"body is not multipart DICOM: {exc}") from exc
+        except ClientDisconnect:
+            log.warning(
+                "STOW-RS from %s: client disconnected mid-body; %d stored, %d failed before "
+                "(those stay stored), the part in flight discarded",
+                origin.peer,
+                len(session.result.stored),
+                len(session.result.failed),
+            )
+            await run_in_threadpool(ctx.on_stow_complete, session.result)
+            return Response(status_code=400)  # nobody reads it
         if not result.stored and not result.failed:
             raise HTTPException(400, "multipart body has no parts")
-        log.info(
-            "STOW-RS from %s: %d stored, %d failed",
+        log.log(
+            logging.WARNING if result.failed else logging.INFO,
+            "STOW-RS from %s: %d stored, %d failed%s",
             origin.peer,
             len(result.stored),
             len(result.failed),
+            f" ({result.failure_summary})" if result.failed else "",
         )
         await run_in_threadpool(ctx.on_stow_complete, result)
         body = stow_response(result.stored, result.failed, base, study)
@@ -228,7 +246,7 @@ def _dicomweb_router(ctx: WebContext) -> APIRouter:
         records = await run_in_threadpool(find, ctx.index, study, series, sop)
         if not records:
             raise HTTPException(404, "no such study, series or instance on this node")
-        return _dicom_json(await run_in_threadpool(metadata_list, records))
+        return _dicom_json(await run_in_threadpool(metadata_list, ctx.index, records))
 
     @router.get("/studies/{study}")
     async def retrieve_study(request: Request, study: str) -> Response:
@@ -265,6 +283,11 @@ async def _drain(stream: AsyncIterator[bytes], limit: int) -> None:
         drained += len(chunk)
         if drained > limit:
             return
+
+
+def is_ae_title(value: str) -> bool:
+    """1-16 characters of printable ASCII without backslash (PS3.5 §6.2, VR AE)."""
+    return 0 < len(value) <= 16 and all(" " <= c <= "~" and c != "\\" for c in value)
 
 
 def _check_stow_request(request: Request, limits: StowLimits) -> str:

@@ -3,6 +3,7 @@ and WADO-RS metadata, all built as pydicom data sets and encoded with ``to_json_
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,9 +13,16 @@ from typing import Any
 import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
 
-from scp_node.store.index import InstanceRecord
+from scp_node.store.index import InstanceIndex, InstanceRecord
 
 MEDIA_TYPE = "application/dicom+json"
 #: Binary values above this many bytes are bulk data and are left out of metadata (PS3.18 §8.7.3).
@@ -88,6 +96,21 @@ def read_header(path: Path) -> Dataset:
     return ds
 
 
+def stored_header(index: InstanceIndex, rec: InstanceRecord) -> Dataset:
+    """The header of a stored instance, from the index (kept at ingest, so a request never
+    re-parses, let alone re-inflates, the stored file); for instances indexed before headers
+    were kept, read from the file, except Deflated ones (:class:`LookupError`)."""
+    blob = index.header(rec.sop_instance_uid)
+    if blob is not None:
+        syntax = UID(rec.transfer_syntax)
+        implicit = syntax == ImplicitVRLittleEndian
+        little = syntax != ExplicitVRBigEndian
+        return read_dataset(io.BytesIO(blob), implicit, little)
+    if rec.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        raise LookupError("no indexed header for a deflated instance")
+    return read_header(rec.path)
+
+
 def without_bulk_data(ds: Dataset) -> Dataset:
     """Drop binary values above :data:`BULK_THRESHOLD` bytes, recursively (PS3.18 §8.7.3:
     metadata carries no bulk data; this node offers no separate BulkData resources)."""
@@ -100,9 +123,9 @@ def without_bulk_data(ds: Dataset) -> Dataset:
     return ds
 
 
-def metadata(path: Path) -> dict[str, Any]:
-    """WADO-RS metadata of one instance (PS3.18 §10.4.1.1.2)."""
-    return encode(without_bulk_data(read_header(path)))
+def metadata(index: InstanceIndex, rec: InstanceRecord) -> dict[str, Any]:
+    """WADO-RS metadata of one instance (PS3.18 §10.4.1.1.2), from its indexed header."""
+    return encode(without_bulk_data(stored_header(index, rec)))
 
 
 def parse_field(name: str) -> int | None:

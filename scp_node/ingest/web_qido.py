@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -20,13 +21,19 @@ from scp_node.ingest.web_json import (
     encode,
     field_name,
     parse_field,
-    read_header,
     retrieve_url,
+    stored_header,
     without_bulk_data,
 )
 from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
 
 MAX_LIMIT = 1000
+#: Largest ``offset`` accepted (SQLite integers are 64-bit; no index holds this many results).
+MAX_OFFSET = 10**9
+#: Most values in one UID-list match (SQLite allows 32766 bound parameters per statement).
+MAX_UID_VALUES = 1000
+#: Longest single matching value (PatientID, Modality; PS3.5 allows 64 characters for LO).
+MAX_VALUE_CHARS = 256
 
 
 class Level(Enum):
@@ -115,9 +122,9 @@ def parse_query(items: Iterable[tuple[str, str]], path_match: QueryMatch) -> Que
     query = Query(match=path_match)
     for key, value in items:
         if key == "limit":
-            query.limit = min(_non_negative(key, value), MAX_LIMIT)
+            query.limit = min(_bounded(key, value, 10**9), MAX_LIMIT)
         elif key == "offset":
-            query.offset = _non_negative(key, value)
+            query.offset = _bounded(key, value, MAX_OFFSET)
         elif key == "includefield":
             for name in (v for v in value.split(",") if v.strip()):
                 if name.strip() == "all":
@@ -134,13 +141,16 @@ def parse_query(items: Iterable[tuple[str, str]], path_match: QueryMatch) -> Que
     return query
 
 
-def _non_negative(key: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadQuery(f"{key} must be an integer") from None
-    if number < 0:
-        raise BadQuery(f"{key} must not be negative")
+def _bounded(key: str, value: str, maximum: int) -> int:
+    """``value`` as an integer from 0 to ``maximum`` (PS3.18 §8.3.4.4), else :class:`BadQuery`."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        if text.startswith("-") and text[1:].isdigit():
+            raise BadQuery(f"{key} must not be negative")
+        raise BadQuery(f"{key} must be an integer from 0 to {maximum}")
+    number = int(text)
+    if number > maximum:
+        raise BadQuery(f"{key} must be an integer from 0 to {maximum}")
     return number
 
 
@@ -153,14 +163,20 @@ def _add_match(query: Query, key: str, value: str) -> None:
             raise BadQuery(f"query key {key!r} is not a DICOM keyword or tag")
         query.ignored.append(name)
         return
+    if len(value) > MAX_VALUE_CHARS * MAX_UID_VALUES:
+        raise BadQuery(f"value of {name} is too long")
     if attr.endswith("_uids"):
         values = tuple(v.strip() for v in value.replace("\\", ",").split(",") if v.strip())
+        if len(values) > MAX_UID_VALUES:
+            raise BadQuery(f"{name} lists more than {MAX_UID_VALUES} UIDs")
         current: tuple[str, ...] = getattr(query.match, attr)
         if current:  # a UID from the URL path: the query can only narrow it
             values = tuple(v for v in current if v in values) or ("",)
         changes: dict[str, Any] = {attr: values}
         query.match = replace(query.match, **changes)
     else:
+        if len(value.strip()) > MAX_VALUE_CHARS:
+            raise BadQuery(f"value of {name} is longer than {MAX_VALUE_CHARS} characters")
         query.match = replace(query.match, **{attr: value.strip()})  # type: ignore[arg-type]
 
 
@@ -170,7 +186,7 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
         studies = index.query_studies(query.match, query.limit, query.offset)
         results = []
         for study in studies:
-            ds = _fields(study.sample_path, level, query)
+            ds = _fields(index, study.sample_path, level, query)
             ds.StudyInstanceUID = study.study_uid
             ds.PatientID = study.patient_id
             ds.ModalitiesInStudy = list(study.modalities)
@@ -183,7 +199,7 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
     if level is Level.SERIES:
         results = []
         for series in index.query_series(query.match, query.limit, query.offset):
-            ds = _fields(series.sample_path, level, query)
+            ds = _fields(index, series.sample_path, level, query)
             ds.StudyInstanceUID = series.study_uid
             ds.SeriesInstanceUID = series.series_uid
             ds.Modality = series.modality
@@ -193,13 +209,13 @@ def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[
             results.append(encode(ds))
         return results
     return [
-        _instance(rec, query, base)
+        _instance(index, rec, query, base)
         for rec in index.query_instances(query.match, query.limit, query.offset)
     ]
 
 
-def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
-    ds = _fields(rec.path, Level.INSTANCE, query)
+def _instance(index: InstanceIndex, rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
+    ds = _fields(index, rec, Level.INSTANCE, query)
     ds.StudyInstanceUID = rec.study_uid
     ds.SeriesInstanceUID = rec.series_uid
     ds.SOPInstanceUID = rec.sop_instance_uid
@@ -210,12 +226,18 @@ def _instance(rec: InstanceRecord, query: Query, base: str) -> dict[str, Any]:
     return encode(ds)
 
 
-def _fields(path: Any, level: Level, query: Query) -> Dataset:
-    """The level's default attributes plus ``includefield`` ones, read from a stored header."""
+def _fields(
+    index: InstanceIndex, sample: InstanceRecord | Path, level: Level, query: Query
+) -> Dataset:
+    """The level's default attributes plus ``includefield`` ones, from an instance's indexed
+    header (``sample``: its record, or its spool path, whose name is its SOP Instance UID)."""
     out = Dataset()
     try:
-        header = read_header(path)
-    except Exception:  # file gone (retention) or unreadable: index values only
+        rec = sample if isinstance(sample, InstanceRecord) else index.get(sample.stem)
+        if rec is None:
+            return out
+        header = stored_header(index, rec)
+    except Exception:  # gone (retention), unreadable or deflated without one: index values only
         return out
     if query.include_all:
         return without_bulk_data(header)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ from scp_node.store.index import InstanceRecord
 log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
+#: Failed parts logged one by one per request; the rest only in the summary (issue 13 D10).
+LOGGED_FAILURES = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class StowResult:
         if not self.failed:
             return 200
         return 202 if self.stored else 409
+
+    @property
+    def failure_summary(self) -> str:
+        """Failed parts by FailureReason, e.g. ``0xC100 x 4998, 0xA700 x 2`` ('' if none)."""
+        counts = Counter(f"0x{f.status:04X}" for f in self.failed)
+        return ", ".join(f"{status} x {n}" for status, n in counts.most_common())
 
     @property
     def study_uids(self) -> set[str]:
@@ -176,15 +185,25 @@ class StowSession:
             return FailedPart(*_peek_uids(path), STATUS_PROCESSING_FAILURE, type(exc).__name__)
 
     def _refuse(self, failure: FailedPart) -> None:
+        """Count a failed part; the first :data:`LOGGED_FAILURES` of a request get a WARNING
+        each, the rest only the request's summary line (``StowResult.failure_summary``)."""
         INSTANCES_REFUSED.labels(f"0x{failure.status:04X}", "stow").inc()
-        log.warning(
-            "STOW-RS part refused sop=%s from=%s status=0x%04X: %s",
-            failure.sop_instance_uid or "?",
-            self.origin.peer,
-            failure.status,
-            failure.reason,
-        )
         self.result.failed.append(failure)
+        if len(self.result.failed) <= LOGGED_FAILURES:
+            log.warning(
+                "STOW-RS part refused sop=%s from=%s status=0x%04X: %s",
+                failure.sop_instance_uid or "?",
+                self.origin.peer,
+                failure.status,
+                failure.reason,
+            )
+        elif len(self.result.failed) == LOGGED_FAILURES + 1:
+            log.warning(
+                "STOW-RS from %s: more than %d parts refused; the rest are counted in the "
+                "request's summary line",
+                self.origin.peer,
+                LOGGED_FAILURES,
+            )
 
 
 def _peek_uids(path: Path) -> tuple[str, str]:

@@ -128,12 +128,12 @@ def multipart_body(
     yield f"--{boundary}--\r\n".encode("ascii")
 
 
-def metadata_list(records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
-    """WADO-RS metadata (PS3.18 §10.4.1.1.2) of each instance whose file is readable."""
+def metadata_list(index: InstanceIndex, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
+    """WADO-RS metadata (PS3.18 §10.4.1.1.2) of each instance, from its indexed header."""
     out = []
     for rec in records:
         try:
-            out.append(metadata(rec.path))
+            out.append(metadata(index, rec))
         except Exception as exc:
             log.warning("WADO-RS metadata: sop=%s unreadable: %s", rec.sop_instance_uid, exc)
     return out

@@ -29,6 +29,10 @@ register_schema(
         times_received   INTEGER NOT NULL DEFAULT 1
     );
     CREATE INDEX IF NOT EXISTS instances_study ON instances (study_uid, series_uid);
+    CREATE TABLE IF NOT EXISTS instance_headers (
+        sop_instance_uid TEXT PRIMARY KEY,
+        header           BLOB NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS studies (
         study_uid         TEXT PRIMARY KEY,
         first_received_at REAL NOT NULL,
@@ -66,12 +70,16 @@ class InstanceIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, rec: InstanceRecord, touch_study: bool = True) -> bool:
+    def add(
+        self, rec: InstanceRecord, touch_study: bool = True, header: bytes | None = None
+    ) -> bool:
         """Index ``rec`` (the file is already in place). Returns False if it was a duplicate.
 
         A duplicate SOP Instance UID replaces the earlier record (the file was replaced too).
         ``touch_study`` False (non-image objects, the node's own results) leaves the study's
         arrival times alone, so such objects never start or repeat an analysis.
+        ``header`` is the encoded data set before its Pixel Data (in the record's transfer
+        syntax; inflated for Deflated): QIDO-RS and WADO-RS metadata are answered from it.
         """
         now = rec.received_at or time.time()
         with self.db.transaction() as conn:
@@ -110,6 +118,17 @@ class InstanceIndex:
                     now,
                 ),
             )
+            if header is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO instance_headers (sop_instance_uid, header) "
+                    "VALUES (?, ?)",
+                    (rec.sop_instance_uid, header),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM instance_headers WHERE sop_instance_uid = ?",
+                    (rec.sop_instance_uid,),
+                )
             if not touch_study:
                 return existed is None
             conn.execute(
@@ -132,6 +151,30 @@ class InstanceIndex:
             .fetchone()
         )
         return _record(row) if row else None
+
+    def location(self, sop_instance_uid: str) -> tuple[str, str] | None:
+        """(Study UID, Series UID) of an indexed instance, None when it is not indexed."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT study_uid, series_uid FROM instances WHERE sop_instance_uid = ?",
+                (sop_instance_uid,),
+            )
+            .fetchone()
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    def header(self, sop_instance_uid: str) -> bytes | None:
+        """The indexed header of an instance (see :meth:`add`), None when none was kept."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT header FROM instance_headers WHERE sop_instance_uid = ?",
+                (sop_instance_uid,),
+            )
+            .fetchone()
+        )
+        return bytes(row[0]) if row else None
 
     def for_study(self, study_uid: str) -> list[InstanceRecord]:
         rows = (

@@ -44,6 +44,11 @@ def purge_finished_studies(db: Database, older_than_s: float, now: float | None 
                 (study_uid,),
             ).fetchall()
             tx.execute(
+                "DELETE FROM instance_headers WHERE sop_instance_uid IN (SELECT sop_instance_uid "
+                "FROM instances WHERE study_uid = ? AND source != 'result')",
+                (study_uid,),
+            )
+            tx.execute(
                 "DELETE FROM instances WHERE study_uid = ? AND source != 'result'", (study_uid,)
             )
             tx.execute("DELETE FROM studies WHERE study_uid = ?", (study_uid,))

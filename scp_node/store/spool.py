@@ -101,9 +101,10 @@ class Spool:
     def remove_stale_temp_files(self) -> int:
         """Delete temp files left by a crash (they were never acknowledged); returns the count."""
         count = 0
-        for leftover in self.tmp_dir.glob("*.part"):
-            leftover.unlink(missing_ok=True)
-            count += 1
+        for pattern in ("*.part", "dimse-*.dcm"):  # the receiver's and pynetdicom's temp files
+            for leftover in self.tmp_dir.glob(pattern):
+                leftover.unlink(missing_ok=True)
+                count += 1
         return count
 
 

@@ -1,0 +1,375 @@
+"""Acceptance-side guards of the DICOM listener against hostile or broken peers (PS3.8 §9.3).
+
+pynetdicom reads each PDU in the association's own thread with a blocking ``recv`` and counts a
+connection against ``maximum_associations`` from the moment it is accepted, so a socket that never
+completes its A-ASSOCIATE-RQ holds a slot for as long as it stays silent. The guard moves the
+first PDU out of pynetdicom's hands:
+
+- the TLS handshake (PS3.15 B.9) and the whole A-ASSOCIATE-RQ (PS3.8 §9.3.2) must arrive within
+  ``association_request_timeout_s`` and ``max_association_request_bytes``, in the connection's
+  own thread, *before* pynetdicom creates its association (so a pending socket never counts
+  against ``max_associations``); otherwise the connection is dropped and its address logged;
+- at most ``max_pending_per_peer`` such pending sockets per peer address and
+  ``max_pending_connections`` in all: a new connection evicts the oldest pending one, so a sender
+  that sends its request at once always gets in;
+- after the request, every PDU header is checked before its body is read: a P-DATA-TF longer than
+  the maximum length the node announced (``maximum_pdu_size``), or any other PDU longer than the
+  request limit, is answered with A-ABORT (source service-provider, reason "invalid PDU parameter
+  value", PS3.8 §9.3.8) and the connection is closed, before its body is buffered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dsutils import create_file_meta
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
+
+PDU_ASSOCIATE_RQ = 0x01
+PDU_P_DATA_TF = 0x04
+#: A-ABORT PDU (PS3.8 §9.3.8): source 2 = service-provider, reason 6 = invalid PDU parameter value.
+ABORT_INVALID_PARAMETER = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 2, 6)
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """Limits applied to every incoming connection (see the module docstring)."""
+
+    request_timeout_s: float = 5.0
+    max_request_bytes: int = 262144
+    max_pending_per_peer: int = 8
+    max_pending: int = 128
+    #: largest P-DATA-TF PDU length accepted; 0 = no limit (only when the node announced none)
+    max_pdata_bytes: int = 0
+    #: largest data set of one DIMSE message (``storage.max_instance_mb``); 0 = no limit
+    max_dataset_bytes: int = 0
+    #: a C-STORE data set that grows past this many bytes in memory is moved to a file in
+    #: ``spill_dir`` and received there (0 or no ``spill_dir``: never)
+    spill_bytes: int = 0
+    spill_dir: str = ""
+    #: socket timeout once associated: a PDU half sent and then stalled is dropped after it
+    network_timeout_s: float | None = 120.0
+
+
+class Dropped(Exception):
+    """The connection is closed without an association; the reason is logged."""
+
+
+class PendingConnections:
+    """Sockets that have not yet completed their A-ASSOCIATE-RQ, oldest first."""
+
+    def __init__(self, limits: GuardLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[int, tuple[socket.socket, str]] = OrderedDict()
+        self.evicted = 0
+        self.dropped = 0
+
+    def add(self, sock: socket.socket, host: str) -> None:
+        """Register ``sock``; evict the oldest pending socket of ``host`` (or of anyone, when the
+        total is at its cap) so the new connection gets its chance."""
+        victims: list[tuple[socket.socket, str]] = []
+        with self._lock:
+            same = [key for key, (_, h) in self._pending.items() if h == host]
+            while len(same) >= self.limits.max_pending_per_peer:
+                victims.append(self._pending.pop(same.pop(0)))
+            while len(self._pending) >= self.limits.max_pending:
+                victims.append(self._pending.popitem(last=False)[1])
+            self._pending[id(sock)] = (sock, host)
+            self.evicted += len(victims)
+        for victim, victim_host in victims:
+            log.warning(
+                "DICOM connection from %s dropped: evicted by a newer connection "
+                "(too many connections without an A-ASSOCIATE-RQ)",
+                victim_host,
+            )
+            _shutdown(victim)
+
+    def remove(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._pending.pop(id(sock), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _recv_exactly(sock: socket.socket, count: int, deadline: float, what: str) -> bytes:
+    """``count`` bytes from ``sock`` before ``deadline`` (time.monotonic), else :class:`Dropped`."""
+    data = bytearray()
+    while len(data) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Dropped(f"{what} incomplete after the time limit ({len(data)} of {count} bytes)")
+        sock.settimeout(remaining)
+        try:
+            piece = sock.recv(min(count - len(data), 65536))
+        except TimeoutError:
+            continue
+        except (OSError, ssl.SSLError) as exc:
+            raise Dropped(f"{what} incomplete: {exc.__class__.__name__}") from None
+        if not piece:
+            raise Dropped(f"closed with {what} incomplete ({len(data)} of {count} bytes)")
+        data += piece
+    return bytes(data)
+
+
+def read_association_request(sock: socket.socket, limits: GuardLimits) -> bytes:
+    """The whole first PDU, which must be an A-ASSOCIATE-RQ within the limits (PS3.8 §9.3.2).
+
+    Performs a pending TLS handshake first, under the same deadline."""
+    deadline = time.monotonic() + limits.request_timeout_s
+    if isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(limits.request_timeout_s)
+        try:
+            sock.do_handshake()
+        except (OSError, ssl.SSLError) as exc:
+            raise Dropped(f"TLS handshake failed or timed out: {exc.__class__.__name__}") from None
+    header = _recv_exactly(sock, 6, deadline, "A-ASSOCIATE-RQ header")
+    pdu_type, _, length = struct.unpack(">BBL", header)
+    if pdu_type != PDU_ASSOCIATE_RQ:
+        _send_abort(sock)
+        raise Dropped(f"first PDU is type 0x{pdu_type:02X}, not an A-ASSOCIATE-RQ")
+    if length > limits.max_request_bytes:
+        _send_abort(sock)
+        raise Dropped(
+            f"A-ASSOCIATE-RQ claims {length} bytes, limit {limits.max_request_bytes} (A-ABORT)"
+        )
+    return header + _recv_exactly(sock, length, deadline, "A-ASSOCIATE-RQ")
+
+
+def _send_abort(sock: socket.socket) -> None:
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(ABORT_INVALID_PARAMETER)
+    except OSError:
+        pass
+
+
+class GuardedSocket(AssociationSocket):
+    """pynetdicom's socket wrapper with the prefetched A-ASSOCIATE-RQ served first and every
+    later PDU header checked against the limits before the body is read."""
+
+    _prefetched: bytearray
+    _limits: GuardLimits
+    _peer: str
+    _expect_header: bool
+    _pdu_type: int
+    _dataset_bytes: int
+
+    @classmethod
+    def adopt(
+        cls, plain: AssociationSocket, prefetched: bytes, limits: GuardLimits, peer: str
+    ) -> GuardedSocket:
+        """Turn pynetdicom's own socket object into a guarded one (keeps its queued events)."""
+        plain.__class__ = cls
+        guarded: GuardedSocket = plain  # type: ignore[assignment]
+        guarded._prefetched = bytearray(prefetched)
+        guarded._limits = limits
+        guarded._peer = peer
+        guarded._expect_header = True
+        guarded._pdu_type = 0
+        guarded._dataset_bytes = 0
+        return guarded
+
+    def _recv_exactly(self, nr_bytes: int) -> bytearray:
+        """``nr_bytes`` from the socket (fewer only when the peer closed), read straight into one
+        buffer in as few calls as the kernel allows (pynetdicom reads 4096 bytes per call)."""
+        assert self.socket is not None
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        got = 0
+        try:
+            while got < nr_bytes:
+                count = self.socket.recv_into(view[got:], nr_bytes - got)
+                if not count:
+                    return buffer[:got]
+                got += count
+        finally:
+            view.release()
+        return buffer
+
+    def _refuse(self, message: str, *args: object) -> bytearray:
+        """Log, send A-ABORT, close; pynetdicom then sees the transport closed (Evt17)."""
+        log.warning("DICOM association with %s aborted: " + message, self._peer, *args)
+        if self.socket is not None:
+            _send_abort(self.socket)
+            _shutdown(self.socket)
+        return bytearray()
+
+    @property
+    def ready(self) -> bool:
+        if self._prefetched:
+            return True
+        return bool(AssociationSocket.ready.fget(self))  # type: ignore[attr-defined]
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if self._prefetched:
+            out = self._prefetched[:nr_bytes]
+            del self._prefetched[:nr_bytes]
+            self._expect_header = not self._expect_header
+            return out
+        data = self._recv_exactly(nr_bytes)
+        if self._expect_header and nr_bytes == 6 and len(data) == 6:
+            pdu_type, _, length = struct.unpack(">BBL", bytes(data))
+            limit = (
+                self._limits.max_pdata_bytes
+                if pdu_type == PDU_P_DATA_TF
+                else self._limits.max_request_bytes
+            )
+            if limit and length > limit:
+                return self._refuse(
+                    "PDU type 0x%02X of %d bytes exceeds the %d bytes announced/allowed",
+                    pdu_type,
+                    length,
+                    limit,
+                )
+            self._pdu_type = pdu_type
+            self._expect_header = False
+        elif not self._expect_header:
+            self._expect_header = True
+            if self._pdu_type == PDU_P_DATA_TF:
+                problem = self._check_pdata(data)
+                if problem is not None:
+                    return self._refuse(*problem)
+                if self._limits.spill_bytes and self._limits.spill_dir:
+                    self._spill_if_large(len(data))
+        return data
+
+    def _check_pdata(self, body: bytearray) -> tuple[Any, ...] | None:
+        """Why a P-DATA-TF body is refused (a log message and its arguments), or None: a PDV on
+        a presentation context that was not accepted (PS3.8 §9.3.5, §7.6), or a data set past
+        ``max_dataset_bytes``."""
+        accepted = getattr(self.assoc, "_accepted_cx", None)
+        pos, end = 0, len(body)
+        while pos + 6 <= end:
+            (length,) = struct.unpack_from(">L", body, pos)
+            context_id, control = body[pos + 4], body[pos + 5]
+            if accepted is not None and context_id not in accepted:
+                return ("PDV on presentation context %d, which was not accepted", context_id)
+            if not control & 1:  # a data set fragment
+                self._dataset_bytes += max(int(length) - 2, 0)
+                if self._limits.max_dataset_bytes and (
+                    self._dataset_bytes > self._limits.max_dataset_bytes
+                ):
+                    return (
+                        "data set larger than the maximum instance size of %d bytes",
+                        self._limits.max_dataset_bytes,
+                    )
+                if control & 2:  # its last fragment: the next message starts from zero
+                    self._dataset_bytes = 0
+            pos += 4 + int(length)
+        return None
+
+    def _spill_if_large(self, incoming: int) -> None:
+        """Move a C-STORE data set that outgrows ``spill_bytes`` from pynetdicom's in-memory
+        buffer to a file, where pynetdicom then writes its remaining fragments (its own
+        ``STORE_RECV_CHUNKED_DATASET`` mechanism, switched on per message): small instances
+        stay in memory (fast), large ones never are. Runs in the DUL thread, which also
+        decodes the fragments, so the message is not being written meanwhile."""
+        message = getattr(getattr(self.assoc, "dimse", None), "message", None)
+        if not isinstance(message, C_STORE_RQ) or message._data_set_file is not None:
+            return
+        buffer = message.data_set
+        if not isinstance(buffer, io.BytesIO):
+            return
+        if buffer.tell() + incoming <= self._limits.spill_bytes:
+            return
+        command = message.command_set
+        context = self.assoc._accepted_cx[int(message.context_id)]  # type: ignore[arg-type]
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - pynetdicom closes and deletes it
+            delete=False, mode="wb", suffix=".dcm", prefix="dimse-", dir=self._limits.spill_dir
+        )
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(
+            handle,  # type: ignore[arg-type]
+            create_file_meta(
+                sop_class_uid=UID(str(command.AffectedSOPClassUID)),
+                sop_instance_uid=UID(str(command.AffectedSOPInstanceUID)),
+                transfer_syntax=UID(str(context.transfer_syntax[0])),
+            ),
+        )
+        handle.write(buffer.getbuffer())
+        handle.file.flush()
+        message._data_set_file = handle  # type: ignore[assignment]
+        message._data_set_path = Path(handle.name)
+        message.data_set = io.BytesIO()
+
+
+class GuardedRequestHandler(RequestHandler):
+    """Reads the A-ASSOCIATE-RQ under the guard's limits before pynetdicom sees the connection."""
+
+    server: GuardedServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        host = str(self.client_address[0])
+        peer = f"{host}:{self.client_address[1]}"
+        pending = self.server.pending
+        pending.add(sock, host)
+        try:
+            first = read_association_request(sock, pending.limits)
+        except Dropped as exc:
+            pending.dropped += 1
+            log.warning("DICOM connection from %s dropped: %s", peer, exc)
+            _shutdown(sock)
+            return
+        finally:
+            pending.remove(sock)
+        sock.settimeout(pending.limits.network_timeout_s)
+        self._first_pdu = first
+        self._peer = peer
+        super().handle()
+
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        assert assoc.dul.socket is not None
+        GuardedSocket.adopt(
+            assoc.dul.socket, self._first_pdu, self.server.pending.limits, self._peer
+        )
+        return assoc
+
+
+class GuardedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with :class:`GuardedRequestHandler` and the TLS handshake
+    moved from the accepting thread (where one silent peer would stall every accept) into the
+    connection's own thread."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, limits: GuardLimits, **kwargs: Any) -> None:
+        self.pending = PendingConnections(limits)
+        kwargs["request_handler"] = GuardedRequestHandler
+        super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        client.settimeout(self.pending.limits.request_timeout_s)
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
