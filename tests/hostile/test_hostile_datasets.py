@@ -31,6 +31,7 @@ from scp_node.store.index import InstanceIndex
 from scp_node.store.spool import Spool
 from tests.conftest import node_settings, run_node
 from tests.dicom_factory import mr_dataset
+from tests.hostile.stow import stow_parts
 
 SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 
@@ -208,21 +209,7 @@ def test_garbage_over_dimse_and_stow_is_refused_and_nothing_stored(tmp_path: Pat
             assert status & 0xF000 == 0xC000
         part = io.BytesIO()
         ds.save_as(part, enforce_file_format=True)
-        boundary = "b0undary"
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + part.getvalue()
-            + random.Random(2).randbytes(777)
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        answer = httpx.post(
-            f"http://127.0.0.1:{node.http.port}/dicom-web/studies",
-            content=body,
-            headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
-            },
-            timeout=30,
-        )
+        answer = stow_parts(node.http.port, [part.getvalue() + random.Random(2).randbytes(777)])
         assert answer.status_code == 409
         failed = answer.json()["00081198"]["Value"][0]
         assert failed["00081197"]["Value"][0] & 0xF000 == 0xC000
@@ -246,25 +233,6 @@ def deflated_part10(ds: Dataset) -> bytes:
     write_file_meta_info(out, meta)
     out.write(deflate(encode(ds, False)))
     return out.getvalue()
-
-
-def stow_parts(port: int, parts: list[bytes]) -> httpx.Response:
-    boundary = "b0undary"
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
-            for p in parts
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    return httpx.post(
-        f"http://127.0.0.1:{port}/dicom-web/studies",
-        content=body,
-        headers={
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
-        },
-        timeout=60,
-    )
 
 
 def test_deflate_bomb_is_refused_a700_over_dimse_and_stow(tmp_path: Path, caplog) -> None:

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from scp_node.config import Settings
 from tests.conftest import node_settings, run_node
+from tests.hostile.stow import stow_parts
 
 #: The first 8 bytes of an A-ASSOCIATE-RQ that claims ~4 GiB (PS3.8 §9.3.2), then silence.
 HALF_RQ = struct.pack(">BBL", 1, 0, 0xFFFFFFF0) + b"\0\1"
@@ -178,7 +179,6 @@ def test_instance_above_the_maximum_is_refused_and_leaves_nothing(tmp_path, capl
     """D2: above ``storage.max_instance_mb`` a C-STORE is aborted as its bytes arrive (PS3.8
     A-ABORT: a status can only follow the whole data set) and STOW-RS answers a failed part
     0xA700; no temp file stays behind."""
-    import httpx
 
     from tests.conftest import storescu
 
@@ -189,20 +189,7 @@ def test_instance_above_the_maximum_is_refused_and_leaves_nothing(tmp_path, capl
     with run_node(settings) as node:
         result = storescu(settings.dicom.port, [path], "-xe")
         assert result.returncode != 0 or "Abort" in result.stderr + result.stdout
-        boundary = "b0undary"
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + path.read_bytes()
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        answer = httpx.post(
-            f"http://127.0.0.1:{node.http.port}/dicom-web/studies",
-            content=body,
-            headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'
-            },
-            timeout=60,
-        )
+        answer = stow_parts(node.http.port, [path.read_bytes()], timeout=60)
         assert answer.status_code == 409
         assert answer.json()["00081198"]["Value"][0]["00081197"]["Value"][0] == 0xA700
         assert node.index.count() == 0

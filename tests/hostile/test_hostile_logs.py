@@ -9,7 +9,6 @@ import socket
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from pydicom.dataset import Dataset
 
@@ -17,6 +16,7 @@ from scp_node.observe import setup_logging
 from tests.conftest import node_settings, run_node
 from tests.dicom_factory import mr_dataset
 from tests.hostile.raw_pdu import associate_rq
+from tests.hostile.stow import stow_parts
 
 FORGED = "2026-12-02 00:00:00,000 INFO    scp_node.ingest.receiver: stored sop=FORGED"
 
@@ -56,20 +56,7 @@ def test_forged_values_stay_on_one_line(
         ds.SOPInstanceUID = "1.2.3\n" + FORGED
         part = io.BytesIO()
         ds.save_as(part, enforce_file_format=True)
-        boundary = "b0undary"
-        body = (
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + part.getvalue()
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        answer = httpx.post(
-            f"http://127.0.0.1:{node.http.port}/dicom-web/studies",
-            content=body,
-            headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            },
-            timeout=30,
-        )
+        answer = stow_parts(node.http.port, [part.getvalue()], timeout=30)
         assert answer.status_code == 409
     lines = captured.getvalue().splitlines()
     assert lines
