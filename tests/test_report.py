@@ -406,3 +406,25 @@ def test_frame_number_on_a_single_frame_source_is_refused(study) -> None:
     wrong = replace(result, levels=(replace(result.levels[0], frame_number=2), *result.levels[1:]))
     with pytest.raises(ValueError, match="not a multi-frame image"):
         build_sr(wrong, sources, ReportSettings())
+
+
+def test_patient_attributes_come_from_the_analysed_series_and_conflicts_are_flagged(
+    study,
+) -> None:
+    """Side finding of issue 13: an instance of another series with another Patient ID, listed
+    first, must not give the SR its patient; the disagreement is flagged, never merged."""
+    _paths, truth, sources = study
+    stray = sources[0].copy()
+    stray.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.99"
+    stray.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.99.1"
+    stray.PatientID = "OTHER-PATIENT"
+    sr = build_sr(result_for(truth), [stray, *sources], ReportSettings())
+    assert sr.PatientID == sources[0].PatientID != "OTHER-PATIENT"
+    comments = texts_of(groups(sr)["LSTV screen"])
+    assert any("2 different Patient IDs" in c and "OTHER-PATIENT" not in c for c in comments)
+    assert not any(
+        "Patient IDs" in c
+        for c in texts_of(
+            groups(build_sr(result_for(truth), sources, ReportSettings()))["LSTV screen"]
+        )
+    )

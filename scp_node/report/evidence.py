@@ -89,3 +89,22 @@ def copy_patient_study(target: Dataset, source: Dataset) -> None:
             target[keyword] = source[keyword]
     if "SpecificCharacterSet" in source:
         target.SpecificCharacterSet = source.SpecificCharacterSet
+
+
+def analysed_series_first(evidence: Sequence[Dataset], series_uid: str) -> list[Dataset]:
+    """The evidence with the analysed series' instances first: highdicom takes the SR's Patient
+    and General Study attributes from the first evidence dataset (PS3.3 C.7.1.1, C.7.2.1), so
+    they describe the images the result is about, not whatever instance came first."""
+    return sorted(evidence, key=lambda ds: str(ds.get("SeriesInstanceUID", "")) != series_uid)
+
+
+def patient_id_conflict(evidence: Sequence[Dataset]) -> str:
+    """A warning (no identifiers in it) when the study's instances carry different Patient IDs;
+    "" when they agree. The node never merges them."""
+    ids = {str(ds.get("PatientID", "")) for ds in evidence}
+    if len(ids) <= 1:
+        return ""
+    return (
+        f"the study's instances carry {len(ids)} different Patient IDs; the report's patient "
+        "attributes come from the analysed series"
+    )

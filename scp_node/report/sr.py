@@ -24,10 +24,12 @@ centre is 0.5\\0.5), and highdicom stores Graphic Data as given, so the report a
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import highdicom as hd
@@ -42,9 +44,16 @@ from scp_node.config import ReportSettings
 from scp_node.identity import stamp
 from scp_node.multiframe import is_multiframe
 from scp_node.report import codes
-from scp_node.report.evidence import copy_patient_study, study_evidence
+from scp_node.report.evidence import (
+    analysed_series_first,
+    copy_patient_study,
+    patient_id_conflict,
+    study_evidence,
+)
 from scp_node.report.uids import device_uid, instance_uid, series_uid, tracking_uid
 from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+
+log = logging.getLogger(__name__)
 
 #: SCOORD Graphic Data = pixel centre coordinates + this offset (see module docstring).
 SCOORD_OFFSET = 0.5
@@ -304,6 +313,11 @@ def build_sr(
     evidence = study_evidence(result.study_instance_uid, source_datasets)
     by_uid = {str(ds.SOPInstanceUID): ds for ds in evidence}
     series, sop = sr_uids(result, evidence)
+    conflict = patient_id_conflict(evidence)
+    if conflict:
+        log.warning("study %s: %s", result.study_instance_uid, conflict)
+        result = replace(result, warnings=(*result.warnings, conflict))
+    evidence = analysed_series_first(evidence, result.series_instance_uid)
     algorithm = _algorithm(result.model)
     groups: list[hd.sr.MeasurementsAndQualitativeEvaluations] = []
     if result.applicable:
