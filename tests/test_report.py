@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from collections.abc import Iterator
@@ -414,7 +415,7 @@ def test_patient_attributes_come_from_the_analysed_series_and_conflicts_are_flag
     """Side finding of issue 13: an instance of another series with another Patient ID, listed
     first, must not give the SR its patient; the disagreement is flagged, never merged."""
     _paths, truth, sources = study
-    stray = sources[0].copy()
+    stray = copy.deepcopy(sources[0])
     stray.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.99"
     stray.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.99.1"
     stray.PatientID = "OTHER-PATIENT"
