@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import build_role
@@ -22,7 +21,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from scp_node.config import Destination
-from scp_node.egress.dimse import associate, on_one_association
+from scp_node.egress.dimse import associate, on_one_association, read_to_send
 from scp_node.egress.outcome import OK, Outcome
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -64,12 +63,9 @@ def send_reports(dest: Destination, calling_ae: str, files: Sequence[Path]) -> l
 
 
 def _report_one(assoc: Association, path: Path, where: str) -> Outcome:
-    if not assoc.is_established:
-        return Outcome.failed(f"association with {where} ended before the N-EVENT-REPORT")
-    try:
-        info = pydicom.dcmread(path)
-    except (OSError, pydicom.errors.InvalidDicomError) as exc:
-        return Outcome.failed(f"cannot read {path.name}: {exc}")
+    info = read_to_send(assoc, path, where, "N-EVENT-REPORT")
+    if isinstance(info, Outcome):
+        return info
     del info.file_meta
     kind = event_type(info)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
@@ -158,13 +159,21 @@ def on_one_association(
     return outcomes
 
 
-def _store_one(assoc: Any, path: Path, where: str) -> Outcome:
+def read_to_send(assoc: Any, path: Path, where: str, message: str) -> Dataset | Outcome:
+    """The file to send as ``message`` on ``assoc``, or the failed Outcome (association gone,
+    file unreadable) that a caller returns instead."""
     if not assoc.is_established:
-        return Outcome.failed(f"association with {where} ended before the C-STORE")
+        return Outcome.failed(f"association with {where} ended before the {message}")
     try:
-        ds = pydicom.dcmread(path)
+        return pydicom.dcmread(path)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         return Outcome.failed(f"cannot read {path.name}: {exc}")
+
+
+def _store_one(assoc: Any, path: Path, where: str) -> Outcome:
+    ds = read_to_send(assoc, path, where, "C-STORE")
+    if isinstance(ds, Outcome):
+        return ds
     try:
         status = assoc.send_c_store(ds)
     except (ValueError, RuntimeError) as exc:  # no accepted context for the class / syntax
