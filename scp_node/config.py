@@ -92,6 +92,14 @@ class DicomSettings(Section):
         description="connections in all that may be waiting for their A-ASSOCIATE-RQ; a newer "
         "one evicts the oldest",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="receiving processes sharing the DICOM port (SO_REUSEPORT), each with its "
+        "own pynetdicom AE, so that several associations use several cores; 1 = everything in "
+        "the `serve` process (docs/ingest.md)",
+    )
     syntax_policy: Literal["compressed", "uncompressed"] = "compressed"
     tls: TlsSettings = Field(default_factory=TlsSettings)
 

@@ -12,6 +12,8 @@ from scp_node.egress.worker import worker_for
 from scp_node.ingest.commitment import commitment_handlers
 from scp_node.ingest.dimse import DimseServer
 from scp_node.ingest.receiver import Receiver
+from scp_node.ingest.receivers import ReceiverProcesses
+from scp_node.ingest.slots import AssociationSlots
 from scp_node.observe import BYTES_RECEIVED, INSTANCES_RECEIVED
 from scp_node.pipeline import Pipeline
 from scp_node.store import recovery
@@ -73,7 +75,12 @@ class Node:
             extra_handlers=commitment_handlers(
                 settings, self.index, self._commit_requested, self.outbox.enqueue_commitment_report
             ),
+            slots=AssociationSlots(
+                storage.data_dir / "associations.lock", settings.dicom.max_associations
+            ),
         )
+        # dicom.processes > 1: more receiving processes on the same port (docs/ingest.md)
+        self.receivers = ReceiverProcesses(settings, settings.dicom.processes - 1, self.spool)
         self._stopped = threading.Event()
         self.services: list[Any] = [self.pipeline or self.outbox]
         self.http: Any = None
@@ -110,6 +117,7 @@ class Node:
         if removed:
             log.warning("removed %d unacknowledged temp files left by an earlier crash", removed)
         self.dimse.start()
+        self.receivers.start()  # dicom.processes - 1 more listeners on the same port
         for service in self.services:
             service.start()
         log.info("node started: %d instances in the index", self.index.count())
@@ -118,6 +126,7 @@ class Node:
         for service in reversed(self.services):
             service.stop()
         self.dimse.stop()
+        self.receivers.stop()
         recovery.mark_stopped(self.settings.storage.data_dir)
         self.db.close()
         self._stopped.set()

@@ -30,6 +30,7 @@ from scp_node.config import DicomSettings
 from scp_node.identity import node_ae
 from scp_node.ingest.dimse_guard import GuardedServer, GuardLimits
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
+from scp_node.ingest.slots import AssociationSlots
 from scp_node.observe import INSTANCES_REFUSED
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,13 @@ class DimseServer:
         caps: Capabilities,
         admit: Callable[[], str | None] | None = None,
         extra_handlers: list[tuple[Any, Callable[..., Any]]] | None = None,
+        slots: AssociationSlots | None = None,
     ) -> None:
         self.settings = settings
         self.receiver = receiver
         self.admit = admit
+        #: ``max_associations`` across every receiving process (:mod:`scp_node.ingest.slots`)
+        self.slots = slots
         self.ae = self._build_ae(caps)
         self._handlers: list[tuple[Any, Callable[..., Any]]] = [
             (evt.EVT_C_ECHO, self._on_echo),
@@ -203,6 +207,8 @@ class DimseServer:
             ssl_context=server_ssl_context(s),
             server_class=GuardedServer,
             limits=limits,
+            slots=self.slots,
+            reuse_port=s.processes > 1,
         )
         threading.Thread(
             target=self._server.serve_forever, name="DicomListener", daemon=True

@@ -40,6 +40,9 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dsutils import create_file_meta
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from scp_node.ingest.slots import ASSOCIATE_RJ_LIMIT, AssociationSlots
+from scp_node.store.spool import temp_prefix
+
 log = logging.getLogger(__name__)
 
 PDU_ASSOCIATE_RQ = 0x01
@@ -158,6 +161,14 @@ def read_association_request(sock: socket.socket, limits: GuardLimits) -> bytes:
             f"A-ASSOCIATE-RQ claims {length} bytes, limit {limits.max_request_bytes} (A-ABORT)"
         )
     return header + _recv_exactly(sock, length, deadline, "A-ASSOCIATE-RQ")
+
+
+def _send_reject(sock: socket.socket) -> None:
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(ASSOCIATE_RJ_LIMIT)
+    except OSError:
+        pass
 
 
 def _send_abort(sock: socket.socket) -> None:
@@ -300,7 +311,7 @@ class GuardedSocket(AssociationSocket):
         command = message.command_set
         context = self.assoc._accepted_cx[int(message.context_id)]  # type: ignore[arg-type]
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - pynetdicom closes and deletes it
-            delete=False, mode="wb", suffix=".dcm", prefix="dimse-", dir=self._limits.spill_dir
+            delete=False, mode="wb", suffix=".dcm", prefix=temp_prefix(), dir=self._limits.spill_dir
         )
         handle.write(b"\0" * 128 + b"DICM")
         write_file_meta_info(
@@ -341,7 +352,26 @@ class GuardedRequestHandler(RequestHandler):
         sock.settimeout(pending.limits.network_timeout_s)
         self._first_pdu = first
         self._peer = peer
-        super().handle()
+        self._slot: int | None = None
+        slots = self.server.slots
+        if slots is not None:
+            self._slot = slots.acquire()
+            if self._slot is None:
+                log.warning(
+                    "association from %s rejected: %d associations already active (all "
+                    "receiving processes); local limit exceeded",
+                    peer,
+                    slots.size,
+                )
+                _send_reject(sock)
+                _shutdown(sock)
+                return
+        try:
+            super().handle()
+        except BaseException:
+            if slots is not None and self._slot is not None:
+                slots.release(self._slot)
+            raise
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
@@ -349,6 +379,17 @@ class GuardedRequestHandler(RequestHandler):
         GuardedSocket.adopt(
             assoc.dul.socket, self._first_pdu, self.server.pending.limits, self._peer
         )
+        slots, slot = self.server.slots, self._slot
+        if slots is not None and slot is not None:
+            run = assoc.run
+
+            def run_then_release() -> None:  # the association's thread: its slot ends with it
+                try:
+                    run()
+                finally:
+                    slots.release(slot)
+
+            assoc.run = run_then_release  # type: ignore[method-assign]
         return assoc
 
 
@@ -359,10 +400,27 @@ class GuardedServer(ThreadedAssociationServer):
 
     daemon_threads = True
 
-    def __init__(self, *args: Any, limits: GuardLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: GuardLimits,
+        slots: AssociationSlots | None = None,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.pending = PendingConnections(limits)
+        self.slots = slots
+        self.reuse_port = reuse_port
         kwargs["request_handler"] = GuardedRequestHandler
         super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        # several receiving processes listen on one port and the kernel spreads new connections
+        # over them (SO_REUSEPORT, socket(7)); it must be set before bind
+        if self.reuse_port:
+            assert self.socket is not None
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None

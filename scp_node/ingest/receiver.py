@@ -12,7 +12,6 @@ import logging
 import mmap
 import os
 import shutil
-import threading
 import time
 import warnings
 import zlib
@@ -54,16 +53,6 @@ STATUS_UID_MISMATCH = 0xC103
 STATUS_SYNTAX_NOT_SUPPORTED = 0xC122  # PS3.18 STOW-RS FailureReason "transfer syntax not supported"
 STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_DUPLICATE_INSTANCE = 0x0111  # PS3.7 C.4.8 "Duplicate SOP Instance"
-
-#: Writes of one SOP Instance UID are serialised by one of these locks (chosen by the UID's hash),
-#: so the spool file and the index row of an instance always come from the same data set.
-_UID_LOCKS = tuple(threading.Lock() for _ in range(256))
-
-
-def uid_lock(sop_instance_uid: str) -> threading.Lock:
-    """The lock that serialises spooling and indexing of ``sop_instance_uid``."""
-    return _UID_LOCKS[hash(sop_instance_uid) % len(_UID_LOCKS)]
-
 
 #: Inflation limits of a Deflated Explicit VR Little Endian data set (PS3.5 A.5); the node sets
 #: them from ``storage.max_instance_mb`` and ``storage.max_inflate_ratio``.
@@ -489,7 +478,7 @@ class Receiver:
     ) -> InstanceRecord:
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
-        with uid_lock(header.sop_instance_uid):
+        with self.spool.locks.hold(header.sop_instance_uid):
             previous = self.index.location(header.sop_instance_uid)
             if previous is not None and previous != (header.study_uid, header.series_uid):
                 # docs/conformance-statement.md: a UID stays in the study and series it came in

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from scp_node.store.locks import UidLocks
+
 #: A UID is up to 64 characters of digits and dots, components without leading zeros (PS3.5 §9.1).
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -46,6 +48,8 @@ class Spool:
         self.min_free_bytes = min_free_bytes
         self.fsync = fsync
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        #: one writer per SOP Instance UID at a time, across every receiving process
+        self.locks = UidLocks(self.root / ".locks")
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return (
@@ -76,7 +80,7 @@ class Spool:
         """
         self.check_space(size_hint)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -98,14 +102,26 @@ class Spool:
             raise
         return size
 
-    def remove_stale_temp_files(self) -> int:
-        """Delete temp files left by a crash (they were never acknowledged); returns the count."""
+    def remove_stale_temp_files(self, pid: int | None = None) -> int:
+        """Delete temp files left by a crash (they were never acknowledged); returns the count.
+
+        With ``pid``, only those of that (dead) receiving process: the others may be in use."""
         count = 0
-        for pattern in ("*.part", "dimse-*.dcm"):  # the receiver's and pynetdicom's temp files
+        patterns = (
+            ("*.part", "dimse-*.dcm")
+            if pid is None
+            else (f"{pid}-*.part", temp_prefix(pid) + "*.dcm")
+        )
+        for pattern in patterns:  # the receiver's and pynetdicom's temp files
             for leftover in self.tmp_dir.glob(pattern):
                 leftover.unlink(missing_ok=True)
                 count += 1
         return count
+
+
+def temp_prefix(pid: int | None = None) -> str:
+    """Name prefix of a C-STORE data set received into a temp file by process ``pid``."""
+    return f"dimse-{os.getpid() if pid is None else pid}-"
 
 
 def _fsync_dir(directory: Path) -> None:

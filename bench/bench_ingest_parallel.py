@@ -1,0 +1,216 @@
+"""C-STORE ingest, issue 15: one association against the peers, and 4 associations at once.
+
+Part 1, one association: the same series (``--count`` uncompressed 512x512 16-bit MR) is sent by
+DCMTK ``storescu`` in one association to DCMTK ``storescp``, Orthanc 1.10, the bare pynetdicom
+handler (bench/minimal_pynetdicom_scp.py) and scp-node in its default durable configuration
+(fsync of file and directory, index commit before Success; pipeline on), alternating, one fresh
+receiver per round. Part 2, several associations: 4 ``storescu`` at once (4 series) against 1,
+into the node with ``dicom.processes`` = 1 and = N. Every process gets TCP_NODELAY=1.
+
+Prints Markdown tables of medians (seconds for the run, instances per second) and ratios.
+
+    python bench/bench_ingest_parallel.py [--count 200] [--rounds 3] [--processes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench_ingest import ENV, free_port, make_series, wait_port
+
+ORTHANC = "/usr/sbin/Orthanc"
+STORESCU = "/usr/bin/storescu"
+STORESCP = "/usr/bin/storescp"
+NODE_WARM_UP_S = 8.0  # the pipeline owner imports torch and loads the weights at start
+
+
+def _quiet(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def start_storescp(out: Path, port: int) -> subprocess.Popen[bytes]:
+    out.mkdir(parents=True, exist_ok=True)
+    return _quiet([STORESCP, "-aet", "LSTV_NODE", "+xa", "-od", str(out), str(port)], ENV)
+
+
+def start_orthanc(out: Path, port: int) -> subprocess.Popen[bytes]:
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "Name": "bench",
+        "DicomAet": "LSTV_NODE",
+        "DicomPort": port,
+        "HttpPort": free_port(),
+        "StorageDirectory": str(out / "storage"),
+        "IndexDirectory": str(out / "index"),
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+        "StorageCompression": False,
+        "Plugins": [],
+    }
+    (out / "orthanc.json").write_text(json.dumps(config))
+    return _quiet([ORTHANC, str(out / "orthanc.json"), "--no-jobs"], ENV, cwd=out)
+
+
+def start_minimal(out: Path, port: int) -> subprocess.Popen[bytes]:
+    script = Path(__file__).with_name("minimal_pynetdicom_scp.py")
+    return _quiet([sys.executable, str(script), str(port), str(out)], ENV)
+
+
+def node_starter(processes: int) -> Callable[[Path, int], subprocess.Popen[bytes]]:
+    def start(out: Path, port: int) -> subprocess.Popen[bytes]:
+        env = {
+            **ENV,
+            "SCP_NODE_DICOM__PORT": str(port),
+            "SCP_NODE_DICOM__PROCESSES": str(processes),
+            "SCP_NODE_STORAGE__DATA_DIR": str(out),
+            "SCP_NODE_HTTP__ENABLED": "false",
+            "SCP_NODE_LOG__LEVEL": "WARNING",
+        }
+        return _quiet([sys.executable, "-m", "scp_node", "serve"], env)
+
+    return start
+
+
+def send(series: list[list[Path]], port: int) -> float:
+    """Seconds for one ``storescu`` per series, all started at once, to finish."""
+
+    def one(files: list[Path]) -> None:
+        argv = [STORESCU, "-aet", "PACS", "-aec", "LSTV_NODE", "-xe", "127.0.0.1", str(port)]
+        subprocess.run(
+            [*argv, *map(str, files)],
+            env=ENV,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(series)) as pool:
+        list(pool.map(one, series))
+    return time.perf_counter() - started
+
+
+def stored(out: Path) -> int:
+    """Instances a receiver kept (node spool, Orthanc storage, storescp/minimal output)."""
+    if (out / "storage").is_dir():  # Orthanc: one file per instance, named by its own id
+        return sum(1 for p in (out / "storage").rglob("*") if p.is_file())
+    if (out / "spool").is_dir():
+        return sum(1 for _ in (out / "spool").glob("*/*/*.dcm"))
+    return sum(1 for name in ("*.dcm", "MR.*") for _ in out.glob(name))
+
+
+def run_one(
+    name: str,
+    start: Callable[[Path, int], subprocess.Popen[bytes]],
+    series: list[list[Path]],
+    work: Path,
+) -> float:
+    port = free_port()
+    out = work / "recv" / name.replace(" ", "_")
+    shutil.rmtree(out, ignore_errors=True)
+    proc = start(out, port)
+    try:
+        wait_port(port)
+        if name.startswith("scp-node"):
+            time.sleep(NODE_WARM_UP_S)
+        seconds = send(series, port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    expected = sum(len(files) for files in series)
+    got = stored(out)
+    assert got == expected, f"{name} stored {got} of {expected}"
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
+def table(
+    title: str,
+    runs: dict[str, tuple[Callable[[Path, int], subprocess.Popen[bytes]], list[list[Path]]]],
+    rounds: int,
+    work: Path,
+    base: str,
+) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (start, series) in runs.items():
+            times[name].append(run_one(name, start, series, work))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"\n### {title}\n")
+    print(f"| receiver | instances | median s | range s | instances/s | × {base} |")
+    print("|---|---|---|---|---|---|")
+    for name, values in times.items():
+        count = sum(len(files) for files in runs[name][1])
+        rate = count / medians[name]
+        base_rate = sum(len(f) for f in runs[base][1]) / medians[base]
+        print(
+            f"| {name} | {count} | {medians[name]:.2f} | {min(values):.2f}-{max(values):.2f} | "
+            f"{rate:.0f} | {rate / base_rate:.2f} |"
+        )
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=200, help="instances per series")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=2, help="N for the node's second row")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/scp-bench-15"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["single", "parallel"])
+    args = parser.parse_args()
+    series = [make_series(args.work / f"series{i}", args.count, False) for i in range(4)]
+    print(f"{os.cpu_count()} CPUs; {args.count} instances per series; {args.rounds} rounds")
+    if "single" not in args.skip:
+        table(
+            "One association (one storescu)",
+            {
+                "DCMTK storescp": (start_storescp, series[:1]),
+                "Orthanc 1.10": (start_orthanc, series[:1]),
+                "bare pynetdicom": (start_minimal, series[:1]),
+                "scp-node (durable)": (node_starter(1), series[:1]),
+            },
+            args.rounds,
+            args.work,
+            base="Orthanc 1.10",
+        )
+    if "parallel" not in args.skip:
+        n = args.processes
+        table(
+            "Four associations at once (four storescu) against one",
+            {
+                "scp-node, 1 process, 1 sender": (node_starter(1), series[:1]),
+                "scp-node, 1 process, 4 senders": (node_starter(1), series),
+                f"scp-node, {n} processes, 1 sender": (node_starter(n), series[:1]),
+                f"scp-node, {n} processes, 4 senders": (node_starter(n), series),
+                "Orthanc 1.10, 4 senders": (start_orthanc, series),
+            },
+            args.rounds,
+            args.work,
+            base="scp-node, 1 process, 1 sender",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
