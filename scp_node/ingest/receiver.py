@@ -12,6 +12,7 @@ import logging
 import mmap
 import os
 import shutil
+import struct
 import time
 import warnings
 import zlib
@@ -268,15 +269,51 @@ def file_meta_for(header: Header, transfer_syntax: UID, calling_ae: str) -> File
     return meta
 
 
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    """One Explicit VR Little Endian element of group 0002 (PS3.5 §7.1.2)."""
+    tag = struct.pack("<HH", 2, group_element)
+    if vr == b"OB":
+        return tag + vr + b"\0\0" + struct.pack("<L", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    """``text`` in ASCII, padded to even length (PS3.5 §6.2: UI with NUL, AE/SH with space)."""
+    raw = text.encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def encode_file_meta(header: Header, transfer_syntax: UID, calling_ae: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information of :func:`file_meta_for`, encoded
+    directly (PS3.10 §7.1; the same bytes as pydicom's ``write_file_meta_info``): the UIDs were
+    checked by :func:`read_header`, so nothing is built or validated twice per instance."""
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\0\1"),
+            _element(0x0002, b"UI", _padded(header.sop_class_uid, b"\0")),
+            _element(0x0003, b"UI", _padded(header.sop_instance_uid, b"\0")),
+            _element(0x0010, b"UI", _padded(str(transfer_syntax), b"\0")),
+            _element(0x0012, b"UI", _padded(str(IMPLEMENTATION_CLASS_UID), b"\0")),
+            _element(0x0013, b"SH", _padded(str(IMPLEMENTATION_VERSION_NAME), b" ")),
+            _element(0x0016, b"AE", _padded(calling_ae, b" ")) if calling_ae else b"",
+        )
+    )
+    return b"\0" * 128 + b"DICM" + _element(0x0000, b"UL", struct.pack("<L", len(body))) + body
+
+
 def part10_writer(
-    meta: FileMetaDataset, raw: bytes | Callable[[BinaryIO], None]
+    meta: bytes | FileMetaDataset, raw: bytes | Callable[[BinaryIO], None]
 ) -> Callable[[BinaryIO], None]:
-    """Writes preamble, File Meta Information and the data set bytes exactly as received
-    (``raw`` itself, or what the callable ``raw`` writes)."""
+    """Writes preamble, File Meta Information (``meta``: from :func:`encode_file_meta`, or a
+    data set to encode) and the data set bytes exactly as received (``raw`` itself, or what the
+    callable ``raw`` writes)."""
 
     def write(handle: BinaryIO) -> None:
-        handle.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
+        if isinstance(meta, bytes):
+            handle.write(meta)
+        else:
+            handle.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
         if callable(raw):
             raw(handle)
         else:
@@ -422,7 +459,7 @@ class Receiver:
             raise Rejected(
                 STATUS_SOP_CLASS_MISMATCH, "SOP Class UID differs from the C-STORE request"
             )
-        meta = file_meta_for(header, transfer_syntax, origin.calling_ae)
+        meta = encode_file_meta(header, transfer_syntax, origin.calling_ae.strip())
         writer = part10_writer(meta, write_data)
         return self._commit(header, transfer_syntax, origin, writer, len(data), encoded_header)
 
