@@ -9,6 +9,7 @@ order of the list is the negotiation policy (``dicom.syntax_policy``).
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -289,10 +290,11 @@ class DimseServer:
         if self.admit is not None:
             self._admission[id(event.assoc)] = self.admit()
         log.info(
-            "association accepted from %s (%s) to %s",
+            "association accepted from %s (%s) to %s in process %d",
             event.assoc.requestor.ae_title,
             self._peer(event),
             event.assoc.acceptor.ae_title,
+            os.getpid(),
         )
 
     def _on_rejected(self, event: Any) -> None:

@@ -110,14 +110,15 @@ def main() -> int:
     settings = Settings(**json.loads(sys.stdin.read()))
     setup_logging(settings.log.level, settings.log.format)
     stop = threading.Event()
+    signalled: list[int] = []  # a handler takes no lock: SIGTERM may come twice (parent, kernel)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: signalled.append(signum))
     end_with_parent(stop)
     server = build(settings)
     server.start()
     print(READY, flush=True)
     log.info("receiving process %d listening on port %d", os.getpid(), server.port)
-    while not stop.wait(1.0):
+    while not signalled and not stop.wait(0.2):
         pass
     server.stop()
     return 0

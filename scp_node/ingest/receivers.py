@@ -58,15 +58,21 @@ class ReceiverProcesses:
         self._started.wait(READY_TIMEOUT_S * self.count)
 
     def _spawn(self, slot: int) -> None:
+        """Start receiving process ``slot`` (not waiting: see :meth:`_await_ready`)."""
         process = subprocess.Popen(
             [sys.executable, "-m", "scp_node.ingest.receiver_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         process.stdin.write(self._payload)
         process.stdin.close()
         self.processes[slot] = process
+
+    def _await_ready(self, slot: int) -> None:
+        process = self.processes[slot]
+        if process is None or process.stdout is None:
+            return
         ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
         line = process.stdout.readline().decode().strip() if ready else ""
         if line != READY:
@@ -77,8 +83,10 @@ class ReceiverProcesses:
         )
 
     def _run(self) -> None:
-        for slot in range(self.count):
+        for slot in range(self.count):  # all at once: each one's start-up is mostly imports
             self._spawn(slot)
+        for slot in range(self.count):
+            self._await_ready(slot)
         self._started.set()
         while not self._stop.wait(0.2):
             for slot, process in enumerate(self.processes):
@@ -98,6 +106,7 @@ class ReceiverProcesses:
                 if self._stop.wait(RESTART_DELAY_S):
                     return
                 self._spawn(slot)
+                self._await_ready(slot)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM to each, then wait (SIGKILL after ``timeout``)."""

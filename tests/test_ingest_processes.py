@@ -1,0 +1,203 @@
+"""Several receiving processes on one DICOM port (``dicom.processes``, issue 15): correctness only.
+
+Real ``scp-node serve`` processes, real DCMTK ``storescu`` senders and pynetdicom/raw-socket
+peers on 127.0.0.1; the index is read back from its SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from tests.conftest import dcmtk, dcmtk_env, free_port
+from tests.dicom_factory import write_mr
+from tests.hostile.raw_pdu import associate
+from tests.node_process import NodeProcess, write_toml
+
+
+def start_node(tmp_path: Path, processes: int, **dicom: object) -> NodeProcess:
+    """``serve`` with ``processes`` receiving processes, waited for until all of them listen."""
+    port = free_port()
+    config = {
+        "dicom": {"bind_host": "127.0.0.1", "port": port, "processes": processes, **dicom},
+        "storage": {"data_dir": str(tmp_path / "node"), "min_free_mb": 1},
+        "http": {"enabled": False},
+        "pipeline": {"enabled": False},
+    }
+    path = tmp_path / "node.toml"
+    write_toml(path, config)
+    node = NodeProcess(path, port).start()
+    wait_for(lambda: "node started" in node.log(), "the node to start")
+    wait_for(lambda: len(children(node)) == processes - 1, "the receiving processes")
+    return node
+
+
+def wait_for(condition: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def children(node: NodeProcess) -> list[int]:
+    """PIDs of the receiving processes the node started (its child processes)."""
+    assert node.process is not None
+    out = subprocess.run(
+        ["pgrep", "-P", str(node.process.pid)], capture_output=True, text=True
+    ).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def index_rows(tmp_path: Path) -> dict[str, tuple[int, str, int]]:
+    """SOP Instance UID → (times received, path, size) from the node's index file."""
+    with sqlite3.connect(tmp_path / "node" / "index.sqlite3") as db:
+        rows = db.execute(
+            "SELECT sop_instance_uid, times_received, path, size FROM instances"
+        ).fetchall()
+    return {uid: (times, path, size) for uid, times, path, size in rows}
+
+
+def series(folder: Path, count: int, seed: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    return [write_mr(folder / f"{i:03d}.dcm", seed=seed * 1000 + i) for i in range(count)]
+
+
+def storescu_verbose(port: int, files: list[Path]) -> subprocess.CompletedProcess[str]:
+    argv = [dcmtk("storescu"), "-v", "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port)]
+    return subprocess.run(
+        [*argv, *map(str, files)], capture_output=True, text=True, env=dcmtk_env(), timeout=120
+    )
+
+
+def acknowledged(output: str) -> list[Path]:
+    """Files that storescu -v reports as sent and answered with Success."""
+    done, current = [], None
+    for line in output.splitlines():
+        sending = re.search(r"Sending file: (.+)$", line)
+        if sending:
+            current = Path(sending.group(1).strip())
+        elif "Received Store Response (Success)" in line and current is not None:
+            done.append(current)
+            current = None
+    return done
+
+
+def test_every_instance_is_indexed_once_with_several_processes(tmp_path: Path) -> None:
+    node = start_node(tmp_path, processes=3)
+    try:
+        batches = [series(tmp_path / f"s{k}", 8, seed=k) for k in range(8)]
+        with ThreadPoolExecutor(len(batches)) as pool:
+            results = list(pool.map(lambda files: storescu_verbose(node.port, files), batches))
+        assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
+        sent = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for b in batches for f in b}
+        rows = index_rows(tmp_path)
+        assert set(rows) == sent
+        assert {times for times, _, _ in rows.values()} == {1}, "each instance indexed once"
+        assert all(Path(path).stat().st_size == size for _, path, size in rows.values())
+        # the associations were spread over more than one process (8 connections, 3 listeners)
+        pids = set(re.findall(r"association accepted from PACS .* in process (\d+)", node.log()))
+        assert len(pids) >= 2, pids
+    finally:
+        node.stop()
+    assert not list((tmp_path / "node" / "spool" / ".tmp").iterdir())
+
+
+def test_max_associations_hold_across_processes(tmp_path: Path) -> None:
+    node = start_node(tmp_path, processes=3, max_associations=2)
+    ae = AE(ae_title="PACS")
+    ae.add_requested_context(Verification)
+    held = []
+    try:
+        for _ in range(2):
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="LSTV_NODE")
+            assert assoc.is_established
+            held.append(assoc)
+        # whichever process the kernel hands them to, a third and later one is rejected
+        for _ in range(6):
+            extra = ae.associate("127.0.0.1", node.port, ae_title="LSTV_NODE")
+            assert extra.is_rejected
+            primitive = extra.acceptor.primitive
+            assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+        held.pop().release()
+        # the slot is free once the node's association thread has ended (a moment after the
+        # A-RELEASE-RP): a sender that tries again gets in, whichever process it reaches
+        deadline = time.monotonic() + 10
+        while True:
+            again = ae.associate("127.0.0.1", node.port, ae_title="LSTV_NODE")
+            if again.is_established or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert again.is_established, "a released slot is free again for every process"
+        again.release()
+    finally:
+        for assoc in held:
+            assoc.release()
+        node.stop()
+    assert "local limit exceeded" in node.log()
+
+
+def test_per_association_pdu_limit_holds_in_every_process(tmp_path: Path) -> None:
+    node = start_node(tmp_path, processes=3, maximum_pdu_size=16384)
+    try:
+        for _ in range(8):
+            with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+                assert associate(sock)[:1] == b"\x02"  # A-ASSOCIATE-AC
+                # a P-DATA-TF longer than the node announced: A-ABORT, before the body is read
+                sock.sendall(struct.pack(">BBL", 0x04, 0, 16384 * 4))
+                answer = sock.recv(64)
+                assert answer[:1] == b"\x07", answer
+        assert "exceeds the 16384 bytes announced" in node.log()
+    finally:
+        node.stop()
+
+
+def test_kill9_of_a_receiving_process_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    node = start_node(tmp_path, processes=2)
+    batches = [series(tmp_path / f"s{k}", 25, seed=k) for k in range(6)]
+    try:
+        (victim,) = children(node)
+        with ThreadPoolExecutor(len(batches)) as pool:
+            running = [pool.submit(storescu_verbose, node.port, files) for files in batches]
+            wait_for(lambda: len(index_rows(tmp_path)) >= 20, "instances to arrive", 60)
+            os.kill(victim, signal.SIGKILL)
+            results = [future.result() for future in running]
+        # the serve process starts a new receiving process and removes the dead one's temp files
+        wait_for(lambda: children(node) and children(node) != [victim], "a new receiving process")
+        wait_for(
+            lambda: not list((tmp_path / "node" / "spool" / ".tmp").glob(f"{victim}-*")),
+            "the dead process's temp files to be removed",
+        )
+    finally:
+        node.stop()
+    acked = [f for r in results for f in acknowledged(r.stdout + r.stderr)]
+    assert acked, "some instances were acknowledged"
+    rows = index_rows(tmp_path)
+    for path in acked:
+        uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        assert uid in rows, f"acknowledged {path.name} is not indexed"
+        _, stored, size = rows[uid]
+        assert Path(stored).stat().st_size == size
+        assert dcmread(stored).PixelData == dcmread(path).PixelData
+    # and after a restart (recovery) they are all still there
+    node.start()
+    try:
+        wait_for(lambda: "node started" in node.log().split("stopped")[-1], "the restart")
+        assert set(index_rows(tmp_path)) >= {
+            str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in acked
+        }
+    finally:
+        node.stop()
