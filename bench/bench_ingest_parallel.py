@@ -32,7 +32,9 @@ from bench_ingest import ENV, free_port, make_series, wait_port
 ORTHANC = "/usr/sbin/Orthanc"
 STORESCU = "/usr/bin/storescu"
 STORESCP = "/usr/bin/storescp"
-NODE_WARM_UP_S = 8.0  # the pipeline owner imports torch and loads the weights at start
+NODE_WARM_UP_S = 8.0
+#: receiver name -> CPU seconds (user + system, receiver processes) per run
+CPU: dict[str, list[float]] = {}  # the pipeline owner imports torch and loads the weights at start
 
 
 def _quiet(
@@ -83,7 +85,10 @@ def node_starter(processes: int) -> Callable[[Path, int], subprocess.Popen[bytes
             "SCP_NODE_HTTP__ENABLED": "false",
             "SCP_NODE_LOG__LEVEL": "WARNING",
         }
-        return _quiet([sys.executable, "-m", "scp_node", "serve"], env)
+        log = open(out.parent / f"{out.name}.log", "ab")  # noqa: SIM115 - the child holds it
+        return subprocess.Popen(
+            [sys.executable, "-m", "scp_node", "serve"], env=env, stdout=log, stderr=log
+        )
 
     return start
 
@@ -93,18 +98,27 @@ def send(series: list[list[Path]], port: int) -> float:
 
     def one(files: list[Path]) -> None:
         argv = [STORESCU, "-aet", "PACS", "-aec", "LSTV_NODE", "-xe", "127.0.0.1", str(port)]
-        subprocess.run(
-            [*argv, *map(str, files)],
-            env=ENV,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        done = subprocess.run([*argv, *map(str, files)], env=ENV, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"storescu exit {done.returncode}: {done.stderr[-1000:]}")
 
     started = time.perf_counter()
     with ThreadPoolExecutor(len(series)) as pool:
         list(pool.map(one, series))
     return time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its child processes (receiving processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    total = 0
+    for one in [pid, *map(int, out.split())]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stored(out: Path) -> int:
@@ -125,12 +139,15 @@ def run_one(
     port = free_port()
     out = work / "recv" / name.replace(" ", "_")
     shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     proc = start(out, port)
     try:
         wait_port(port)
         if name.startswith("scp-node"):
             time.sleep(NODE_WARM_UP_S)
+        cpu_before = cpu_seconds(proc.pid)
         seconds = send(series, port)
+        CPU.setdefault(name, []).append(cpu_seconds(proc.pid) - cpu_before)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -158,15 +175,18 @@ def table(
             times[name].append(run_one(name, start, series, work))
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"\n### {title}\n")
-    print(f"| receiver | instances | median s | range s | instances/s | × {base} |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| receiver | instances | median s | range s | instances/s | × {base} | "
+        "receiver CPU s (median) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, values in times.items():
         count = sum(len(files) for files in runs[name][1])
         rate = count / medians[name]
         base_rate = sum(len(f) for f in runs[base][1]) / medians[base]
         print(
             f"| {name} | {count} | {medians[name]:.2f} | {min(values):.2f}-{max(values):.2f} | "
-            f"{rate:.0f} | {rate / base_rate:.2f} |"
+            f"{rate:.0f} | {rate / base_rate:.2f} | {statistics.median(CPU[name]):.2f} |"
         )
     return medians
 
