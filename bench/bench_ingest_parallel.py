@@ -5,7 +5,10 @@ DCMTK ``storescu`` in one association to DCMTK ``storescp``, Orthanc 1.10, the b
 handler (bench/minimal_pynetdicom_scp.py) and scp-node in its default durable configuration
 (fsync of file and directory, index commit before Success; pipeline on), alternating, one fresh
 receiver per round. Part 2, several associations: 4 ``storescu`` at once (4 series) against 1,
-into the node with ``dicom.processes`` = 1 and = N. Every process gets TCP_NODELAY=1.
+into the node with ``dicom.processes`` = 1 and = N (and Orthanc with 4). Part 3, the same with
+``storage.fsync = false``, where nothing waits on the disk and only more cores can help.
+Every process gets TCP_NODELAY=1; receiver CPU = user + system seconds of the receiver's
+processes during the transfer.
 
 Prints Markdown tables of medians (seconds for the run, instances per second) and ratios.
 
@@ -75,10 +78,13 @@ def start_minimal(out: Path, port: int) -> subprocess.Popen[bytes]:
     return _quiet([sys.executable, str(script), str(port), str(out)], ENV)
 
 
-def node_starter(processes: int) -> Callable[[Path, int], subprocess.Popen[bytes]]:
+def node_starter(
+    processes: int, fsync: bool = True
+) -> Callable[[Path, int], subprocess.Popen[bytes]]:
     def start(out: Path, port: int) -> subprocess.Popen[bytes]:
         env = {
             **ENV,
+            "SCP_NODE_STORAGE__FSYNC": "true" if fsync else "false",
             "SCP_NODE_DICOM__PORT": str(port),
             "SCP_NODE_DICOM__PROCESSES": str(processes),
             "SCP_NODE_STORAGE__DATA_DIR": str(out),
@@ -197,7 +203,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="N for the node's second row")
     parser.add_argument("--work", type=Path, default=Path("/tmp/scp-bench-15"))
-    parser.add_argument("--skip", nargs="*", default=[], choices=["single", "parallel"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["single", "parallel", "cpu-bound"]
+    )
     args = parser.parse_args()
     series = [make_series(args.work / f"series{i}", args.count, False) for i in range(4)]
     print(f"{os.cpu_count()} CPUs; {args.count} instances per series; {args.rounds} rounds")
@@ -228,6 +236,19 @@ def main() -> int:
             args.rounds,
             args.work,
             base="scp-node, 1 process, 1 sender",
+        )
+    if "cpu-bound" not in args.skip:  # no fsync waits to overlap: only more cores help
+        n = args.processes
+        table(
+            "Four associations, storage.fsync = false (CPU-bound: what the GIL allows)",
+            {
+                "no fsync, 1 process, 1 sender": (node_starter(1, False), series[:1]),
+                "no fsync, 1 process, 4 senders": (node_starter(1, False), series),
+                f"no fsync, {n} processes, 4 senders": (node_starter(n, False), series),
+            },
+            args.rounds,
+            args.work,
+            base="no fsync, 1 process, 1 sender",
         )
     return 0
 

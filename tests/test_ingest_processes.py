@@ -192,12 +192,24 @@ def test_kill9_of_a_receiving_process_loses_nothing_acknowledged(tmp_path: Path)
         _, stored, size = rows[uid]
         assert Path(stored).stat().st_size == size
         assert dcmread(stored).PixelData == dcmread(path).PixelData
-    # and after a restart (recovery) they are all still there
+    # and after a restart they are all still there
     node.start()
     try:
         wait_for(lambda: "node started" in node.log().split("stopped")[-1], "the restart")
         assert set(index_rows(tmp_path)) >= {
             str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in acked
         }
+        wait_for(lambda: len(children(node)) == 1, "the receiving process")
+        orphans = children(node)
+        node.kill9()  # the serve process itself: its receiving process must not outlive it
+        wait_for(lambda: not any(alive(pid) for pid in orphans), "the receiver to end", 10)
     finally:
         node.stop()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+    except OSError:
+        return False

@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import queue
+import select
 import socket
 import ssl
 import struct
@@ -49,6 +51,8 @@ PDU_ASSOCIATE_RQ = 0x01
 PDU_P_DATA_TF = 0x04
 #: A-ABORT PDU (PS3.8 §9.3.8): source 2 = service-provider, reason 6 = invalid PDU parameter value.
 ABORT_INVALID_PARAMETER = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 2, 6)
+#: Longest wait of the DUL thread for data or an outgoing message (pynetdicom sleeps 1 ms).
+WAIT_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class GuardedSocket(AssociationSocket):
     _expect_header: bool
     _pdu_type: int
     _dataset_bytes: int
+    _wake_r: socket.socket
+    _wake_w: socket.socket
 
     @classmethod
     def adopt(
@@ -203,7 +209,23 @@ class GuardedSocket(AssociationSocket):
         guarded._expect_header = True
         guarded._pdu_type = 0
         guarded._dataset_bytes = 0
+        guarded._wake_r, guarded._wake_w = socket.socketpair()
+        guarded._wake_r.setblocking(False)
+        guarded._wake_w.setblocking(False)
         return guarded
+
+    def wake_on_send(self, dul: Any) -> None:
+        """Let pynetdicom's DUL thread wait for the peer's data *or* an outgoing message
+        instead of sleeping between polls: its outgoing queue wakes :attr:`ready`, so a
+        C-STORE response leaves as soon as it is queued and a PDU is read as soon as it arrives
+        (pynetdicom polls every millisecond otherwise). Idle, it wakes as often as before."""
+        dul.to_provider_queue = _WakingQueue(self._wake_w)
+        dul._run_loop_delay = 0
+
+    def close(self) -> None:
+        super().close()
+        for end in (self._wake_r, self._wake_w):
+            end.close()
 
     def _recv_exactly(self, nr_bytes: int) -> bytearray:
         """``nr_bytes`` from the socket (fewer only when the peer closed), read straight into one
@@ -234,6 +256,19 @@ class GuardedSocket(AssociationSocket):
     def ready(self) -> bool:
         if self._prefetched:
             return True
+        sock = self.socket
+        if sock is not None and self._is_connected and self._wake_r.fileno() != -1:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return True
+            try:
+                readable, _, _ = select.select([sock, self._wake_r], [], [], WAIT_S)
+            except (OSError, ValueError):
+                readable = [sock]  # pynetdicom's own check below reports the closed transport
+            if self._wake_r in readable:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+            if sock not in readable:
+                return False
         return bool(AssociationSocket.ready.fget(self))  # type: ignore[attr-defined]
 
     def recv(self, nr_bytes: int) -> bytearray:
@@ -329,6 +364,19 @@ class GuardedSocket(AssociationSocket):
         message.data_set = io.BytesIO()
 
 
+class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """pynetdicom's DUL outgoing queue that also wakes the DUL thread's wait."""
+
+    def __init__(self, wake: socket.socket) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        with contextlib.suppress(OSError):  # full (already woken) or closed (association over)
+            self._wake.send(b"\0")
+
+
 class GuardedRequestHandler(RequestHandler):
     """Reads the A-ASSOCIATE-RQ under the guard's limits before pynetdicom sees the connection."""
 
@@ -376,9 +424,10 @@ class GuardedRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         assert assoc.dul.socket is not None
-        GuardedSocket.adopt(
+        guarded = GuardedSocket.adopt(
             assoc.dul.socket, self._first_pdu, self.server.pending.limits, self._peer
         )
+        guarded.wake_on_send(assoc.dul)
         slots, slot = self.server.slots, self._slot
         if slots is not None and slot is not None:
             run = assoc.run
