@@ -18,13 +18,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom import dcmread
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    Verification,
+)
 
-from tests.conftest import dcmtk, dcmtk_env, free_port
+from tests.conftest import (
+    dcmtk,
+    dcmtk_env,
+    dimse_destination,
+    free_port,
+    node_settings,
+    run_node,
+    storescu,
+)
 from tests.dicom_factory import write_mr
 from tests.hostile.raw_pdu import associate
 from tests.node_process import NodeProcess, write_toml
+from tests.test_commitment_tls import commitment_request
 
 
 def start_node(tmp_path: Path, processes: int, **dicom: object) -> NodeProcess:
@@ -167,12 +179,12 @@ def test_per_association_pdu_limit_holds_in_every_process(tmp_path: Path) -> Non
 
 def test_kill9_of_a_receiving_process_loses_nothing_acknowledged(tmp_path: Path) -> None:
     node = start_node(tmp_path, processes=2)
-    batches = [series(tmp_path / f"s{k}", 25, seed=k) for k in range(6)]
+    batches = [series(tmp_path / f"s{k}", 20, seed=k) for k in range(6)]
     try:
         (victim,) = children(node)
         with ThreadPoolExecutor(len(batches)) as pool:
             running = [pool.submit(storescu_verbose, node.port, files) for files in batches]
-            wait_for(lambda: len(index_rows(tmp_path)) >= 20, "instances to arrive", 60)
+            wait_for(lambda: len(index_rows(tmp_path)) >= 12, "instances to arrive", 60)
             os.kill(victim, signal.SIGKILL)
             results = [future.result() for future in running]
         # the serve process starts a new receiving process and removes the dead one's temp files
@@ -213,3 +225,58 @@ def alive(pid: int) -> bool:
         return " Z " not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
     except OSError:
         return False
+
+
+def test_storage_commitment_answered_by_any_process_is_reported(tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    """N-ACTIONs reach whichever receiving process the kernel picks; each one's report is queued
+    in the shared outbox and sent by the serve process (here an in-process node)."""
+    listener_port = free_port()
+    settings = node_settings(
+        tmp_path,
+        dicom={"processes": 3},
+        delivery={
+            "destinations": {"modality": dimse_destination("MODALITY", listener_port)},
+            "reply_to_sender": {"MODALITY": "modality"},
+            "poll_interval_s": 0.2,
+        },
+    )
+    reports: dict[str, set[str]] = {}
+
+    def on_event_report(event):  # type: ignore[no-untyped-def]
+        info = event.event_information
+        reports[str(info.TransactionUID)] = {
+            str(item.ReferencedSOPInstanceUID) for item in info.ReferencedSOPSequence
+        }
+        return 0x0000, None
+
+    listener = AE(ae_title="MODALITY")
+    listener.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+    server = listener.start_server(
+        ("127.0.0.1", listener_port),
+        block=False,
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_event_report)],
+    )
+    files = [write_mr(tmp_path / f"in{i}.dcm", seed=70 + i) for i in range(3)]
+    sent = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    transactions = [f"1.2.826.0.1.3680043.8.498.15.{k}" for k in range(8)]
+    try:
+        with run_node(settings):
+            assert storescu(settings.dicom.port, files, calling="MODALITY").returncode == 0
+            requester = AE(ae_title="MODALITY")
+            requester.add_requested_context(StorageCommitmentPushModel)
+            for transaction in transactions:  # 8 associations over 3 listening processes
+                request = commitment_request(files)
+                request.TransactionUID = transaction
+                assoc = requester.associate("127.0.0.1", settings.dicom.port, ae_title="LSTV_NODE")
+                status, _ = assoc.send_n_action(
+                    request, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1"
+                )
+                assoc.release()
+                assert status.Status == 0x0000
+            wait_for(lambda: len(reports) == len(transactions), "every report", 30)
+    finally:
+        server.shutdown()
+    assert reports == {transaction: sent for transaction in transactions}
+    # the receiving processes log to standard error: some N-ACTIONs were theirs
+    others = set(re.findall(r"from MODALITY .* in process (\d+)", capfd.readouterr().err))
+    assert others - {str(os.getpid())}, "no association reached another process"
