@@ -30,7 +30,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench_ingest import ENV, free_port, make_series, wait_port
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_ingest import ENV, free_port, make_series, wait_port  # noqa: E402
 
 ORTHANC = "/usr/sbin/Orthanc"
 STORESCU = "/usr/bin/storescu"

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import scp_node
 from scp_node.config import Settings
 from scp_node.ingest.receiver_process import READY
 from scp_node.store.spool import Spool
@@ -28,6 +30,14 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 RESTART_DELAY_S = 1.0
+
+
+def child_environment() -> dict[str, str]:
+    """This environment, with the directory this ``scp_node`` was imported from first on the
+    module path: a receiving process runs the very code of its ``serve`` process."""
+    here = str(Path(scp_node.__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
 
 
 class ReceiverProcesses:
@@ -63,6 +73,7 @@ class ReceiverProcesses:
             [sys.executable, "-m", "scp_node.ingest.receiver_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=child_environment(),
         )
         assert process.stdin is not None
         process.stdin.write(self._payload)
