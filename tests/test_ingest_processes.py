@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
@@ -279,4 +280,33 @@ def test_storage_commitment_answered_by_any_process_is_reported(tmp_path: Path, 
     assert reports == {transaction: sent for transaction in transactions}
     # the receiving processes log to standard error: some N-ACTIONs were theirs
     others = set(re.findall(r"from MODALITY .* in process (\d+)", capfd.readouterr().err))
+    assert others - {str(os.getpid())}, "no association reached another process"
+
+
+def test_back_pressure_holds_in_every_process(tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    """A full analysis queue (jobs table) refuses new associations' C-STOREs with 0xA700, whichever
+    receiving process they reach."""
+    settings = node_settings(
+        tmp_path,
+        dicom={"processes": 3},
+        pipeline={"enabled": True, "quiet_seconds": 0.2, "poll_interval_s": 0.1, "queue_size": 1},
+        model={"weights": str(tmp_path / "absent.pt")},  # the worker never drains the queue
+    )
+    with run_node(settings) as node:
+        first = [write_mr(tmp_path / "first.dcm", seed=90)]
+        assert storescu(settings.dicom.port, first).returncode == 0
+        assert node.pipeline is not None
+        wait_for(lambda: node.pipeline.jobs.depth() >= 1, "the queued study")  # type: ignore[union-attr]
+        sender = AE(ae_title="PACS")
+        sender.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+        for k in range(8):  # 8 associations over 3 listening processes
+            late = dcmread(write_mr(tmp_path / f"late{k}.dcm", seed=91 + k))
+            assoc = sender.associate("127.0.0.1", settings.dicom.port, ae_title="LSTV_NODE")
+            assert assoc.is_established
+            status = assoc.send_c_store(late)
+            assoc.release()
+            assert status.Status == 0xA700, status
+            assert "queue full" in status.ErrorComment
+            assert node.index.get(str(late.SOPInstanceUID)) is None
+    others = set(re.findall(r"from PACS .* in process (\d+)", capfd.readouterr().err))
     assert others - {str(os.getpid())}, "no association reached another process"
