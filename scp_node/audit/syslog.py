@@ -7,7 +7,9 @@ A sender is a small object with ``send(payloads)`` and ``close()``; ``send`` rai
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import socket
 import ssl
 from datetime import UTC, datetime
@@ -72,6 +74,7 @@ class StreamSender:
         self, host: str, port: int, context: ssl.SSLContext | None, timeout: float = 10.0
     ) -> None:
         self.host, self.port, self.context, self.timeout = host, port, context, timeout
+        self.settle_s = 0.2
         self._sock: socket.socket | None = None
 
     def _connect(self) -> socket.socket:
@@ -85,20 +88,52 @@ class StreamSender:
             raise
 
     def send(self, payloads: list[bytes]) -> None:
+        """Send ``payloads``; raise when the receiver closed or refused the connection.
+
+        Syslog has no acknowledgements (RFC 5425 4.4): a receiver that refuses our certificate
+        after a TLS 1.3 handshake, or closed an idle connection, shows only as data (an alert)
+        or end-of-file to read. So the connection is checked before sending and again
+        :attr:`settle_s` after, and the batch counts as sent only when it is still open."""
+        if self._sock is not None and _closed_by_peer(self._sock, 0.0):
+            self.close()
         if self._sock is None:
             self._sock = self._connect()
         try:
             self._sock.sendall(b"".join(octet_counted(p) for p in payloads))
+            if _closed_by_peer(self._sock, self.settle_s):
+                raise ConnectionResetError("the syslog receiver closed the connection")
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            finally:
-                self._sock = None
+        if self._sock is None:
+            return
+        sock, self._sock = self._sock, None
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(1.0)
+                sock.unwrap()  # close_notify (RFC 5425 4.4)
+        except (OSError, ValueError):
+            pass
+        finally:
+            sock.close()
+
+
+def _closed_by_peer(sock: socket.socket, wait: float) -> bool:
+    """Whether the receiver has closed ``sock`` or sent a TLS alert (within ``wait`` seconds).
+    A syslog receiver never sends data, so anything readable means the end."""
+    try:
+        ready, _, _ = select.select([sock], [], [], wait)
+        if not ready:
+            return False
+        sock.settimeout(0.5)
+        return sock.recv(1) == b""
+    except (OSError, ValueError):
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
 
 
 class UdpSender:
