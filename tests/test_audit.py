@@ -4,6 +4,7 @@ RFC 5424/5425 framing, the JSON-lines file, and the durable queue against a real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -199,3 +200,109 @@ def test_queued_while_the_receiver_is_down_reach_it_after_a_restart(tmp_path):
     assert {(r["app"], r["msgid"], r["pri"]) for r in records} == {
         ("scp-node", "IHE+RFC-3881", "85")
     }
+
+
+def _multipart(parts: list[bytes], boundary: str = "audit-boundary") -> bytes:
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+        for p in parts
+    )
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def _part10(ds: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def test_stow_wado_dicom_tls_failure_and_results_sent_are_audited(tmp_path):
+    """STOW-RS (one Instances Transferred per request and study), WADO-RS retrieve (Begin
+    Transferring), a failed DICOM TLS handshake (Security Alert) and a result the outbox
+    delivered to a real DCMTK storescp (Instances Transferred + Export), in the JSON-lines file."""
+    import socket
+    import subprocess
+
+    import httpx
+    from pydicom.uid import generate_uid
+
+    from tests.conftest import dcmtk, dcmtk_env, dimse_destination, free_port, run_node
+    from tests.dicom_factory import mr_dataset
+    from tests.syslog_receiver import make_certificates
+
+    certs = make_certificates(tmp_path / "certs")
+    pacs_port, inbox = free_port(), tmp_path / "pacs"
+    inbox.mkdir()
+    settings = node_settings(
+        tmp_path,
+        dicom={
+            "tls": {
+                "enabled": True,
+                "cert_file": str(certs.server_cert),
+                "key_file": str(certs.server_key),
+            }
+        },
+        delivery={
+            "destinations": {"pacs": dimse_destination("PACS", pacs_port)},
+            "poll_interval_s": 0.2,
+        },
+    )
+    study_uid = generate_uid()
+    instances = [mr_dataset(seed=s, study_uid=study_uid) for s in (1, 2)]
+    pacs = subprocess.Popen(
+        [dcmtk("storescp"), "-aet", "PACS", "-od", str(inbox), str(pacs_port)],
+        env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with run_node(settings) as node:
+            base = f"http://127.0.0.1:{node.http.port}{settings.http.root}"
+            headers = {
+                "Content-Type": 'multipart/related; type="application/dicom"; '
+                "boundary=audit-boundary",
+                "X-Calling-AE-Title": "MODALITY",
+            }
+            body = _multipart([_part10(ds) for ds in instances])
+            stored = httpx.post(f"{base}/studies", content=body, headers=headers, timeout=30)
+            assert stored.status_code == 200, stored.text
+            got = httpx.get(f"{base}/studies/{study_uid}", timeout=30)
+            assert got.status_code == 200 and got.content
+            with socket.create_connection(("127.0.0.1", settings.dicom.port), timeout=5) as s:
+                s.sendall(b"this is not a TLS client hello" * 4)
+                s.settimeout(5)
+                with contextlib.suppress(OSError):
+                    s.recv(100)
+            result = mr_dataset(seed=9, study_uid=study_uid)
+            node.outbox.enqueue_results(study_uid, [result], ["pacs"])
+            deadline = time.monotonic() + 20
+            while not node.outbox.study_delivered(study_uid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert node.outbox.study_delivered(study_uid)
+    finally:
+        pacs.terminate()
+        pacs.wait(10)
+
+    path, _ = default_paths(settings)
+    lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    parsed = {}
+    for line in lines:
+        parsed.setdefault(line["event"], []).append(parse(line["xml"]))
+
+    received, sent = parsed["transferred"]  # the STOW-RS request, then the result
+    assert received.with_role("110153")[0].user_id == "MODALITY"
+    assert received.with_role("110152")[0].user_id == "LSTV_NODE"
+    assert received.objects_of("110180")[0].sop_classes == {MR: 2}
+    assert received.objects_of("2")[0].object_id == "SYN0001"
+    assert sent.with_role("110153")[0].user_id == "LSTV_NODE"
+    assert sent.with_role("110152")[0].user_id == "PACS" and sent.outcome == 0
+    export = parsed["export"][0]
+    assert export.with_role("110154")[0].user_id == "PACS"
+    assert export.objects_of("2")[0].object_id == "SYN0001"
+
+    begin = parsed["begin-transferring"][0]
+    assert begin.with_role("110152")[0].access_point == "127.0.0.1"
+    assert begin.objects_of("110180")[0].object_id == study_uid
+
+    alert = parsed["security-alert"][0]
+    assert alert.event_types == {"110126"} and "TLS handshake failed" in alert.description
