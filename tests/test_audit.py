@@ -306,3 +306,31 @@ def test_stow_wado_dicom_tls_failure_and_results_sent_are_audited(tmp_path):
 
     alert = parsed["security-alert"][0]
     assert alert.event_types == {"110126"} and "TLS handshake failed" in alert.description
+
+
+def test_a_failing_hook_never_reaches_the_caller(tmp_path):
+    settings = node_settings(tmp_path)
+    audit.start(settings)
+    assert audit.instance_stored(object()) is None  # no such attributes: logged, not raised
+    assert audit.web_retrieve([object()]) is None
+    audit.stop()
+    assert audit.instance_stored(object()) is None  # no trail: a no-op
+    path, queue_path = default_paths(settings)
+    assert path.stat().st_mode & 0o077 == 0 and queue_path.stat().st_mode & 0o077 == 0
+
+
+def test_udp_transport_reaches_rsyslog(tmp_path):
+    receiver = receiver_for(tmp_path / "syslog")
+    receiver.start()
+    try:
+        settings = node_settings(
+            tmp_path, audit={"destination": "syslog-udp", "port": receiver.udp_port}
+        )
+        audit.start(settings)
+        records = receiver.wait_for(lambda r: len(r) >= 1)
+        audit.stop()
+        records = receiver.wait_for(lambda r: len(r) >= 2)
+    finally:
+        receiver.stop()
+    assert [r["input"] for r in records] == ["imudp", "imudp"]
+    assert [sorted(parse(r["xml"]).event_types) for r in records] == [["110120"], ["110121"]]

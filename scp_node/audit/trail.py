@@ -55,7 +55,9 @@ class FileSink:
         self.path = path
 
     def send(self, payloads: list[bytes]) -> None:
-        with open(self.path, "ab") as handle:
+        # created readable by the node's user only: the messages carry patient IDs
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as handle:
             handle.write(b"".join(payloads))
             handle.flush()
             os.fsync(handle.fileno())
@@ -150,16 +152,22 @@ class AuditTrail:
                     self.audit.retry_max_s, self.audit.retry_initial_s * 2 ** (self.failures - 1)
                 )
                 log.warning(
-                    "audit: %s to %s failed (%s: %s); %d queued, retry in %.1f s",
+                    "audit: %s to %s failed (%s: %s); %s queued, retry in %.1f s",
                     self.audit.destination,
                     self._where(),
                     type(exc).__name__,
                     exc,
-                    self.queue.pending(),
+                    self._pending(),
                     delay,
                 )
             if stopping:
                 return
+
+    def _pending(self) -> str:
+        try:
+            return str(self.queue.pending())
+        except Exception:  # the queue was closed under a slow last attempt at stop
+            return "?"
 
     def _where(self) -> str:
         if self.audit.destination == "file":
