@@ -160,7 +160,12 @@ def test_open_transfer_survives_a_crash(tmp_path):
     queue.close()
 
 
-def test_queued_while_the_receiver_is_down_reach_it_after_a_restart(tmp_path):
+def test_queued_while_the_receiver_is_down_reach_it_after_a_node_restart(tmp_path):
+    """A node whose syslog receiver is down accepts a study (storescu); its audit messages wait
+    in the queue through the node's stop and reach rsyslogd after the node's next start."""
+    from tests.conftest import run_node, storescu
+    from tests.dicom_factory import write_mr
+
     receiver = receiver_for(tmp_path / "syslog")
     settings = node_settings(
         tmp_path,
@@ -171,31 +176,37 @@ def test_queued_while_the_receiver_is_down_reach_it_after_a_restart(tmp_path):
             "retry_max_s": 0.3,
         },
     )
-    audit.start(settings)  # nobody listens: Application Start stays queued
-    audit.user_authentication("operator", True, "127.0.0.1")
-    time.sleep(0.5)
-    audit.stop()
+    files = [write_mr(tmp_path / f"in{k}.dcm", seed=k, study_uid="1.2.3.4") for k in (1, 2)]
+    with run_node(settings):  # nobody listens on the receiver's port
+        sent = storescu(settings.dicom.port, files, calling="PACS")
+        assert sent.returncode == 0, sent.stderr
+        audit.user_authentication("operator", True, "127.0.0.1")
+        time.sleep(0.5)
     _, queue_path = default_paths(settings)
     queue = AuditQueue(queue_path)
-    assert queue.pending() == 3  # start, sign-in, stop: nothing lost, nothing sent
+    assert queue.pending() == 4  # start, the study, sign-in, stop: nothing lost, nothing sent
     queue.close()
 
     receiver.start()
     try:
-        audit.start(settings)  # the node's restart: the old three, then a new start
-        records = receiver.wait_for(lambda r: len(r) >= 4)
-        audit.stop()
-        records = receiver.wait_for(lambda r: len(r) >= 5)
+        with run_node(settings):  # the restart: the four queued, then a new start
+            records = receiver.wait_for(lambda r: len(r) >= 5)
+        records = receiver.wait_for(lambda r: len(r) >= 6)
     finally:
         receiver.stop()
     parsed = [parse(r["xml"]) for r in records]
     assert [(p.event_id, sorted(p.event_types)) for p in parsed] == [
         ("110100", ["110120"]),
+        ("110104", []),
         ("110114", ["110122"]),
         ("110100", ["110121"]),
         ("110100", ["110120"]),
         ("110100", ["110121"]),
     ]
+    study = parsed[1]
+    assert study.outcome == 0 and study.with_role("110153")[0].user_id == "PACS"
+    assert study.objects_of("110180")[0].sop_classes == {MR: 2}
+    assert study.objects_of("2")[0].object_id == "SYN0001"
     assert {r["input"] for r in records} == {"imptcp"}
     assert {(r["app"], r["msgid"], r["pri"]) for r in records} == {
         ("scp-node", "IHE+RFC-3881", "85")
