@@ -130,6 +130,7 @@ def _begin_transferring(m: Parsed) -> None:  # A.5.3.3
 def _export(m: Parsed) -> None:  # A.5.3.4
     assert m.action == "R"
     _one(m.with_role("110154"), "Destination Media (110154)")
+    assert m.with_role("110153"), "the exporting process (110153)"
     _patient_and_studies(m)
 
 

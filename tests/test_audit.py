@@ -345,3 +345,11 @@ def test_udp_transport_reaches_rsyslog(tmp_path):
         receiver.stop()
     assert [r["input"] for r in records] == ["imudp", "imudp"]
     assert [sorted(parse(r["xml"]).event_types) for r in records] == [["110120"], ["110121"]]
+
+
+def test_disabled_audit_writes_nothing(tmp_path):
+    settings = node_settings(tmp_path, audit={"enabled": False})
+    assert audit.start(settings) is None and audit.current() is None
+    audit.user_authentication("operator", True)
+    audit.stop()
+    assert not (settings.storage.data_dir / "audit").exists()

@@ -47,6 +47,9 @@ DESTINATION = dcm("110152", "Destination Role ID")
 SOURCE = dcm("110153", "Source Role ID")
 DESTINATION_MEDIA = dcm("110154", "Destination Media")
 
+# --- MediaType of the Export's media (PS3.16 CID 405 "Media Type Code") ---
+URI_MEDIA = dcm("110037", "URI")
+
 # --- ParticipantObjectIDTypeCode (PS3.15 A.5.1.2.4; PS3.16 CID 404) ---
 PATIENT_NUMBER = Code("2", "RFC-3881", "Patient Number")
 URI = Code("12", "RFC-3881", "URI")

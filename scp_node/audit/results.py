@@ -83,5 +83,5 @@ def result_messages(
             "transferred",
             events.instances_transferred(local, source, target, study, c.CREATE, outcome, text),
         )
-        media = replace(target, roles=(c.DESTINATION_MEDIA,))
+        media = replace(target, roles=(c.DESTINATION_MEDIA,), media_type=c.URI_MEDIA)
         yield "export", events.export(local, media, study, outcome, text)
