@@ -104,9 +104,9 @@ def audit_requests(app: App, root: str = "/dicom-web") -> App:
         try:
             await app(scope, receive, watch)
         finally:
+            # called here, not in a worker thread: a request cancelled by a disconnect must
+            # still close its STOW-RS transfers (each call is one SQLite insert)
             _current.reset(token)
-            from starlette.concurrency import run_in_threadpool
-
             in_root = info.target.startswith(root + "/") or info.target.split("?")[0] == root
             if in_root and status == 401:
                 reason = (
@@ -114,8 +114,8 @@ def audit_requests(app: App, root: str = "/dicom-web") -> App:
                     if info.has_authorization
                     else "DICOMweb request without a bearer token"
                 )
-                await run_in_threadpool(hooks.web_refused, reason, info)
+                hooks.web_refused(reason, info)
             if scope.get("method") == "POST":
-                await run_in_threadpool(hooks.web_request_ended, info.host, info.port, status)
+                hooks.web_request_ended(info.host, info.port, status)
 
     return middleware
