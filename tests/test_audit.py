@@ -353,3 +353,17 @@ def test_disabled_audit_writes_nothing(tmp_path):
     audit.user_authentication("operator", True)
     audit.stop()
     assert not (settings.storage.data_dir / "audit").exists()
+
+
+def test_a_wrong_certificate_path_delays_sending_but_not_the_node(tmp_path):
+    settings = node_settings(
+        tmp_path,
+        audit={"destination": "syslog-tls", "tls_ca_file": str(tmp_path / "missing.pem")},
+    )
+    assert audit.start(settings) is not None
+    audit.user_authentication("operator", True)
+    audit.stop()
+    _, queue_path = default_paths(settings)
+    queue = AuditQueue(queue_path)
+    assert queue.pending() == 3  # kept for when the configuration is mended
+    queue.close()

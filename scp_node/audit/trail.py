@@ -93,7 +93,9 @@ class AuditTrail:
         self.local = local_identity(settings)
         self.queue = AuditQueue(queue_path)
         self.collector = TransferCollector(self.queue, self.local)
-        self.sender = make_sender(self.audit, self.file_path)
+        # made by the sender thread: a wrong certificate path is logged and retried while the
+        # messages wait in the queue, it does not stop the node
+        self.sender: Sender | None = None
         self.copy: FileSink | None = None
         if self.audit.local_copy and self.audit.destination != "file":
             self.copy = FileSink(self.file_path)
@@ -118,6 +120,12 @@ class AuditTrail:
 
     # --- sending ---
     def start(self) -> None:
+        log.info(
+            "audit trail: %s (%s), %d messages queued",
+            self.audit.destination,
+            self._where(),
+            self.queue.pending(),
+        )
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="audit-sender", daemon=True)
         self._thread.start()
@@ -130,7 +138,8 @@ class AuditTrail:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self.sender.close()
+        if self.sender is not None:
+            self.sender.close()
         self.queue.close()
 
     def _run(self) -> None:
@@ -184,6 +193,8 @@ class AuditTrail:
             if fresh:
                 self.copy.send([json_line(q) for q in fresh])
                 self._copied_upto = fresh[-1].id
+        if self.sender is None:
+            self.sender = make_sender(self.audit, self.file_path)
         if isinstance(self.sender, FileSink):
             payloads = [json_line(q) for q in batch]
         else:
