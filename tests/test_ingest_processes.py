@@ -6,6 +6,7 @@ peers on 127.0.0.1; the index is read back from its SQLite file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,6 +26,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from scp_node.audit.trail import default_paths
+from scp_node.config import load_settings
+from tests.audit_rules import parse
 from tests.conftest import (
     dcmtk,
     dcmtk_env,
@@ -310,3 +314,24 @@ def test_back_pressure_holds_in_every_process(tmp_path: Path, capfd) -> None:  #
             assert node.index.get(str(late.SOPInstanceUID)) is None
     others = set(re.findall(r"from PACS .* in process (\d+)", capfd.readouterr().err))
     assert others - {str(os.getpid())}, "no association reached another process"
+
+
+def test_audit_trail_covers_every_receiving_process(tmp_path: Path) -> None:
+    """Each process queues its associations' Instances Transferred messages in the shared audit
+    queue; the serve process alone sends them, with one Application Start and Stop."""
+    node = start_node(tmp_path, processes=3)
+    files = [write_mr(tmp_path / f"a{k}.dcm", seed=300 + k) for k in range(8)]
+    try:
+        with ThreadPoolExecutor(len(files)) as pool:  # 8 associations over 3 processes
+            results = list(pool.map(lambda f: storescu_verbose(node.port, [f]), files))
+        assert all(r.returncode == 0 for r in results)
+    finally:
+        node.stop()
+    studies = {str(dcmread(f, stop_before_pixels=True).StudyInstanceUID) for f in files}
+    path, _ = default_paths(load_settings(node.config_path))
+    lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    kinds = [line["event"] for line in lines]
+    assert kinds.count("application-start") == 1 and kinds.count("application-stop") == 1
+    transferred = [parse(x["xml"]) for x in lines if x["event"] == "transferred"]
+    assert {t.objects_of("110180")[0].object_id for t in transferred} == studies
+    assert len(transferred) == len(studies)

@@ -42,6 +42,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dsutils import create_file_meta
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from scp_node import audit
 from scp_node.ingest.slots import ASSOCIATE_RJ_LIMIT, AssociationSlots
 from scp_node.store.spool import temp_prefix
 
@@ -153,6 +154,7 @@ def read_association_request(sock: socket.socket, limits: GuardLimits) -> bytes:
         try:
             sock.do_handshake()
         except (OSError, ssl.SSLError) as exc:
+            audit.tls_handshake_failed(sock, exc)  # PS3.15 A.5.3.11 Security Alert
             raise Dropped(f"TLS handshake failed or timed out: {exc.__class__.__name__}") from None
     header = _recv_exactly(sock, 6, deadline, "A-ASSOCIATE-RQ header")
     pdu_type, _, length = struct.unpack(">BBL", header)

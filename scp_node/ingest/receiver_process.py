@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 
+from scp_node import audit
 from scp_node.codecs import capabilities
 from scp_node.config import Settings
 from scp_node.egress.worker import OutboxWorker
@@ -74,7 +75,9 @@ def build(settings: Settings) -> DimseServer:
     spool = Spool(storage.spool_dir, storage.min_free_mb * 2**20, storage.fsync)
     index = InstanceIndex(db)
     caps = capabilities()
-    receiver = Receiver(spool, index, caps.accepted_transfer_syntaxes())
+    receiver = Receiver(
+        spool, index, caps.accepted_transfer_syntaxes(), on_stored=audit.instance_stored
+    )
     receiver.max_inflated = storage.max_instance_mb * 2**20
     receiver.max_inflate_ratio = storage.max_inflate_ratio
     jobs = JobStore(db)
@@ -99,7 +102,8 @@ def build(settings: Settings) -> DimseServer:
         admit=(lambda: admission(jobs, queue_size)) if pipeline else None,
         extra_handlers=commitment_handlers(
             settings, index, committed, outbox.enqueue_commitment_report
-        ),
+        )
+        + audit.dimse_handlers(),
         slots=AssociationSlots(
             storage.data_dir / "associations.lock", settings.dicom.max_associations
         ),
@@ -114,6 +118,7 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _frame: signalled.append(signum))
     end_with_parent(stop)
+    audit.start_producer(settings)  # queued here, sent by the serve process
     server = build(settings)
     server.start()
     print(READY, flush=True)
@@ -121,6 +126,7 @@ def main() -> int:
     while not signalled and not stop.wait(0.2):
         pass
     server.stop()
+    audit.stop_producer()
     return 0
 
 
