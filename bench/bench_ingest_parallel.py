@@ -130,6 +130,20 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, longest_s: float = 60.0) -> None:
+    """Wait until the node is idle (the pipeline owner imports torch and loads the model at
+    start): at least :data:`NODE_WARM_UP_S`, then until its processes use < 5 % CPU."""
+    time.sleep(NODE_WARM_UP_S)
+    deadline = time.monotonic() + longest_s
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - before < 0.05:
+            return
+        before = now
+
+
 def stored(out: Path) -> int:
     """Instances a receiver kept (node spool, Orthanc storage, storescp/minimal output)."""
     if (out / "storage").is_dir():  # Orthanc: one file per instance, named by its own id
@@ -153,7 +167,7 @@ def run_one(
     try:
         wait_port(port)
         if name.startswith("scp-node"):
-            time.sleep(NODE_WARM_UP_S)
+            settle(proc.pid)
         cpu_before = cpu_seconds(proc.pid)
         seconds = send(series, port)
         CPU.setdefault(name, []).append(cpu_seconds(proc.pid) - cpu_before)

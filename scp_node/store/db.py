@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scp_node.store.locks import LockFile
+
 SCHEMAS: dict[str, str] = {}
 #: Run after the schemas on every open, in registration order; each must be idempotent.
 MIGRATIONS: dict[str, Callable[[sqlite3.Connection], None]] = {}
@@ -37,6 +39,8 @@ class Database:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._writer = threading.RLock()
+        self._writer_file = LockFile(self.path.with_name(self.path.name + ".writer"))
         self._import_all_schemas()
         conn = self.connection()
         for ddl in SCHEMAS.values():
@@ -70,15 +74,25 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error)."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error).
+
+        Writers take turns on a lock of their own first (a thread lock, then a byte-range lock
+        on ``<index>.writer`` shared by every receiving process): the kernel hands it to the
+        next waiter the moment it is free, where SQLite's busy handler would sleep 1, 2, 5,
+        10 ... ms between retries when several associations commit at once."""
+        with self._writer:
+            self._writer_file.lock(0)
+            try:
+                conn = self.connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                self._writer_file.unlock(0)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -56,9 +56,13 @@ class UidLocks:
         self.file = LockFile(path)
         self._threads = tuple(threading.Lock() for _ in range(self.BUCKETS))
 
+    def bucket(self, sop_instance_uid: str) -> int:
+        """The lock number of ``sop_instance_uid``: the same in every process."""
+        return zlib.crc32(sop_instance_uid.encode()) % self.BUCKETS
+
     @contextmanager
     def hold(self, sop_instance_uid: str) -> Iterator[None]:
-        bucket = zlib.crc32(sop_instance_uid.encode()) % self.BUCKETS
+        bucket = self.bucket(sop_instance_uid)
         with self._threads[bucket]:
             self.file.lock(bucket)
             try:
