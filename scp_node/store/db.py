@@ -15,6 +15,9 @@ from pathlib import Path
 
 from scp_node.store.locks import LockFile
 
+#: Longest wait for the writers' lock of :meth:`Database.transaction`, seconds.
+WRITER_WAIT_S = 30.0
+
 SCHEMAS: dict[str, str] = {}
 #: Run after the schemas on every open, in registration order; each must be idempotent.
 MIGRATIONS: dict[str, Callable[[sqlite3.Connection], None]] = {}
@@ -77,11 +80,13 @@ class Database:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error).
 
         Writers take turns on a lock of their own first (a thread lock, then a byte-range lock
-        on ``<index>.writer`` shared by every receiving process): the kernel hands it to the
-        next waiter the moment it is free, where SQLite's busy handler would sleep 1, 2, 5,
-        10 ... ms between retries when several associations commit at once."""
+        on ``<index>.writer`` shared by every receiving process, tried every 0.2 ms), where
+        SQLite's busy handler would sleep 1, 2, 5, 10 ... ms between retries when several
+        associations commit at once. The lock only orders writers: SQLite still guards the data,
+        and after ``WRITER_WAIT_S`` a writer goes on without it (a stuck holder never hangs
+        the others for longer than SQLite's own busy timeout would)."""
         with self._writer:
-            self._writer_file.lock(0)
+            held = self._writer_file.lock_within(0, WRITER_WAIT_S)
             try:
                 conn = self.connection()
                 conn.execute("BEGIN IMMEDIATE")
@@ -92,7 +97,8 @@ class Database:
                     raise
                 conn.execute("COMMIT")
             finally:
-                self._writer_file.unlock(0)
+                if held:
+                    self._writer_file.unlock(0)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

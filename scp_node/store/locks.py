@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,16 @@ class LockFile:
             fcntl.lockf(self.fd(), flags, 1, number)
         except (BlockingIOError, PermissionError):
             return False
+        return True
+
+    def lock_within(self, number: int, timeout_s: float, poll_s: float = 0.0002) -> bool:
+        """Take lock ``number`` within ``timeout_s`` (False after it: the caller goes on without
+        it), trying again every ``poll_s``: bounded, unlike a blocking wait on a stuck holder."""
+        deadline = time.monotonic() + timeout_s
+        while not self.lock(number, wait=False):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
         return True
 
     def unlock(self, number: int) -> None:
