@@ -78,7 +78,7 @@ class Node:
         self.services: list[Any] = [self.pipeline or self.outbox]
         self.http: Any = None
         if settings.http.enabled:  # DICOMweb + /healthz /readyz /metrics (docs/dicomweb.md)
-            from scp_node.http_server import HttpService
+            from scp_node.web.server import HttpService
 
             self.http = HttpService(
                 settings,

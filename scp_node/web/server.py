@@ -1,4 +1,4 @@
-"""The HTTP service: uvicorn serving :func:`scp_node.ingest.web.create_app` in a background thread.
+"""The HTTP service: uvicorn serving :func:`scp_node.web.app.create_app` in a background thread.
 
 The listening socket is bound in :meth:`HttpService.start` (so a taken port fails the node's start,
 and port 0 gives a free port, see :attr:`HttpService.port`); TLS is on when both
@@ -17,12 +17,12 @@ from typing import Any
 import uvicorn
 
 from scp_node.config import Settings
-from scp_node.http_guard import CloseAmbiguousFraming, guarded_protocol
 from scp_node.ingest.receiver import Receiver
-from scp_node.ingest.web import create_app
-from scp_node.ingest.web_auth import is_locked
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex
+from scp_node.web.app import create_app
+from scp_node.web.auth import is_locked
+from scp_node.web.guard import CloseAmbiguousFraming, guarded_protocol
 
 log = logging.getLogger(__name__)
 

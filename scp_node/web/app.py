@@ -1,8 +1,8 @@
 """The node's HTTP application: DICOMweb (STOW-RS, QIDO-RS, WADO-RS; PS3.18 §10) under
 ``http.root``, plus ``/healthz``, ``/readyz`` and ``/metrics`` without authentication.
 
-Route handlers only translate HTTP to the helpers (:mod:`web_stow`, :mod:`web_qido`,
-:mod:`web_wado`) and back; blocking work (spool, SQLite, file reads) runs in worker threads.
+Route handlers only translate HTTP to the helpers (:mod:`.stow`, :mod:`.qido`,
+:mod:`.wado`) and back; blocking work (spool, SQLite, file reads) runs in worker threads.
 """
 
 from __future__ import annotations
@@ -20,18 +20,20 @@ from starlette.requests import ClientDisconnect
 
 from scp_node.config import Settings
 from scp_node.ingest.receiver import Origin, Receiver
-from scp_node.ingest.web_auth import bearer_guard
-from scp_node.ingest.web_json import MEDIA_TYPE, dumps, stow_response
-from scp_node.ingest.web_multipart import MultipartError, parse_media_type
-from scp_node.ingest.web_qido import BadQuery, Level, parse_query, search
-from scp_node.ingest.web_stow import (
+from scp_node.store.db import Database
+from scp_node.store.index import InstanceIndex, QueryMatch
+from scp_node.web.auth import bearer_guard
+from scp_node.web.dicom_json import MEDIA_TYPE, dumps, stow_response
+from scp_node.web.multipart import MultipartError, parse_media_type
+from scp_node.web.qido import BadQuery, Level, parse_query, search
+from scp_node.web.stow import (
     StowLimits,
     StowResult,
     StowSession,
     TooLarge,
     on_complete_caller,
 )
-from scp_node.ingest.web_wado import (
+from scp_node.web.wado import (
     content_type,
     find,
     metadata_list,
@@ -39,8 +41,6 @@ from scp_node.ingest.web_wado import (
     negotiate,
     new_boundary,
 )
-from scp_node.store.db import Database
-from scp_node.store.index import InstanceIndex, QueryMatch
 
 log = logging.getLogger(__name__)
 
