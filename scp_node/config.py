@@ -168,6 +168,26 @@ class HttpSettings(Section):
     tls_key_file: Path | None = None
 
 
+class ConsoleSettings(Section):
+    """The operator console at ``/console`` on the HTTP server (docs/operations.md)."""
+
+    enabled: bool = Field(True, description="serve the operator console at `/console`")
+    password: SecretStr | None = Field(
+        None,
+        description="console sign-in password; the DICOMweb `http.token` signs in too; with "
+        "neither set the console is locked",
+    )
+    show_patient: bool = Field(
+        False,
+        description="show patient name and ID on a study's page (never in lists, URLs or logs); "
+        "false: UIDs and accession numbers only",
+    )
+    session_hours: float = Field(8.0, gt=0, description="a sign-in lasts this long")
+    refresh_s: int = Field(
+        15, ge=0, description="live refresh of the lists and charts, seconds (needs JS); 0 = off"
+    )
+
+
 class ModelSettings(Section):
     """The spine-level localizer and the LSTV screen."""
 
@@ -282,6 +302,7 @@ class Settings(BaseSettings):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     series: SeriesRules = Field(default_factory=SeriesRules)
     report: ReportSettings = Field(default_factory=ReportSettings)

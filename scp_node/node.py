@@ -87,6 +87,7 @@ class Node:
                 self.db,
                 self.dimse,
                 on_stow_complete=self._commit_requested,
+                engine=lambda: getattr(getattr(self.pipeline, "worker", None), "engine", None),
             )
             self.services.append(self.http)
 

@@ -1,5 +1,6 @@
 """The node's HTTP application: DICOMweb (STOW-RS, QIDO-RS, WADO-RS; PS3.18 §10) under
-``http.root``, plus ``/healthz``, ``/readyz`` and ``/metrics`` without authentication.
+``http.root``, plus ``/healthz``, ``/readyz`` and ``/metrics`` without authentication, and the
+operator console at ``/console`` (:mod:`scp_node.web.console`, its own sign-in).
 
 Route handlers only translate HTTP to the helpers (:mod:`.stow`, :mod:`.qido`,
 :mod:`.wado`) and back; blocking work (spool, SQLite, file reads) runs in worker threads.
@@ -84,9 +85,11 @@ def create_app(
     db: Database,
     ready: Callable[[], bool] | None = None,
     on_stow_complete: Callable[[set[str]], None] | None = None,
+    engine: Callable[[], Any] | None = None,
 ) -> FastAPI:
     """Build the app. ``ready`` says whether the DICOM listener is up (for ``/readyz``);
-    ``on_stow_complete(study_uids)`` is called after each STOW-RS request that stored anything."""
+    ``on_stow_complete(study_uids)`` is called after each STOW-RS request that stored anything;
+    ``engine()`` is the model engine loaded in this process, if any (the console shows it)."""
     ctx = WebContext(
         settings, receiver, index, db, ready or (lambda: True), on_complete_caller(on_stow_complete)
     )
@@ -94,6 +97,10 @@ def create_app(
     app.state.ctx = ctx
     _add_probes(app, ctx)
     app.include_router(_dicomweb_router(ctx), prefix=ctx.root)
+    if settings.console.enabled:
+        from scp_node.web.console.routes import add_console
+
+        add_console(app, settings, db, index, ctx.ready, engine)
     return app
 
 

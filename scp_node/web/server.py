@@ -22,6 +22,7 @@ from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex
 from scp_node.web.app import create_app
 from scp_node.web.auth import is_locked
+from scp_node.web.console.auth import is_locked as console_locked
 from scp_node.web.guard import CloseAmbiguousFraming, guarded_protocol
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,19 @@ class HttpService:
         db: Database,
         listener: Any = None,
         on_stow_complete: Callable[[set[str]], None] | None = None,
+        engine: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.listener = listener
         self.on_stow_complete = on_stow_complete
         self.app = create_app(
-            settings, receiver, index, db, ready=self._listener_up, on_stow_complete=self._stow_done
+            settings,
+            receiver,
+            index,
+            db,
+            ready=self._listener_up,
+            on_stow_complete=self._stow_done,
+            engine=engine,
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -116,6 +124,10 @@ class HttpService:
             )
         elif http.auth == "none":
             log.warning("DICOMweb authentication is off (http.auth = 'none')")
+        if self.settings.console.enabled and console_locked(self.settings):
+            log.warning(
+                "the console (/console) is locked: set console.password (or http.token) to sign in"
+            )
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,136 @@
+"""The node's result objects made readable: the SR content tree as nested items, the Secondary
+Capture overlay as PNG, and the few header fields the study page shows."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataset import Dataset
+
+#: SOP Classes of the node's results.
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+MAX_DEPTH = 12
+
+
+@dataclass
+class ContentNode:
+    """One SR content item: ``relation`` ``name`` = ``value``, with its children."""
+
+    relation: str
+    value_type: str
+    name: str
+    value: str
+    children: list[ContentNode] = field(default_factory=list)
+
+
+def _meaning(seq: object) -> str:
+    items = list(seq) if seq is not None else []  # type: ignore[call-overload]
+    return str(items[0].get("CodeMeaning", "")) if items else ""
+
+
+def _value(item: Dataset) -> str:
+    kind = str(item.get("ValueType", ""))
+    if kind == "TEXT":
+        return str(item.get("TextValue", ""))
+    if kind == "CODE":
+        return _meaning(item.get("ConceptCodeSequence"))
+    if kind == "NUM":
+        measured = item.get("MeasuredValueSequence")
+        if not measured:
+            return "(no value)"
+        m = measured[0]
+        units = m.get("MeasurementUnitsCodeSequence")
+        unit = str(units[0].get("CodeValue", "")) if units else ""
+        return f"{m.get('NumericValue', '')} {'' if unit == '1' else unit}".strip()
+    if kind == "UIDREF":
+        return str(item.get("UID", ""))
+    if kind in ("SCOORD", "SCOORD3D"):
+        data = [f"{float(v):.1f}" for v in item.get("GraphicData", [])]
+        return f"{item.get('GraphicType', '')} ({', '.join(data)})"
+    if kind in ("IMAGE", "COMPOSITE"):
+        refs = item.get("ReferencedSOPSequence")
+        if not refs:
+            return ""
+        ref = refs[0]
+        frame = ref.get("ReferencedFrameNumber")
+        return str(ref.get("ReferencedSOPInstanceUID", "")) + (f" frame {frame}" if frame else "")
+    if kind in ("DATETIME", "DATE", "TIME"):
+        return str(item.get(kind.title() if kind != "DATETIME" else "DateTime", ""))
+    return ""
+
+
+def _nodes(items: object, depth: int) -> list[ContentNode]:
+    if items is None or depth > MAX_DEPTH:
+        return []
+    out = []
+    for item in items:  # type: ignore[attr-defined]
+        out.append(
+            ContentNode(
+                relation=str(item.get("RelationshipType", "")),
+                value_type=str(item.get("ValueType", "")),
+                name=_meaning(item.get("ConceptNameCodeSequence")),
+                value=_value(item),
+                children=_nodes(item.get("ContentSequence"), depth + 1),
+            )
+        )
+    return out
+
+
+def content_tree(path: Path) -> ContentNode:
+    """The SR document at ``path`` as a tree rooted at its title."""
+    ds = pydicom.dcmread(path)
+    return ContentNode(
+        relation="",
+        value_type=str(ds.get("ValueType", "CONTAINER")),
+        name=_meaning(ds.get("ConceptNameCodeSequence")) or "Structured report",
+        value="",
+        children=_nodes(ds.get("ContentSequence"), 1),
+    )
+
+
+def overlay_png(path: Path) -> bytes:
+    """The Secondary Capture at ``path`` (RGB or monochrome, 8 bits) as PNG bytes."""
+    ds = pydicom.dcmread(path)
+    pixels = np.asarray(ds.pixel_array)
+    if pixels.ndim == 4:  # multi-frame: the first frame
+        pixels = pixels[0]
+    if pixels.ndim == 2 or pixels.shape[-1] != 3:
+        if pixels.ndim == 3:
+            pixels = pixels[0]
+        data = pixels.astype(np.float64)
+        low, high = float(data.min()), float(data.max())
+        pixels = ((data - low) / ((high - low) or 1.0) * 255).astype(np.uint8)
+        image = Image.fromarray(pixels, mode="L")
+    else:
+        image = Image.fromarray(pixels.astype(np.uint8), mode="RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class StudyHeader:
+    """Header fields of a study shown on its page (patient fields only when allowed)."""
+
+    accession: str = ""
+    study_date: str = ""
+    description: str = ""
+    patient_name: str = ""
+    patient_id: str = ""
+
+
+def study_header(ds: Dataset | None, show_patient: bool) -> StudyHeader:
+    if ds is None:
+        return StudyHeader()
+    return StudyHeader(
+        accession=str(ds.get("AccessionNumber", "") or ""),
+        study_date=str(ds.get("StudyDate", "") or ""),
+        description=str(ds.get("StudyDescription", "") or ""),
+        patient_name=str(ds.get("PatientName", "") or "") if show_patient else "",
+        patient_id=str(ds.get("PatientID", "") or "") if show_patient else "",
+    )
