@@ -31,13 +31,16 @@ COLOURS = {
 }
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering ``[lo, hi]`` (1, 2, 5 × a power of ten apart)."""
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values covering ``[lo, hi]`` (1, 2, 5 × a power of ten apart; whole numbers
+    at least 1 apart when ``integer``, for counts)."""
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
         hi = lo + 1.0
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(1.0, step)
     ticks = [round(math.floor(lo / step) * step, 10)]
     while ticks[-1] < hi - step * 1e-9:
         ticks.append(round(ticks[-1] + step, 10))
@@ -93,11 +96,13 @@ def histogram(
     bins: int = 20,
     marker: float | None = None,
     marker_label: str = "",
+    from_zero: bool = False,
 ) -> str:
-    """Counts of ``values`` in ``bins`` equal bins; ``marker`` draws a dashed vertical line."""
+    """Counts of ``values`` in ``bins`` equal bins; ``marker`` draws a dashed vertical line;
+    ``from_zero`` starts the axis at 0 (durations)."""
     if not values:
         return _empty(title, ident)
-    lo, hi = min(values), max(values)
+    lo, hi = (0.0 if from_zero else min(values)), max(values)
     if marker is not None:
         lo, hi = min(lo, marker), max(hi, marker)
     x_ticks = nice_ticks(lo, hi if hi > lo else lo + 1.0)
@@ -106,7 +111,7 @@ def histogram(
     counts = [0] * bins
     for v in values:
         counts[min(bins - 1, max(0, int((v - lo) / width)))] += 1
-    y_ticks = nice_ticks(0, max(counts), 4)
+    y_ticks = nice_ticks(0, max(counts), 4, integer=True)
     top = y_ticks[-1] or 1
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -161,7 +166,7 @@ def stacked_bars(
     totals = [sum(counts.values()) for _, counts in buckets]
     if not buckets or not any(totals):
         return _empty(title, ident)
-    y_ticks = nice_ticks(0, max(totals), 4)
+    y_ticks = nice_ticks(0, max(totals), 4, integer=True)
     top = y_ticks[-1] or 1
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / len(buckets)

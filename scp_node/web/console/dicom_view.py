@@ -27,6 +27,11 @@ class ContentNode:
     value: str
     children: list[ContentNode] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        """What names a container: its Tracking Identifier (a TID 1501 group's level name)."""
+        return next((c.value for c in self.children if c.name == "Tracking Identifier"), "")
+
 
 def _meaning(seq: object) -> str:
     items = list(seq) if seq is not None else []  # type: ignore[call-overload]

@@ -284,6 +284,7 @@ def charts(ctx: ConsoleContext, request: Request) -> Page:
             title="End-to-end latency (last instance received to results delivered)",
             x_label="seconds",
             ident="latency",
+            from_zero=True,
         ),
         "latency": latency,
         "hourly_svg": svg.stacked_bars(
