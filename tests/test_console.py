@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -29,7 +32,7 @@ from scp_node.store.jobs import QUEUED, JobStore
 from scp_node.store.outbox import Outbox
 from scp_node.web.console import auth, charts
 from scp_node.web.console.auth import PRE_COOKIE, SESSION_COOKIE
-from tests.conftest import node_settings
+from tests.conftest import node_settings, run_node
 from tests.dicom_factory import mr_dataset
 
 PASSWORD = "console-pass-0123456789"
@@ -267,6 +270,37 @@ def test_session_cookie_is_secure_under_https(console) -> None:
         v for k, v in reply.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE + "=" in v
     )
     assert "secure" in [p.strip().lower() for p in cookie.split(";")]
+
+
+def test_session_cookie_is_secure_over_real_tls(tmp_path: Path) -> None:
+    """The node's own HTTPS listener (uvicorn with the configured certificate), over a socket."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    settings = node_settings(
+        tmp_path,
+        http={"port": 0, "tls_cert_file": str(cert), "tls_key_file": str(key)},
+        console={"password": PASSWORD},
+    )
+    with (
+        run_node(settings) as node,
+        httpx.Client(
+            base_url=f"https://127.0.0.1:{node.http.port}",
+            verify=ssl.create_default_context(cafile=cert),
+        ) as client,
+    ):
+        form = client.get("/console/sign-in")
+        reply = client.post(
+            "/console/sign-in", data={"password": PASSWORD, "csrf": _csrf(form.text)}
+        )
+        assert reply.status_code == 303
+        cookie = next(v for v in reply.headers.get_list("set-cookie") if SESSION_COOKIE + "=" in v)
+        parts = [p.strip().lower() for p in cookie.split(";")]
+        assert {"secure", "httponly", "samesite=strict", "path=/console"} <= set(parts)
 
 
 def test_every_post_needs_the_csrf_token(console) -> None:

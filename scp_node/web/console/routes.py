@@ -87,6 +87,13 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
+def _forget(response: Response, name: str, request: Request) -> None:
+    """Delete a console cookie (with the flags it was set with)."""
+    response.delete_cookie(
+        name, path=COOKIE_PATH, secure=_secure(request), httponly=True, samesite="strict"
+    )
+
+
 def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
@@ -180,7 +187,7 @@ def _router(ctx: ConsoleContext) -> APIRouter:
             httponly=True,
             samesite="strict",
         )
-        response.delete_cookie(PRE_COOKIE, path=COOKIE_PATH)
+        _forget(response, PRE_COOKIE, request)
         return response
 
     @router.post("/sign-out")
@@ -190,7 +197,7 @@ def _router(ctx: ConsoleContext) -> APIRouter:
             return checked
         ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
         response = _redirect("/console/sign-in")
-        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        _forget(response, SESSION_COOKIE, request)
         return response
 
     def guarded(build: Callable[..., tuple[str, dict[str, Any]]]) -> Callable[..., Any]:
