@@ -9,6 +9,7 @@ no PHI unless ``console.show_patient``, and nothing secret or identifying in the
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import ssl
@@ -21,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -129,11 +131,13 @@ def _populate(node: Node, tmp_path: Path) -> dict[str, str]:
     """One received study (3 MR instances) with a result, an SR, an SC and a dead delivery."""
     study_uid = generate_uid()
     series = None
+    sops = []
     for i in range(3):
         ds = mr_dataset(size=32, seed=i, study_uid=study_uid)
         if series:
             ds.SeriesInstanceUID = series
         series = str(ds.SeriesInstanceUID)
+        sops.append(str(ds.SOPInstanceUID))
         ds.AccessionNumber = ACCESSION
         path = tmp_path / f"in{i}.dcm"
         ds.save_as(path, enforce_file_format=True)
@@ -144,7 +148,13 @@ def _populate(node: Node, tmp_path: Path) -> dict[str, str]:
     jobs.complete_due(quiet_seconds=10, max_wait_seconds=600)
     job = jobs.claim_next()
     assert job is not None
-    result = {**RESULT, "study_instance_uid": study_uid, "series_instance_uid": series}
+    levels = [{**RESULT["levels"][0], "sop_instance_uid": sops[0]}]  # type: ignore[index]
+    result = {
+        **RESULT,
+        "study_instance_uid": study_uid,
+        "series_instance_uid": series,
+        "levels": levels,
+    }
     assert jobs.advance(job, QUEUED, "", result)
     results = tmp_path / "results"
     results.mkdir()
@@ -165,7 +175,12 @@ def _populate(node: Node, tmp_path: Path) -> dict[str, str]:
     )
     [claimed] = outbox.claim_due(ids=[row_id])
     assert outbox.mark_failed(claimed, "association refused", retry_at=None)
-    return {"study": study_uid, "row": str(row_id), "sr": str(sr.SOPInstanceUID)}
+    return {
+        "study": study_uid,
+        "row": str(row_id),
+        "sr": str(sr.SOPInstanceUID),
+        "sc": str(sc.SOPInstanceUID),
+    }
 
 
 @pytest.fixture
@@ -373,6 +388,20 @@ def test_pages_show_the_study_without_phi(console, caplog) -> None:
     for reply in pages:  # and no URL the pages link to carries them
         for url in re.findall(r'(?:href|src|action)="([^"]+)"', reply.text):
             assert PATIENT_ID not in url and ACCESSION not in url
+
+
+def test_without_a_secondary_capture_the_chosen_slice_is_drawn(console) -> None:
+    client, node, facts = console
+    node.db.connection().execute(
+        "DELETE FROM instances WHERE sop_instance_uid = ?", (facts["sc"],)
+    )  # as if report.secondary_capture = false
+    sign_in(client)
+    page = client.get(f"/console/studies/{facts['study']}").text
+    assert 'id="overlay"' in page and "disc points drawn here" in page
+    png = client.get(f"/console/studies/{facts['study']}/overlay.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    image = Image.open(io.BytesIO(png.content))
+    assert image.mode == "RGB" and min(image.size) >= 512  # upscaled like the SC
 
 
 def test_show_patient_puts_name_and_id_on_the_study_page_only(tmp_path: Path) -> None:

@@ -1,16 +1,25 @@
 """The node's result objects made readable: the SR content tree as nested items, the Secondary
-Capture overlay as PNG, and the few header fields the study page shows."""
+Capture overlay as PNG (or, for a result made without one, the chosen slice with the disc points
+drawn the same way), and the few header fields the study page shows."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
+
+from scp_node.codecs import decode_pixels
+from scp_node.multiframe import frame_pixels, voi_window
+from scp_node.report.overlay import draw_overlay, to_uint8
+from scp_node.report.sc import chosen_image
+from scp_node.result import LevelFinding, ModelIdentity, StudyResult
 
 #: SOP Classes of the node's results.
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -98,6 +107,52 @@ def content_tree(path: Path) -> ContentNode:
     )
 
 
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def study_result(data: dict[str, Any]) -> StudyResult:
+    """A :class:`StudyResult` back from its JSON record (the ``jobs`` table keeps it so)."""
+    fields = {f.name for f in dataclasses.fields(StudyResult)}
+    values = {k: v for k, v in data.items() if k in fields}
+    values["levels"] = tuple(
+        LevelFinding(
+            **{
+                **level,
+                "pixel_xy": tuple(level["pixel_xy"]),
+                "patient_xyz": tuple(level["patient_xyz"]),
+            }
+        )
+        for level in data.get("levels", [])
+    )
+    values["model"] = ModelIdentity(**data["model"]) if data.get("model") else None
+    values["warnings"] = tuple(data.get("warnings", ()))
+    return StudyResult(**values)
+
+
+def drawn_png(result: StudyResult, source: Path) -> bytes:
+    """The chosen slice (``source``, the instance :func:`chosen_image` names) with the disc
+    points drawn as the Secondary Capture draws them: for results made without an SC."""
+    chosen = chosen_image(result)
+    if chosen is None:
+        raise LookupError("the result places no level")
+    sop, frame_number = chosen
+    ds = pydicom.dcmread(source)
+    frame_index = None if frame_number is None else frame_number - 1
+    pixels = decode_pixels(ds)
+    if frame_number is not None:
+        pixels = frame_pixels(ds, pixels, frame_number)
+    elif pixels.ndim != 2:
+        pixels = pixels[0] if pixels.ndim == 3 and "NumberOfFrames" in ds else pixels[..., 0]
+    gray = to_uint8(pixels, *voi_window(ds, frame_index))
+    levels = [
+        f for f in result.levels if f.sop_instance_uid == sop and f.frame_number == frame_number
+    ]
+    return _png(Image.fromarray(draw_overlay(gray, result, levels), mode="RGB"))
+
+
 def overlay_png(path: Path) -> bytes:
     """The Secondary Capture at ``path`` (RGB or monochrome, 8 bits) as PNG bytes."""
     ds = pydicom.dcmread(path)
@@ -113,9 +168,7 @@ def overlay_png(path: Path) -> bytes:
         image = Image.fromarray(pixels, mode="L")
     else:
         image = Image.fromarray(pixels.astype(np.uint8), mode="RGB")
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
+    return _png(image)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,18 @@ Run in a worker thread (SQLite and file reads block). Nothing here logs study co
 from __future__ import annotations
 
 import datetime
+import logging
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from scp_node import __version__
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from scp_node.report.sc import chosen_image
 from scp_node.store.jobs import JobStore
 from scp_node.store.outbox import STATES as OUTBOX_STATES
 from scp_node.store.outbox import Outbox
@@ -23,15 +26,17 @@ from scp_node.web.console import data
 from scp_node.web.console.dicom_view import (
     SECONDARY_CAPTURE,
     content_tree,
+    drawn_png,
     study_header,
+    study_result,
 )
-from scp_node.web.console.dicom_view import (
-    overlay_png as sc_png,
-)
+from scp_node.web.console.dicom_view import overlay_png as sc_png
 from scp_node.web.dicom_json import stored_header
 
 if TYPE_CHECKING:
     from scp_node.web.console.routes import ConsoleContext
+
+log = logging.getLogger(__name__)
 
 COMMITMENT_CLASS = "1.2.840.10008.1.20.1"
 KIND_NAMES = {
@@ -113,18 +118,38 @@ def study(ctx: ConsoleContext, request: Request, study_uid: str) -> Page:
         "show_patient": show,
         "series": data.study_series(conn, study_uid),
         "levels": row.result.get("levels", []),
-        "has_overlay": sc is not None and sc.path.exists(),
+        "overlay": "sc"
+        if sc is not None and sc.path.exists()
+        else ("drawn" if _drawable(ctx, row) is not None else ""),
         "tree": tree,
         "deliveries": deliveries,
         "kind_names": KIND_NAMES,
     }
 
 
-def overlay_png(ctx: ConsoleContext, study_uid: str) -> bytes | None:
-    _, sc = _results(ctx, study_uid)
-    if sc is None or not sc.path.exists():
+def _drawable(ctx: ConsoleContext, row: data.StudyRow | None) -> Path | None:
+    """The stored slice a result without an SC can be drawn on, or None."""
+    if row is None or not row.result.get("levels"):
         return None
-    return sc_png(sc.path)
+    chosen = chosen_image(study_result(row.result))
+    rec = ctx.index.get(chosen[0]) if chosen else None
+    return rec.path if rec is not None and rec.path.exists() else None
+
+
+def overlay_png(ctx: ConsoleContext, study_uid: str) -> bytes | None:
+    """The SC as PNG; without one, the chosen slice with the points drawn; None if neither."""
+    _, sc = _results(ctx, study_uid)
+    if sc is not None and sc.path.exists():
+        return sc_png(sc.path)
+    row = data.get_study(ctx.db.connection(), study_uid)
+    source = _drawable(ctx, row)
+    if row is None or source is None:
+        return None
+    try:
+        return drawn_png(study_result(row.result), source)
+    except Exception:  # an undecodable or replaced slice: no picture, not a broken page
+        log.warning("console: the chosen slice of a study could not be drawn", exc_info=True)
+        return None
 
 
 def outbox(ctx: ConsoleContext, request: Request) -> Page:
