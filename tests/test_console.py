@@ -351,6 +351,11 @@ def test_retry_a_dead_letter(console) -> None:
     row = Outbox(node.db).get(int(facts["row"]))
     assert row is not None and row.state == "pending" and row.attempts == 0
     assert "1 delivery reset to pending" in client.get(reply.headers["location"]).text
+    again = client.post(  # now pending, not dead: the console retries dead letters only
+        f"/console/outbox/{facts['row']}/retry", data={"csrf": token}, follow_redirects=False
+    )
+    assert again.headers["location"] == "/console/outbox?retried=0"
+    assert client.get("/console/studies/1.2.3.4.5").status_code == 404
 
 
 def test_sign_out_ends_the_session(console) -> None:

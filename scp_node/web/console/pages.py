@@ -48,10 +48,11 @@ KIND_NAMES = {
 }
 SECRET_WORDS = ("token", "password", "secret")
 Page = tuple[str, dict[str, Any]]
+NOT_FOUND = "404"
 
 
 def _not_found(what: str) -> Page:
-    return "404:", {"title": "Not found", "message": what}
+    return NOT_FOUND, {"title": "Not found", "message": what}
 
 
 def studies(ctx: ConsoleContext, request: Request) -> Page:

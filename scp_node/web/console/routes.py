@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from scp_node.config import Settings
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex
-from scp_node.store.outbox import DEAD, HELD, Outbox
+from scp_node.store.outbox import DEAD, Outbox
 from scp_node.web.console import auth, pages
 from scp_node.web.console.auth import COOKIE_PATH, PRE_COOKIE, SESSION_COOKIE, Session, Sessions
 from scp_node.web.console.render import Renderer
@@ -200,28 +200,24 @@ def _router(ctx: ConsoleContext) -> APIRouter:
         _forget(response, SESSION_COOKIE, request)
         return response
 
-    def guarded(build: Callable[..., tuple[str, dict[str, Any]]]) -> Callable[..., Any]:
-        """A GET page: redirect to sign-in without a session, else render ``build``'s template
-        (built in a worker thread: SQLite and file reads block)."""
-
-        async def handler(request: Request, **params: Any) -> Response:
-            session = signed_in(request)
-            if session is None:
-                return _redirect("/console/sign-in")
-            template, values = await run_in_threadpool(build, ctx, request, **params)
-            if template.startswith("404:"):
-                return _html(render.page("error.html", session, **values), 404)
-            return _html(render.page(template, session, **values))
-
-        return handler
+    async def show(request: Request, build: Callable[..., pages.Page], **params: Any) -> Response:
+        """A GET page: to the sign-in without a session, else ``build``'s template (built in a
+        worker thread: SQLite and file reads block)."""
+        session = signed_in(request)
+        if session is None:
+            return _redirect("/console/sign-in")
+        template, values = await run_in_threadpool(build, ctx, request, **params)
+        if template == pages.NOT_FOUND:
+            return _html(render.page("error.html", session, **values), 404)
+        return _html(render.page(template, session, **values))
 
     @router.get("/studies")
     async def studies(request: Request) -> Response:
-        return await guarded(pages.studies)(request)
+        return await show(request, pages.studies)
 
     @router.get("/studies/{study_uid}")
     async def study(request: Request, study_uid: str) -> Response:
-        return await guarded(pages.study)(request, study_uid=study_uid)
+        return await show(request, pages.study, study_uid=study_uid)
 
     @router.get("/studies/{study_uid}/overlay.png")
     async def overlay(request: Request, study_uid: str) -> Response:
@@ -234,7 +230,7 @@ def _router(ctx: ConsoleContext) -> APIRouter:
 
     @router.get("/outbox")
     async def outbox(request: Request) -> Response:
-        return await guarded(pages.outbox)(request)
+        return await show(request, pages.outbox)
 
     @router.post("/outbox/{row_id}/retry")
     async def retry_one(request: Request, row_id: int) -> Response:
@@ -256,11 +252,11 @@ def _router(ctx: ConsoleContext) -> APIRouter:
 
     @router.get("/system")
     async def system(request: Request) -> Response:
-        return await guarded(pages.system)(request)
+        return await show(request, pages.system)
 
     @router.get("/charts")
     async def charts(request: Request) -> Response:
-        return await guarded(pages.charts)(request)
+        return await show(request, pages.charts)
 
     return router
 
@@ -271,7 +267,7 @@ def _retry(ctx: ConsoleContext, row_id: int | None) -> list[int]:
     if row_id is None:
         return outbox.retry(dead=True)
     row = outbox.get(row_id)
-    if row is None or row.state != DEAD or row.state == HELD:
+    if row is None or row.state != DEAD:  # only dead letters (never held shadow-mode rows)
         return []
     return outbox.retry(row_id=row_id)
 
