@@ -21,8 +21,9 @@ apt_install() {
 }
 
 if [ "${1:-}" = "--test" ]; then
+  # rsyslog + rsyslog-gnutls: the audit trail tests' syslog receiver (RFC 5425 TLS, UDP, TCP)
   apt_install dcmtk orthanc orthanc-dicomweb orthanc-gdcm dicom3tools libgdcm-tools \
-    openjph-tools openssl
+    openjph-tools openssl rsyslog rsyslog-gnutls
   # OHIF viewer test: Debian chromium, the prebuilt @ohif/app dist (cached), puppeteer-core
   bash scripts/install-ohif.sh
 fi

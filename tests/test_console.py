@@ -10,6 +10,7 @@ no PHI unless ``console.show_patient``, and nothing secret or identifying in the
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import ssl
@@ -493,3 +494,35 @@ def test_chart_helpers() -> None:
     assert "No data yet" in empty and "<rect" in empty
     svg = charts.histogram([1, 2, 2, 3], title="a<b", x_label="s", ident="h", marker=2.5)
     assert "a&lt;b" in svg and svg.count('class="bar"') == 3
+
+
+def test_sign_in_and_out_are_audited(tmp_path: Path) -> None:
+    """User Authentication (PS3.15 A.5.3.12) in the node's audit trail (the default JSON-lines
+    file): a refused sign-in (minor failure), a sign-in and a sign-out, with the client address."""
+    from scp_node.audit.trail import default_paths
+    from tests.audit_rules import parse
+
+    settings = node_settings(tmp_path, console={"password": PASSWORD})
+    with (
+        run_node(settings) as node,
+        httpx.Client(base_url=f"http://127.0.0.1:{node.http.port}") as client,
+    ):
+        token = _csrf(client.get("/console/sign-in").text)
+        wrong = client.post("/console/sign-in", data={"password": "nope", "csrf": token})
+        assert wrong.status_code == 401
+        assert client.post(
+            "/console/sign-in", data={"password": PASSWORD, "csrf": token}
+        ).is_redirect
+        csrf = _csrf(client.get("/console/studies").text)
+        assert client.post("/console/sign-out", data={"csrf": csrf}).is_redirect
+        time.sleep(0.5)
+    path, _ = default_paths(settings)
+    lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    signins = [parse(x["xml"]) for x in lines if x["event"] == "user-authentication"]
+    assert [(m.outcome, m.event_types) for m in signins] == [
+        (4, {"110122"}),  # Login, minor failure
+        (0, {"110122"}),  # Login
+        (0, {"110123"}),  # Logout
+    ]
+    assert [m.participants[0].user_id for m in signins] == ["console", "console", "console"]
+    assert "nope" not in path.read_text("utf-8") and PASSWORD not in path.read_text("utf-8")

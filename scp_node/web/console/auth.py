@@ -8,8 +8,9 @@
 - **CSRF**: every POST carries the session's token in a hidden ``csrf`` field (synchronizer
   token); the sign-in form carries one tied to a short-lived pre-session cookie (double submit).
   A POST without the right token is answered 403.
-- :func:`on_sign_in` is the one place every sign-in attempt passes: it logs (no secrets, no PHI)
-  and is the seam for the audit trail's User Authentication event (PS3.15 A.5.3.11).
+- :func:`on_sign_in` / :func:`on_sign_out` are the one place every sign-in attempt and sign-out
+  passes: they log (no secrets, no PHI) and emit the audit trail's User Authentication event
+  (PS3.15 A.5.3.12); further hooks can attach with :func:`add_sign_in_hook`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scp_node import audit
 from scp_node.config import Settings
 
 log = logging.getLogger(__name__)
@@ -45,17 +47,31 @@ def add_sign_in_hook(hook: SignInHook) -> None:
     _hooks.append(hook)
 
 
-def on_sign_in(ok: bool, user: str, peer: str) -> None:
-    """A console sign-in attempt happened: log it and tell the hooks (never raises)."""
+def _host(peer: str) -> str:
+    """The address of a ``host:port`` peer."""
+    return peer.rsplit(":", 1)[0] if ":" in peer else peer
+
+
+def on_sign_in(ok: bool, user: str, peer: str, why: str = "") -> None:
+    """A console sign-in attempt happened: log it, audit it and tell the hooks (never raises)."""
     if ok:
         log.info("console sign-in by %s from %s", user, peer)
     else:
-        log.warning("console sign-in refused from %s", peer)
+        log.warning("console sign-in refused from %s%s", peer, f": {why}" if why else "")
+    audit.user_authentication(
+        user or "console", ok, _host(peer), description="" if ok else why or "refused"
+    )
     for hook in list(_hooks):
         try:
             hook(ok, user, peer)
         except Exception:  # an audit failure must not break the sign-in
             log.exception("console sign-in hook failed")
+
+
+def on_sign_out(user: str, peer: str) -> None:
+    """A console user signed out: log and audit it."""
+    log.info("console sign-out by %s from %s", user, peer)
+    audit.user_authentication(user, True, _host(peer), logout=True)
 
 
 def credentials(settings: Settings) -> dict[str, bytes]:

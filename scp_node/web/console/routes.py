@@ -168,12 +168,12 @@ def _router(ctx: ConsoleContext) -> APIRouter:
             return _html(render.page("locked.html", None, title="Console locked"), 403)
         host = request.client.host if request.client else "?"
         if ctx.sessions.throttled(host):
-            auth.on_sign_in(False, "", _peer(request))
+            auth.on_sign_in(False, "", _peer(request), "too many failed sign-ins")
             return _sign_in_page(ctx, request, "Too many failed sign-ins: wait a few minutes.", 429)
         user = auth.check_password(ctx.settings, form.get("password", ""))
         if user is None:
             ctx.sessions.failed(host)
-            auth.on_sign_in(False, "", _peer(request))
+            auth.on_sign_in(False, "", _peer(request), "wrong password")
             return _sign_in_page(ctx, request, "Wrong password.", 401)
         auth.on_sign_in(True, user, _peer(request))
         sid, _ = ctx.sessions.create(user)
@@ -196,6 +196,7 @@ def _router(ctx: ConsoleContext) -> APIRouter:
         if isinstance(checked, HTMLResponse):
             return checked
         ctx.sessions.end(request.cookies.get(SESSION_COOKIE))
+        auth.on_sign_out(checked[0].user, _peer(request))
         response = _redirect("/console/sign-in")
         _forget(response, SESSION_COOKIE, request)
         return response
