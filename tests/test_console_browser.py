@@ -72,7 +72,7 @@ def test_operator_walks_the_console(tmp_path: Path) -> None:
             "max_attempts": 1,
             "poll_interval_s": 0.2,
         },
-        console={"password": PASSWORD, "refresh_s": 0},
+        console={"password": PASSWORD, "refresh_s": 1},
     )
     normal = write_phantom(tmp_path / "normal", "normal", seed=31, slices=12, size=256)
     files = write_phantom(tmp_path / "study", "sacralization", seed=33, slices=12, size=256)
@@ -120,6 +120,7 @@ def test_operator_walks_the_console(tmp_path: Path) -> None:
         assert seen["wrongPassword"] == "Wrong password."
         assert seen["afterSignIn"] == "/console/studies"
         assert "delivery failed" in seen["listRow"] and "12" in seen["listRow"]
+        assert seen["liveStatus"].startswith("Up to date at")
         assert seen["overlay"][0] >= 256 and seen["overlay"][1] >= 256
         result = jobs.get(study_uid).result()  # type: ignore[union-attr]
         expected = "LSTV suspected" if result["lstv_suspected"] else "No LSTV suspected"

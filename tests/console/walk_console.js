@@ -61,6 +61,11 @@ async function main() {
     const link = `a.study-link[title="${studyUid}"]`;
     await page.waitForSelector(link);
     out.listRow = await page.$eval(link, (a) => a.closest('tr').innerText);
+    // live refresh (plain JS): the list is fetched again and the status line says so
+    await page.waitForFunction(
+      () => (document.getElementById('live-status')?.textContent || '').startsWith('Up to date'),
+      { timeout: 10000 });
+    out.liveStatus = await text('#live-status');
     await shot('console-studies.png');
     out.steps.push('study listed');
 

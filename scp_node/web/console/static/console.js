@@ -23,10 +23,12 @@
       if (!reply.ok || reply.redirected) return;
       const doc = new DOMParser().parseFromString(await reply.text(), 'text/html');
       const fresh = doc.getElementById('live');
-      if (fresh) {
+      if (!fresh || !on) return;
+      // swap only what changed: an unchanged page keeps its focus, scroll and open details
+      if (fresh.innerHTML !== region.innerHTML) {
         region.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
-        status.textContent = 'Updated ' + new Date().toLocaleTimeString();
       }
+      status.textContent = 'Up to date at ' + new Date().toLocaleTimeString();
     } catch (e) {
       status.textContent = 'Live refresh failed; reload the page';
     }
