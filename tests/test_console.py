@@ -376,6 +376,7 @@ def test_pages_show_the_study_without_phi(console, caplog) -> None:
     for text in ("No LSTV suspected", "0.123", "vs 0.500", ACCESSION, "L5-S1", "0.910"):
         assert text in study.text, text
     assert "Imaging Measurement Report" in study.text and "LSTV score" in study.text  # SR tree
+    assert "T2 SAG" in study.text and "(chosen)" in study.text  # the series, by description
     assert "association refused" in study.text and ">dead<" in study.text  # its deliveries
     png = client.get(f"/console/studies/{facts['study']}/overlay.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"

@@ -83,6 +83,19 @@ def _first_header(ctx: ConsoleContext, study_uid: str) -> Any:
     return None
 
 
+def _series_name(ctx: ConsoleContext, sop_instance_uid: str) -> str:
+    """``number: description`` of a series, from the indexed header of one of its instances."""
+    rec = ctx.index.get(sop_instance_uid)
+    if rec is None:
+        return ""
+    try:
+        ds = stored_header(ctx.index, rec)
+    except (LookupError, OSError, ValueError):
+        return ""
+    number, description = ds.get("SeriesNumber", ""), ds.get("SeriesDescription", "")
+    return f"{number}: {description}" if number not in ("", None) else str(description or "")
+
+
 def _results(ctx: ConsoleContext, study_uid: str) -> tuple[Any, Any]:
     """(SR record, SC record) of the node's own results for the study (newest of each)."""
     sr = sc = None
@@ -111,13 +124,15 @@ def study(ctx: ConsoleContext, request: Request, study_uid: str) -> Page:
         except Exception:  # a broken file must not break the page
             tree = None
     deliveries = Outbox(ctx.db).rows(study_uid=study_uid)
+    series = data.study_series(conn, study_uid)
     return "study.html", {
         "title": "Study",
         "nav": "studies",
         "row": row,
         "header": header,
         "show_patient": show,
-        "series": data.study_series(conn, study_uid),
+        "series": series,
+        "series_names": {s.series_uid: _series_name(ctx, s.first_sop) for s in series},
         "levels": row.result.get("levels", []),
         "overlay": "sc"
         if sc is not None and sc.path.exists()
