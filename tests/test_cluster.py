@@ -9,7 +9,6 @@ reason, which worker recorded the result, the verdict against the all-in-one ana
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -45,13 +44,15 @@ MODEL = {"mc_samples": 2, "cpu_threads": 1}
 DEADLINE_S = 150.0
 
 
-def wait_for(predicate: Any, timeout: float = DEADLINE_S, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Any, timeout: float = DEADLINE_S, what: str = "condition", interval: float = 0.25
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.25)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -122,7 +123,7 @@ class Worker:
             return
         os.kill(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(30)
+            self.process.wait(10)
         except subprocess.TimeoutExpired:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
@@ -250,7 +251,9 @@ def test_two_ingest_nodes_two_workers_each_study_one_sr(tmp_path, broker, queue,
         for uid in studies:
             node = nodes[0] if nodes[0].pipeline.jobs.get(uid) else nodes[1]
             job = wait_for(
-                lambda n=node, u=uid: (j := n.pipeline.jobs.get(u)) and j.state == "delivered" and j,
+                lambda n=node, u=uid: (
+                    (j := n.pipeline.jobs.get(u)) and j.state == "delivered" and j
+                ),
                 what="job delivered",
             )
             done_by[uid] = job.result()["worker"]
@@ -277,3 +280,247 @@ def test_two_ingest_nodes_two_workers_each_study_one_sr(tmp_path, broker, queue,
         for node in nodes:
             node.stop()
         pacs.stop()
+
+
+# --- (b) a worker killed mid-task ----------------------------------------------------------------
+
+
+def test_worker_killed_mid_task_its_study_is_redelivered(tmp_path, broker, queue, workers):
+    """SIGKILL a worker while it analyses a study: RabbitMQ hands the unacknowledged task to
+    the other worker, and every study still gets exactly one SR."""
+    pacs = Orthanc(tmp_path).start()
+    settings = ingest_settings(tmp_path, "ingest_k", broker, queue, pacs)
+    node = Node(settings)
+    node.start()
+    try:
+        for name in ("k1", "k2"):
+            workers.append(Worker(tmp_path, name, broker, queue).start())
+        for worker in workers:
+            worker.wait_ready()
+        studies = []
+        for k in range(4):
+            uid, files = phantom_study(tmp_path, k)
+            studies.append(uid)
+            assert storescu(settings.dicom.port, files, called="INGEST_K").returncode == 0
+
+        def busy() -> tuple[Worker, str] | None:
+            """A worker whose latest study is begun and not done (no result published yet)."""
+            for worker in workers:
+                lines = [line for line in worker.log().splitlines() if "study" in line]
+                if lines and "analysing study" in lines[-1]:
+                    return worker, lines[-1].split("analysing study ")[1].split()[0]
+            return None
+
+        victim, study = wait_for(busy, what="a worker mid-task", interval=0.02)
+        victim.kill9()
+        assert f"study {study} done" not in victim.log(), "killed before its result was sent"
+        survivor = next(w for w in workers if w is not victim)
+        counts = wait_for(lambda: all_have_one_sr(pacs, studies), what="an SR per study")
+        time.sleep(1.0)  # a duplicate SR would arrive within this window: look again
+        counts = srs_by_study(pacs)
+        assert {uid: counts.get(uid) for uid in studies} == {uid: 1 for uid in studies}
+        assert node.pipeline.jobs.get(study).result()["worker"] == survivor.name
+        assert f"analysing study {study} generation 1 from ingest_k (attempt 1, redelivered=True)" \
+            in survivor.log()  # fmt: skip
+        assert all(node.pipeline.jobs.get(uid).state == "delivered" for uid in studies)
+    finally:
+        node.stop()
+        pacs.stop()
+
+
+# --- (c) broker down, ingest node restarted ------------------------------------------------------
+
+
+def test_broker_down_and_ingest_restart_lose_nothing_repeat_nothing(
+    tmp_path, broker, queue, workers
+):
+    """Tasks dispatched with no worker up; RabbitMQ stopped while more studies arrive (ingest
+    keeps accepting, they wait as ``complete``); the ingest node killed with SIGKILL and
+    restarted after the broker is back; then a worker: every study exactly one SR, and
+    ``scp-node status`` says which worker did each."""
+    pacs = Orthanc(tmp_path).start()
+    config = cluster_config(tmp_path, "ingest_r", broker, queue, pacs)
+    config_path = tmp_path / "ingest_r.toml"
+    write_toml(config_path, config)
+    port = config["dicom"]["port"]
+    ingest = NodeProcess(config_path, port)
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(REPO)
+    try:
+        ingest.start()
+        status = status_reader(config_path)
+        first = [phantom_study(tmp_path, k) for k in range(2)]
+        for _uid, files in first:
+            assert storescu(port, files, called="INGEST_R").returncode == 0
+        wait_for(
+            lambda: {r["state"] for r in status()} == {"dispatched"} and len(status()) == 2,
+            what="two tasks dispatched, no worker yet",
+        )
+        broker.stop()
+        second = [phantom_study(tmp_path, k) for k in range(2, 4)]
+        for _uid, files in second:
+            sent = storescu(port, files, called="INGEST_R")
+            assert sent.returncode == 0, "ingest keeps accepting while the broker is down"
+        wait_for(
+            lambda: sorted(r["state"] for r in status()) == ["complete", "complete",
+                                                              "dispatched", "dispatched"],
+            what="the new studies wait to be published",
+        )  # fmt: skip
+        wait_for(lambda: ingest.log().count("broker unavailable") >= 3, what="broker retries")
+        ingest.kill9()
+        broker.start()
+        ingest.start()
+        workers.append(Worker(tmp_path, "r1", broker, queue).start())
+        studies = [uid for uid, _ in first + second]
+        wait_for(lambda: all_have_one_sr(pacs, studies), what="an SR per study")
+        wait_for(lambda: {r["state"] for r in status()} == {"delivered"}, what="all delivered")
+        time.sleep(1.0)  # a duplicate SR would arrive within this window: look again
+        counts = srs_by_study(pacs)
+        assert {uid: counts.get(uid) for uid in studies} == {uid: 1 for uid in studies}
+        rows = status()
+        assert {r["worker"] for r in rows} == {"r1"}
+        text = subprocess.run(
+            [sys.executable, "-m", "scp_node", "status", "--config", str(config_path)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        ).stdout  # fmt: skip
+        assert "worker" in text.splitlines()[0] and text.count(" r1 ") == 4
+    finally:
+        ingest.stop()
+        pacs.stop()
+        if env_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_path
+        if broker.process is None:  # leave the module's broker running for the next test
+            broker.start()
+
+
+def status_reader(config_path: Path) -> Any:
+    """``scp-node status --json`` of the node on ``config_path`` (reads its SQLite index)."""
+
+    def read() -> list[dict[str, Any]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "scp_node", "status", "--json", "--config", str(config_path)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        return list(json.loads(done.stdout)) if done.returncode == 0 and done.stdout else []
+
+    return read
+
+
+# --- failure and back-pressure ----------------------------------------------------------------
+
+
+def test_unreachable_ingest_node_fails_the_study_visibly(tmp_path, broker, queue, workers):
+    """The worker cannot reach the DICOMweb URL in the task (a closed port): it retries with
+    backoff, then the job is ``failed`` with the reason."""
+    settings = ingest_settings(
+        tmp_path, "ingest_u", broker, queue, None,
+        cluster={"advertise_url": f"http://127.0.0.1:{free_port()}/dicom-web"},
+    )  # fmt: skip
+    node = Node(settings)
+    node.start()
+    try:
+        workers.append(Worker(tmp_path, "u1", broker, queue, fetch_retries=2).start())
+        uid, files = phantom_study(tmp_path, 0)
+        assert storescu(settings.dicom.port, files, called="INGEST_U").returncode == 0
+        job = wait_for(
+            lambda: (j := node.pipeline.jobs.get(uid)) and j.state == "failed" and j,
+            what="job failed",
+        )
+        assert "ingest node unreachable after 3 attempts" in job.reason
+        assert job.reason.startswith("worker u1:")
+        assert workers[0].log().count("unreachable") >= 2, "retried with backoff first"
+    finally:
+        node.stop()
+
+
+def test_broker_queue_depth_refuses_new_studies(tmp_path, broker, queue):
+    """No worker: tasks pile up in the broker; at ``max_queue_depth`` the next association's
+    C-STORE gets 0xA700 and STOW-RS 503, like the local queue's back-pressure."""
+    settings = ingest_settings(
+        tmp_path, "ingest_q", broker, queue, None, cluster={"max_queue_depth": 2}
+    )
+    node = Node(settings)
+    node.start()
+    try:
+        for k in range(2):
+            _uid, files = phantom_study(tmp_path, k)
+            assert storescu(settings.dicom.port, files[:3], called="INGEST_Q").returncode == 0
+        bridge = node.pipeline.bridge
+        wait_for(lambda: bridge.broker_depth == 2, what="two tasks in the broker queue")
+        _uid, files = phantom_study(tmp_path, 2)
+        refused = storescu(settings.dicom.port, files[:3], called="INGEST_Q")
+        assert refused.returncode != 0
+        assert all(node.index.get(str(dcmread(f).SOPInstanceUID)) is None for f in files[:3])
+        stow = httpx.post(
+            f"http://127.0.0.1:{settings.http.port}/dicom-web/studies",
+            content=b"--b\r\nContent-Type: application/dicom\r\n\r\n"
+            + files[0].read_bytes()
+            + b"\r\n--b--\r\n",
+            headers={
+                "Content-Type": 'multipart/related; type="application/dicom"; boundary=b',
+                "Authorization": f"Bearer {TOKEN}",
+            },
+            timeout=30,
+        )
+        assert stow.status_code == 503 and "cluster analysis queue full" in stow.text
+        metrics = httpx.get(f"http://127.0.0.1:{settings.http.port}/metrics", timeout=10).text
+        assert "scp_node_cluster_queue_depth 2.0" in metrics
+        assert "scp_node_cluster_tasks_in_flight 2.0" in metrics
+    finally:
+        node.stop()
+
+
+# --- no broker needed -------------------------------------------------------------------------
+
+
+def test_all_in_one_never_imports_the_broker_client():
+    code = (
+        "import sys; from scp_node.config import load_settings; from scp_node.node import Node; "
+        "import scp_node.cli as c; c.build_parser(); "
+        "assert load_settings().cluster.role == 'all'; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')], 'imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_role_ingest_without_broker_url_does_not_start(tmp_path):
+    config = tmp_path / "c.toml"
+    write_toml(config, {"storage": {"data_dir": str(tmp_path / "d")}})
+    done = subprocess.run(
+        [sys.executable, "-m", "scp_node", "serve", "--role", "ingest", "--config", str(config)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "broker_url" in done.stdout + done.stderr
+
+
+def test_result_round_trips_through_json():
+    from scp_node.cluster.messages import AnalysisReply, study_result_from_json
+    from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+
+    result = StudyResult(
+        study_instance_uid="1.2.3",
+        applicable=True,
+        series_instance_uid="1.2.3.4",
+        levels=(
+            LevelFinding("L4-L5", "1.2.3.4.5", 6, (10.5, 20.0), (1.0, 2.0, 3.0), 0.9, 1.2, 0.4),
+        ),
+        lstv_score=0.7,
+        model=ModelIdentity("m", "1", "ab" * 32),
+        warnings=("w",),
+    )
+    wire = json.loads(json.dumps(AnalysisReply("1.2.3", 2, "ok", "w1", result=result.to_json())
+                                 .to_json()))  # fmt: skip
+    assert study_result_from_json(AnalysisReply.from_json(wire).result) == result
+
+
+def test_multipart_split():
+    from scp_node.cluster.fetch import split_multipart
+
+    body = b"--xx\r\nContent-Type: application/dicom\r\n\r\nAB\r\nC\r\n--xx\r\n\r\nD\r\n--xx--\r\n"
+    assert list(split_multipart(body, b"xx")) == [b"AB\r\nC", b"D"]
