@@ -431,6 +431,15 @@ def test_unreachable_ingest_node_fails_the_study_visibly(tmp_path, broker, queue
         assert "ingest node unreachable after 3 attempts" in job.reason
         assert job.reason.startswith("worker u1:")
         assert workers[0].log().count("unreachable") >= 2, "retried with backoff first"
+        config = tmp_path / "u.toml"
+        write_toml(config, {"storage": {"data_dir": str(settings.storage.data_dir)}})
+        retry = subprocess.run(
+            [sys.executable, "-m", "scp_node", "status", "--retry", uid, "--config", str(config)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert retry.returncode == 0, retry.stdout + retry.stderr
+        wait_for(lambda: workers[0].log().count(f"analysing study {uid}") >= 4, what="run again")
+        wait_for(lambda: node.pipeline.jobs.get(uid).state == "failed", what="failed again")
     finally:
         node.stop()
 

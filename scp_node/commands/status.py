@@ -16,6 +16,11 @@ def register(subparsers: Any) -> None:
     add_config_argument(parser)
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--retry",
+        metavar="STUDY_UID",
+        help="analyse a failed study again (its job goes back to complete; the node takes it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from scp_node.store.jobs import JobStore
 
     db = Database(settings.storage.index_path)
+    if args.retry:
+        if not JobStore(db).move(args.retry, "failed", "complete", "retry requested"):
+            print(f"no failed study {args.retry}")
+            return 1
+        print(f"study {args.retry}: analysed again")
+        return 0
     jobs = JobStore(db).recent(args.limit)
     index = InstanceIndex(db)
     now = time.time()
