@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pydicom import dcmread
 from scp_node.config import Settings
 from scp_node.node import Node
 from scp_node.phantom_dicom import write_phantom
+from tests.cluster_worker import MODEL, TOKEN, Worker
 from tests.conftest import dimse_destination, free_port, node_settings, storescu
 from tests.node_process import NodeProcess, write_toml
 from tests.orthanc import Orthanc
@@ -37,10 +37,7 @@ pytest.importorskip("celery")
 REPO = Path(__file__).resolve().parent.parent
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-TOKEN = "cluster-test-token"
 VARIANTS = ("normal", "sacralization", "lumbarization")
-#: Fewer MC-dropout passes and one CPU thread per worker: 2 cores on this machine.
-MODEL = {"mc_samples": 2, "cpu_threads": 1}
 DEADLINE_S = 150.0
 
 
@@ -69,64 +66,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
 def queue() -> str:
     """A queue of this test's own: tests share one broker, never each other's tasks."""
     return f"scp_node.analysis.test-{uuid.uuid4().hex[:8]}"
-
-
-class Worker:
-    """``python -m scp_node worker`` as a process; stopped or killed by PID."""
-
-    def __init__(self, root: Path, name: str, broker: RabbitMQ, queue: str, **cluster: Any):
-        self.name = name
-        self.config = root / f"{name}.toml"
-        self.log_path = root / f"{name}.log"
-        write_toml(
-            self.config,
-            {
-                "storage": {"data_dir": str(root / name)},
-                "http": {"enabled": False},
-                "model": MODEL,
-                "cluster": {
-                    "broker_url": broker.url,
-                    "queue": queue,
-                    "dicomweb_token": TOKEN,
-                    "fetch_backoff_s": 0.2,
-                    **cluster,
-                },
-            },
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("SCP_NODE_CONFIG", None)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "scp_node", "worker", "--config", str(self.config),
-                 "--name", self.name],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            )  # fmt: skip
-        return self
-
-    def wait_ready(self) -> Worker:
-        wait_for(lambda: f"worker {self.name} ready" in self.log(), 90, f"{self.name} ready")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ When the broker is unreachable the loop waits ``reconnect_interval_s`` and tries
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -71,6 +72,8 @@ ROUND_TRIP_SECONDS = Histogram(
     buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 900),
 )
 MAX_WORKER_LABELS = 64
+#: Longest wait for a result message before the loop looks whether a study became complete.
+WAKE_CHECK_S = 0.05
 #: Seconds between looks for tasks overdue past ``task_timeout_s``.
 OVERDUE_CHECK_S = 10.0
 
@@ -150,20 +153,21 @@ class ClusterBridge:
         BROKER_UP.set(1)
         log.info("broker connected")
         poll = self.settings.pipeline.poll_interval_s
+        last = 0.0
         with conn.Consumer(
             self.reply_queue, callbacks=[self._on_reply], accept=["json"], prefetch_count=8
         ):
             while not self._stop.is_set():
-                self._republish_overdue()
-                self._publish_pending(conn)
-                self._read_depth(channel)
-                try:
-                    conn.drain_events(timeout=poll)
-                    continue  # more results may be waiting
-                except TimeoutError:  # socket.timeout: nothing arrived within ``poll``
-                    pass
-                if self._wake.is_set():
+                now = time.monotonic()
+                if self._wake.is_set() or now - last >= poll:  # woken by a complete study
                     self._wake.clear()
+                    last = now
+                    self._republish_overdue()
+                    self._publish_pending(conn)
+                    self._read_depth(channel)
+                # results are handled as they arrive (callbacks); socket.timeout: none came
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=WAKE_CHECK_S)
 
     def _publish_pending(self, conn: Connection) -> None:
         pending = self.jobs.in_state(COMPLETE)
