@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, broker: RabbitMQ, count: int, seeds: list[int]
         for worker in workers:
             worker.wait_ready()
         if count == 1 and args.latency:
-            hops, added, fetches, own = [], [], [], []
+            hops, added, fetches, own, record = [], [], [], [], []
             for seed in seeds[: args.latency]:
                 files, uid = make_study(args.work, seed + 10_000)
                 before = round_trip_sum()
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace, broker: RabbitMQ, count: int, seeds: list[int]
                 hop = taken - job.complete_at - result["worker_seconds"]
                 hops.append(hop)
                 added.append(hop + result["fetch_seconds"])
+                record.append(job.finished_at - taken)  # SR + SC written, outbox rows
                 fetches.append(result["fetch_seconds"])
                 own.append(result["worker_seconds"])
             out.update(
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace, broker: RabbitMQ, count: int, seeds: list[int]
                 added_ms_median=round(1000 * statistics.median(added), 1),
                 fetch_ms_median=round(1000 * statistics.median(fetches), 1),
                 worker_s_median=round(statistics.median(own), 3),
+                ingest_record_ms_median=round(1000 * statistics.median(record), 1),
             )
         studies = [make_study(args.work, seed) for seed in seeds]
         senders = [send(files, settings.dicom.port) for files, _ in studies]
@@ -132,7 +134,14 @@ def run(args: argparse.Namespace, broker: RabbitMQ, count: int, seeds: list[int]
         for job in jobs:
             name = job.result().get("worker", "?")
             by_worker[name] = by_worker.get(name, 0) + 1
+        busy = sum(j.result().get("worker_seconds", 0.0) for j in jobs)
         out.update(
+            # workers' own time over the span: near 1 = the workers are the bottleneck (more
+            # workers help if there are cores or GPUs for them); low = they wait for tasks
+            worker_utilisation=round(busy / (span * count), 2),
+            worker_s_median_under_load=round(
+                statistics.median(j.result().get("worker_seconds", 0.0) for j in jobs), 3
+            ),
             studies=len(uids),
             span_s=round(span, 2),
             studies_per_minute=round(60 * len(uids) / span, 1),

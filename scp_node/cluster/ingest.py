@@ -73,7 +73,7 @@ ROUND_TRIP_SECONDS = Histogram(
 )
 MAX_WORKER_LABELS = 64
 #: Longest wait for a result message before the loop looks whether a study became complete.
-WAKE_CHECK_S = 0.05
+WAKE_CHECK_S = 0.02
 #: Seconds between looks for tasks overdue past ``task_timeout_s``.
 OVERDUE_CHECK_S = 10.0
 
