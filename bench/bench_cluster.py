@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, broker: RabbitMQ, count: int, seeds: list[int]
     queue = f"scp_node.bench.{uuid.uuid4().hex[:8]}"
     settings = node_settings(
         work,
-        dicom={"ae_title": "BENCH"},
+        dicom={"ae_title": "BENCH", "max_associations": 64},  # every sender at once
         storage={"fsync": False},
         http={"auth": "token", "token": TOKEN},
         pipeline={"enabled": True, "quiet_seconds": 0.5, "poll_interval_s": 0.1, "queue_size": 512},

@@ -212,8 +212,9 @@ def test_two_ingest_nodes_two_workers_each_study_one_sr(tmp_path, broker, queue,
         assert "scp_node_cluster_queue_depth 0.0" in metrics
         assert "scp_node_cluster_broker_up 1.0" in metrics
         assert "scp_node_cluster_workers 2.0" in metrics
-        # the worker fetched J2K as stored (compressed on the wire), and logged no PHI
+        # the workers fetched J2K as stored (compressed on the wire), and logged no PHI
         logs = "".join(w.log() for w in workers)
+        assert logs.count(f"(as {J2K_LOSSLESS})") == 6 and logs.count(f"(as {EXPLICIT_LE})") == 6
         assert "PHANTOM^" not in logs and "PH-" not in logs
     finally:
         for node in nodes:
@@ -489,4 +490,4 @@ def test_multipart_split():
     from scp_node.cluster.fetch import split_multipart
 
     body = b"--xx\r\nContent-Type: application/dicom\r\n\r\nAB\r\nC\r\n--xx\r\n\r\nD\r\n--xx--\r\n"
-    assert list(split_multipart(body, b"xx")) == [b"AB\r\nC", b"D"]
+    assert list(split_multipart(body, b"xx")) == [("application/dicom", b"AB\r\nC"), ("", b"D")]

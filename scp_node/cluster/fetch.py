@@ -112,8 +112,8 @@ def _boundary(content_type: str) -> bytes:
     raise FetchError(f"multipart reply without a boundary: {content_type!r}")
 
 
-def split_multipart(body: bytes, boundary: bytes) -> Iterator[bytes]:
-    """The bodies of the parts of a ``multipart/related`` payload (RFC 2046 §5.1.1)."""
+def split_multipart(body: bytes, boundary: bytes) -> Iterator[tuple[str, bytes]]:
+    """(Content-Type, body) of each part of a ``multipart/related`` payload (RFC 2046 §5.1.1)."""
     delimiter = b"--" + boundary
     for chunk in body.split(delimiter)[1:]:
         if chunk.startswith(b"--"):
@@ -123,26 +123,41 @@ def split_multipart(body: bytes, boundary: bytes) -> Iterator[bytes]:
             raise FetchError("malformed multipart part (no header end)")
         if payload.endswith(b"\r\n"):
             payload = payload[:-2]
-        yield payload
+        content_type = ""
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-type":
+                content_type = value.strip()
+        yield content_type, payload
+
+
+def _syntax(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "transfer-syntax":
+            return value.strip().strip('"')
+    return ""
 
 
 def fetch_series(
     client: httpx.Client, base: str, study_uid: str, series_uid: str, out_dir: Path
-) -> tuple[list[Path], int]:
-    """WADO-RS one series into ``out_dir`` as it is stored on the ingest node."""
+) -> tuple[list[Path], int, set[str]]:
+    """WADO-RS one series into ``out_dir`` as stored on the ingest node: the files, the bytes
+    received and the transfer syntaxes the parts were sent in."""
     url = f"{base}/studies/{study_uid}/series/{series_uid}"
     reply = _get(client, url, headers={"Accept": ACCEPT_ANY_SYNTAX})
     if reply.status_code != 200:
         raise StudyGone(f"WADO-RS answered HTTP {reply.status_code} for a series")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for number, part in enumerate(
-        split_multipart(reply.content, _boundary(reply.headers.get("content-type", "")))
-    ):
+    syntaxes: set[str] = set()
+    parts = split_multipart(reply.content, _boundary(reply.headers.get("content-type", "")))
+    for number, (content_type, part) in enumerate(parts):
         path = out_dir / f"{number:05d}.dcm"
         path.write_bytes(part)
         paths.append(path)
-    return paths, len(reply.content)
+        syntaxes.add(_syntax(content_type))
+    return paths, len(reply.content), syntaxes
 
 
 def fetch_study(
@@ -156,22 +171,27 @@ def fetch_study(
     fetched: list[str] = []
     skipped: list[str] = []
     total = 0
+    syntaxes: set[str] = set()
     for number, item in enumerate(series):
         uid = str(item.get("SeriesInstanceUID", ""))
         if not uid or not is_candidate(item, rules):
             skipped.append(uid)
             continue
-        got, size = fetch_series(client, base.rstrip("/"), study_uid, uid, out_dir / f"s{number}")
+        got, size, sent_as = fetch_series(
+            client, base.rstrip("/"), study_uid, uid, out_dir / f"s{number}"
+        )
         paths += got
         total += size
+        syntaxes |= sent_as
         fetched.append(uid)
     log.info(
-        "fetched study %s: %d of %d series, %d instances, %.1f MB in %.2f s",
+        "fetched study %s: %d of %d series, %d instances, %.1f MB in %.2f s (as %s)",
         study_uid,
         len(fetched),
         len(series),
         len(paths),
         total / 1e6,
         time.perf_counter() - started,
+        ", ".join(sorted(syntaxes)) or "-",
     )
     return Fetched(paths, fetched, skipped, total)
