@@ -244,14 +244,18 @@ def test_worker_killed_mid_task_its_study_is_redelivered(tmp_path, broker, queue
             assert storescu(settings.dicom.port, files, called="INGEST_K").returncode == 0
 
         def busy() -> tuple[Worker, str] | None:
-            """A worker whose latest study is begun and not done (no result published yet)."""
+            """A worker that fetched a study and is in inference (no result published yet)."""
             for worker in workers:
-                lines = [line for line in worker.log().splitlines() if "study" in line]
-                if lines and "analysing study" in lines[-1]:
-                    return worker, lines[-1].split("analysing study ")[1].split()[0]
+                lines = [
+                    line
+                    for line in worker.log().splitlines()
+                    if "analysing study" in line or "fetched study" in line or " done in " in line
+                ]
+                if len(lines) >= 2 and "fetched study" in lines[-1]:
+                    return worker, lines[-1].split("fetched study ")[1].split(":")[0]
             return None
 
-        victim, study = wait_for(busy, what="a worker mid-task", interval=0.02)
+        victim, study = wait_for(busy, what="a worker in inference", interval=0.02)
         victim.kill9()
         assert f"study {study} done" not in victim.log(), "killed before its result was sent"
         survivor = next(w for w in workers if w is not victim)
@@ -263,6 +267,32 @@ def test_worker_killed_mid_task_its_study_is_redelivered(tmp_path, broker, queue
         assert f"analysing study {study} generation 1 from ingest_k (attempt 1, redelivered=True)" \
             in survivor.log()  # fmt: skip
         assert all(node.pipeline.jobs.get(uid).state == "delivered" for uid in studies)
+
+        # the same task published once more (as after a crash between publish and bookkeeping):
+        # a worker runs it, the ingest node drops the result, the PACS still has one SR
+        from scp_node.cluster.app import make_app, task_queue
+        from scp_node.cluster.messages import TASK_NAME, AnalysisTask
+
+        bridge = node.pipeline.bridge
+        again = AnalysisTask(study, 1, bridge.node_id, bridge.dicomweb_url, bridge.reply_queue.name)
+        metrics_url = f"http://127.0.0.1:{settings.http.port}/metrics"
+        duplicates = 'scp_node_cluster_results_total{outcome="duplicate"}'
+
+        def duplicate_count() -> float:
+            for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+                if line.startswith(duplicates):
+                    return float(line.split()[-1])
+            return 0.0
+
+        before = duplicate_count()
+        make_app(settings.cluster).send_task(
+            TASK_NAME, args=(again.to_json(),), task_id=again.task_id,
+            queue=task_queue(settings.cluster.queue),
+        )  # fmt: skip
+        wait_for(lambda: duplicate_count() == before + 1, what="the repeated result dropped")
+        time.sleep(1.0)
+        assert srs_by_study(pacs)[study] == 1
+        assert node.pipeline.jobs.get(study).state == "delivered"
     finally:
         node.stop()
         pacs.stop()
