@@ -353,6 +353,52 @@ class LogSettings(Section):
     format: Literal["text", "json"] = "text"
 
 
+class AuditSettings(Section):
+    """The audit trail: DICOM PS3.15 A.5 audit messages (IHE ATNA), queued durably and sent."""
+
+    enabled: bool = Field(True, description="emit audit messages (PS3.15 A.5)")
+    destination: Literal["file", "syslog-tls", "syslog-udp", "syslog-tcp"] = Field(
+        "file",
+        description="where messages go: `file` (JSON lines at `file_path`), `syslog-tls` "
+        "(RFC 5425), `syslog-udp` (RFC 5426) or `syslog-tcp` (RFC 6587 octet counting, "
+        "plain: a local relay only)",
+    )
+    host: str = Field("127.0.0.1", description="syslog receiver (audit record repository) host")
+    port: int = Field(6514, description="syslog receiver port (6514: syslog over TLS)")
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the receiver; empty = the system CAs"
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (IHE ATNA); empty = none"
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of `tls_cert_file`")
+    app_name: str = Field("scp-node", description="syslog APP-NAME (RFC 5424 6.2.5)")
+    enterprise_site_id: str = Field(
+        "", description="AuditEnterpriseSiteID of every message (PS3.15 A.5.1); empty = left out"
+    )
+    source_id: str = Field(
+        "",
+        description="AuditSourceID of every message; empty = `[dicom] ae_title`@host name",
+    )
+    file_path: Path | None = Field(
+        None,
+        description="the JSON-lines audit file (written for `destination = file`, and as a "
+        "local copy when `local_copy`); empty = `<data_dir>/audit/audit.jsonl`",
+    )
+    local_copy: bool = Field(
+        False, description="with a syslog destination, also append every message to `file_path`"
+    )
+    queue_path: Path | None = Field(
+        None,
+        description="the durable queue (SQLite) of messages not yet sent; empty = "
+        "`<data_dir>/audit/queue.sqlite3`",
+    )
+    retry_initial_s: float = Field(
+        1.0, gt=0, description="first wait after a failed send; doubles up to `retry_max_s`"
+    )
+    retry_max_s: float = Field(60.0, gt=0, description="longest wait between send attempts")
+
+
 class Settings(BaseSettings):
     """All of the node's settings."""
 
@@ -369,6 +415,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from scp_node.audit import audit_requests
 from scp_node.config import Settings
 from scp_node.http_guard import CloseAmbiguousFraming, guarded_protocol
 from scp_node.ingest.receiver import Receiver
@@ -83,7 +84,7 @@ class HttpService:
         sock.set_inheritable(True)
         self._socket = sock
         config = uvicorn.Config(
-            CloseAmbiguousFraming(self.app),
+            CloseAmbiguousFraming(audit_requests(self.app, http.root)),
             http=guarded_protocol(http.header_timeout_s),
             host=http.host,
             port=self.port,

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from scp_node import audit
 from scp_node.codecs import capabilities
 from scp_node.config import Settings
 from scp_node.egress.worker import worker_for
@@ -72,7 +73,8 @@ class Node:
             admit=self.pipeline.admit if self.pipeline else None,
             extra_handlers=commitment_handlers(
                 settings, self.index, self._commit_requested, self.outbox.enqueue_commitment_report
-            ),
+            )
+            + audit.dimse_handlers(),
         )
         self._stopped = threading.Event()
         self.services: list[Any] = [self.pipeline or self.outbox]
@@ -96,11 +98,13 @@ class Node:
             self.pipeline.request_complete(sorted(study_uids))
 
     def _on_stored(self, record: InstanceRecord) -> None:
+        audit.instance_stored(record)  # PS3.15 A.5.3.7, per association and study
         labels = (record.transfer_syntax, ae_label(record.calling_ae), record.source)
         INSTANCES_RECEIVED.labels(*labels).inc()
         BYTES_RECEIVED.labels(*labels).inc(record.size)
 
     def start(self) -> None:
+        audit.start(self.settings)  # the audit trail first: Application Start (PS3.15 A.5.3.1)
         data_dir = self.settings.storage.data_dir
         if recovery.was_unclean(data_dir):
             log.warning("the last run did not stop cleanly: checking the spool against the index")
@@ -118,6 +122,7 @@ class Node:
         for service in reversed(self.services):
             service.stop()
         self.dimse.stop()
+        audit.stop()  # open transfers, Application Stop; what is unsent stays queued
         recovery.mark_stopped(self.settings.storage.data_dir)
         self.db.close()
         self._stopped.set()

@@ -124,6 +124,14 @@ def test_implausible_order_and_spacing() -> None:
     assert "order" in unc.implausible(list(reversed(good)))
     doubled = [(0.0, 0.0), (0.0, 40.0), (0.0, 45.0), (0.0, 85.0), (0.0, 125.0)]
     assert "inconsistent" in unc.implausible(doubled)
+    # a skipped disc: one gap 1.5x the others (a counting error seen on unfamiliar images)
+    skipped = [(0.0, 0.0), (0.0, 35.0), (0.0, 87.5), (0.0, 122.5)]
+    assert "1.50x the median" in unc.implausible(skipped)
+    # real spines vary within ~0.85-1.17x: still plausible, slightly oblique too
+    varied = [(0.0, 0.0), (2.0, 30.0), (4.0, 64.0), (6.0, 100.0)]
+    assert unc.implausible(varied) == ""
+    assert "outside 20-55 mm" in unc.implausible([(0.0, 12.0 * i) for i in range(4)])
+    assert "outside 20-55 mm" in unc.implausible([(0.0, 60.0 * i) for i in range(4)])
 
 
 def test_average_ranks_share_ties() -> None:

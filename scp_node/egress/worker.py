@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from scp_node import audit
 from scp_node.config import DeliverySettings, Destination, Settings
 from scp_node.egress import commitment, dimse, stow
 from scp_node.egress.outcome import Outcome
@@ -230,6 +231,7 @@ class OutboxWorker:
             for start in range(0, len(group), max(1, self.delivery.batch_size)):
                 batch = group[start : start + max(1, self.delivery.batch_size)]
                 outcomes = self._send(name, dest, batch)
+                audit.results_sent(name, dest, batch, outcomes, self.delivery.max_attempts)
                 for row, outcome in zip(batch, outcomes, strict=True):
                     delivered += self._record(row, outcome)
         return delivered

@@ -40,6 +40,8 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dsutils import create_file_meta
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from scp_node import audit
+
 log = logging.getLogger(__name__)
 
 PDU_ASSOCIATE_RQ = 0x01
@@ -146,6 +148,7 @@ def read_association_request(sock: socket.socket, limits: GuardLimits) -> bytes:
         try:
             sock.do_handshake()
         except (OSError, ssl.SSLError) as exc:
+            audit.tls_handshake_failed(sock, exc)  # PS3.15 A.5.3.11 Security Alert
             raise Dropped(f"TLS handshake failed or timed out: {exc.__class__.__name__}") from None
     header = _recv_exactly(sock, 6, deadline, "A-ASSOCIATE-RQ header")
     pdu_type, _, length = struct.unpack(">BBL", header)

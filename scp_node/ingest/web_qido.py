@@ -16,6 +16,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from scp_node import audit
 from scp_node.ingest.web_json import (
     copy_fields,
     encode,
@@ -182,6 +183,7 @@ def _add_match(query: Query, key: str, value: str) -> None:
 
 def search(index: InstanceIndex, level: Level, query: Query, base: str) -> list[dict[str, Any]]:
     """Run ``query`` at ``level``; one DICOM JSON object per match (blocking: call in a thread)."""
+    audit.web_query(level)  # PS3.15 A.5.3.10 Query
     if level is Level.STUDY:
         studies = index.query_studies(query.match, query.limit, query.offset)
         results = []

@@ -20,6 +20,7 @@ from typing import Any
 import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from scp_node import audit
 from scp_node.ingest.web_json import metadata
 from scp_node.ingest.web_multipart import parse_media_type
 from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
@@ -99,6 +100,7 @@ def multipart_body(
 ) -> Iterator[bytes]:
     """Each stored file as one part (PS3.18 §8.6.1.2); a file gone since the look-up is skipped.
     With ``inflate_to`` (Explicit VR LE), Deflated instances are served inflated."""
+    audit.web_retrieve(records)  # PS3.15 A.5.3.3 Begin Transferring DICOM Instances
     for rec in records:
         if inflate_to and rec.transfer_syntax == DeflatedExplicitVRLittleEndian:
             try:
@@ -130,6 +132,7 @@ def multipart_body(
 
 def metadata_list(index: InstanceIndex, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
     """WADO-RS metadata (PS3.18 §10.4.1.1.2) of each instance, from its indexed header."""
+    audit.web_metadata(records)  # PS3.15 A.5.3.6 DICOM Instances Accessed
     out = []
     for rec in records:
         try:
