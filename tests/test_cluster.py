@@ -215,6 +215,8 @@ def test_two_ingest_nodes_two_workers_each_study_one_sr(tmp_path, broker, queue,
         # the workers fetched J2K as stored (compressed on the wire), and logged no PHI
         logs = "".join(w.log() for w in workers)
         assert logs.count(f"(as {J2K_LOSSLESS})") == 6 and logs.count(f"(as {EXPLICIT_LE})") == 6
+        assert "decoder self-test: JPEG 2000 Image Compression (Lossless Only)" in logs
+        assert f"ts={J2K_LOSSLESS} (JPEG 2000 Image Compression (Lossless Only)) plugin=" in logs
         assert "PHANTOM^" not in logs and "PH-" not in logs
     finally:
         for node in nodes:

@@ -182,7 +182,10 @@ def _tick() -> None:
 
 def run_worker(settings: Settings, name: str = "") -> int:
     """Load the model, then consume the analysis queue until SIGTERM (warm shutdown)."""
+    from scp_node.codecs import capabilities
+
     name = name or default_name()
+    capabilities()  # the decoder self-test, before any task: only proven decoders are used
     runner = AnalysisRunner(settings, name)
     runner.load_engine()
     app = build_app(settings, runner)
