@@ -295,6 +295,20 @@ def test_worker_killed_mid_task_its_study_is_redelivered(tmp_path, broker, queue
         time.sleep(1.0)
         assert srs_by_study(pacs)[study] == 1
         assert node.pipeline.jobs.get(study).state == "delivered"
+
+        # a study whose only series QIDO already rules out (CT) is not fetched: not applicable
+        ct_uid, files = phantom_study(tmp_path, 7)
+        for path in files:
+            ds = dcmread(path)
+            ds.Modality = "CT"
+            ds.save_as(path)
+        assert storescu(settings.dicom.port, files, called="INGEST_K").returncode == 0
+        job = wait_for(
+            lambda: (j := node.pipeline.jobs.get(ct_uid)) and j.state == "not_applicable" and j,
+            what="not applicable",
+        )
+        assert "1 series ruled out by their attributes" in job.reason
+        assert job.result()["study_instance_uid"] == ct_uid
     finally:
         node.stop()
         pacs.stop()

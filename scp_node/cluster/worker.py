@@ -16,6 +16,7 @@ import os
 import socket
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,13 @@ class AnalysisRunner:
                 )
                 fetch_s = time.perf_counter() - started
                 result = analyze_study(fetched.paths, self.settings, self.engine)
+            if not fetched.paths:  # every series ruled out by its QIDO attributes
+                result = replace(
+                    result,
+                    study_instance_uid=job.study_uid,
+                    reason=f"{result.reason}; {len(fetched.skipped_series)} series ruled out "
+                    "by their attributes (modality, description, orientation), none fetched",
+                )
         except FetchError as exc:
             if retries < cluster.fetch_retries:
                 delay = cluster.fetch_backoff_s * 2**retries
