@@ -268,8 +268,10 @@ class PipelineSettings(Section):
 
 
 class ClusterSettings(Section):
-    """Scale-out on Celery + RabbitMQ (docs/deployment.md, "Cluster"): ingest nodes publish one
-    analysis task per complete study; ``scp-node worker`` processes run the model."""
+    """Scale-out on Celery + RabbitMQ: ingest nodes and model workers (docs/deployment.md).
+
+    An ingest node publishes one analysis task per complete study; ``scp-node worker`` processes
+    run the model and send the result back."""
 
     role: Literal["all", "ingest"] = Field(
         "all",
