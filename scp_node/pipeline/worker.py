@@ -121,7 +121,20 @@ class ModelWorker:
         started = time.perf_counter()
         result = analyze_study(paths, self.settings, self.engine)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        summary = result.to_json()
+        self.record(job, result, records)
+
+    def record(
+        self,
+        job: Job,
+        result: StudyResult,
+        records: list[InstanceRecord] | None = None,
+        annotations: dict[str, Any] | None = None,
+    ) -> None:
+        """Take ``result`` (made here or by a cluster worker) to the job's next resting state:
+        reports → outbox. ``annotations`` are kept with the job's result (e.g. which worker)."""
+        if records is None:
+            records = self.index.for_study(job.study_uid)
+        summary = {**result.to_json(), **(annotations or {})}
         if not result.applicable:
             log.info("study %s: not applicable: %s", job.study_uid, result.reason)
             if self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary):
