@@ -68,6 +68,8 @@ class LocalizerEngine:
         self.context_slices = max(1, int(context_slices))
         self.amp = amp and self.device.type == "cuda"
         self.seed = seed
+        #: seconds of the last :meth:`analyze`: decoding, canonicalising, the rest (network, maths)
+        self.timings: dict[str, float] = {}
         # precedence: configured > site calibration > weights (docs/model.md, "Site calibration")
         self.threshold, self.calibration_label = resolve_threshold(
             weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
@@ -139,18 +141,32 @@ class LocalizerEngine:
         maps = torch.cat(out).numpy()
         return maps.reshape(k, t, *maps.shape[1:])
 
-    def midline_slice(self, inputs: torch.Tensor, frames: list[SliceFrame]) -> int:
-        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
-        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
-        deterministic pass, ties going to the slice nearest the centre (technologists centre the
-        stack on the spine, give or take a slice or two)."""
+    def warm_up(self) -> None:
+        """One deterministic and one MC pass on a blank input of the study's batch shape, so that
+        the first study does not pay for setting up the kernels and the thread pool."""
+        blank = torch.zeros(self.context_slices, 1, self.grid.size, self.grid.size)
+        self.predict(blank[:1], mc=False)
+        self.predict(blank, mc=True)
+
+    def midline_candidates(self, frames: list[SliceFrame]) -> tuple[list[int], np.ndarray]:
+        """Slices within ``MIDLINE_SEARCH_MM`` of the stack's centre (else the nearest one), and
+        every slice's distance from that centre (mm). Geometry only: nothing is decoded."""
         normal = np.cross(frames[0].row_dir, frames[0].col_dir)
         offsets = np.array([float(f.origin @ normal) for f in frames])
         distance = np.abs(offsets - (offsets.min() + offsets.max()) / 2.0)
         near = [k for k in range(len(frames)) if distance[k] <= MIDLINE_SEARCH_MM]
         if not near:
             near = [int(np.argmin(distance))]
-        maps = self.predict(inputs[near], mc=False)[:, 0]
+        return near, distance
+
+    def midline_slice(self, inputs: torch.Tensor, frames: list[SliceFrame]) -> int:
+        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
+        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
+        deterministic pass, ties going to the slice nearest the centre (technologists centre the
+        stack on the spine, give or take a slice or two). ``inputs``: the canonical inputs of
+        the :meth:`midline_candidates` slices, in that order."""
+        near, distance = self.midline_candidates(frames)
+        maps = self.predict(inputs, mc=False)[:, 0]
         ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
         merit = [
             np.mean([unc.peak_confidence(maps[i, li]) for li in ref]) - 0.002 * distance[k]
@@ -179,16 +195,17 @@ class LocalizerEngine:
         """Localize the disc levels on ``volume`` and compute the LSTV screen."""
         started = time.perf_counter()
         frames = slice_frames(volume)
-        inputs, valid = to_canonical(volume.volume, frames, self.grid)
-        centre = self.midline_slice(inputs, frames)
+        canonical = _CanonicalSlices(volume, frames, self.grid)
+        near, _distance = self.midline_candidates(frames)
+        centre = self.midline_slice(canonical.inputs(near), frames)
         indices = self.context(centre, len(frames))
-        maps = self.predict(inputs[indices])
+        maps = self.predict(canonical.inputs(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}
         findings: list[LevelFinding] = []
         points_mm: list[tuple[float, float]] = []
         coverage: dict[str, float] = {}
-        mask = valid[centre, 0].numpy()
+        mask = canonical.mask(centre)
         for li, level in enumerate(self.levels):
             samples = maps[:, :, li].reshape(-1, *maps.shape[-2:])
             st = unc.level_stats(samples)
@@ -235,6 +252,11 @@ class LocalizerEngine:
         assessable = not reason
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
+        self.timings = {
+            "decode_s": canonical.decode_s,
+            "canonical_s": canonical.canonical_s,
+            "model_s": elapsed / 1000.0 - canonical.decode_s - canonical.canonical_s,
+        }
         return StudyResult(
             study_instance_uid=volume.study_instance_uid,
             applicable=True,
@@ -256,3 +278,45 @@ class LocalizerEngine:
             inference_ms=round(elapsed, 2),
             warnings=tuple(warnings),
         )
+
+
+class _CanonicalSlices:
+    """Canonical inputs and masks of a series' slices, made (and their pixels decoded) only for
+    the slices asked for, once each. Each slice is canonicalised on its own, so a subset gives
+    exactly the values the whole series would."""
+
+    def __init__(self, volume: SeriesVolume, frames: list[SliceFrame], grid: CanonicalGrid):
+        self.volume = volume
+        self.frames = frames
+        self.grid = grid
+        self._inputs: dict[int, torch.Tensor] = {}
+        self._masks: dict[int, torch.Tensor] = {}
+        self.decode_s = 0.0
+        self.canonical_s = 0.0
+
+    def _make(self, indices: list[int]) -> None:
+        missing = [k for k in dict.fromkeys(indices) if k not in self._inputs]
+        if not missing:
+            return
+        started = time.perf_counter()
+        pixels = self.volume.volume
+        if isinstance(pixels, np.ndarray):
+            images = [pixels[k] for k in missing]
+        else:
+            images = pixels.load(missing)
+        decoded = time.perf_counter()
+        inputs, masks = to_canonical(images, [self.frames[k] for k in missing], self.grid)
+        for i, k in enumerate(missing):
+            self._inputs[k], self._masks[k] = inputs[i : i + 1], masks[i : i + 1]
+        self.decode_s += decoded - started
+        self.canonical_s += time.perf_counter() - decoded
+
+    def inputs(self, indices: list[int]) -> torch.Tensor:
+        """``[len(indices), 1, S, S]`` canonical inputs."""
+        self._make(indices)
+        return torch.cat([self._inputs[k] for k in indices])
+
+    def mask(self, k: int) -> np.ndarray:
+        """The validity mask ``[S, S]`` of slice ``k``."""
+        self._make([k])
+        return self._masks[k][0, 0].numpy()

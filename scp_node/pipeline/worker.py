@@ -13,7 +13,13 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from scp_node.config import Settings
-from scp_node.observe import INFERENCE_SECONDS, JOB_OUTCOMES, LSTV_THRESHOLD, record_screen
+from scp_node.observe import (
+    INFERENCE_SECONDS,
+    JOB_OUTCOMES,
+    LSTV_THRESHOLD,
+    STAGE_SECONDS,
+    record_screen,
+)
 from scp_node.result import StudyResult
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.jobs import (
@@ -91,7 +97,21 @@ class ModelWorker:
         )
         log.info("LSTV threshold %.4f (%s)", self.engine.threshold, self.engine.calibration_label)
         LSTV_THRESHOLD.set(self.engine.threshold)
+        self._warm_up()
         self.ready.set()
+
+    def _warm_up(self) -> None:
+        """Pay the one-off costs before the first study, not in it: the report modules
+        (highdicom) imported, the decoder self-test run, the network's kernels set up."""
+        started = time.perf_counter()
+        import scp_node.report.sr  # noqa: F401 - imported for its cost
+        from scp_node.codecs import capabilities
+
+        capabilities()
+        warm = getattr(self.engine, "warm_up", None)
+        if warm is not None:
+            warm()
+        log.info("model worker warmed up in %.1f s", time.perf_counter() - started)
 
     def _run(self) -> None:
         try:
@@ -120,7 +140,9 @@ class ModelWorker:
         paths = [r.path for r in records if r.source != "result"]
         started = time.perf_counter()
         result = analyze_study(paths, self.settings, self.engine)
-        INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        analysed = time.perf_counter()
+        INFERENCE_SECONDS.observe(analysed - started)
+        stages = self._analysis_stages(result, analysed - started)
         summary = result.to_json()
         if not result.applicable:
             log.info("study %s: not applicable: %s", job.study_uid, result.reason)
@@ -152,7 +174,10 @@ class ModelWorker:
             )
             return
         record_screen(result)
+        reporting = time.perf_counter()
         datasets = self._reports(result, records)
+        stages["report"] = time.perf_counter() - reporting
+        self._log_stages(job.study_uid, stages)
         destinations = self.destinations_for(job.calling_ae)
         # written once, durably, by the outbox (also with no destination: results stay retrievable)
         self.enqueue(job.study_uid, datasets, destinations)
@@ -166,6 +191,23 @@ class ModelWorker:
             JOB_OUTCOMES.labels(outcome="reported").inc()
             return
         self.jobs.advance(job, QUEUED, "", summary)
+
+    def _analysis_stages(self, result: StudyResult, total_s: float) -> dict[str, float]:
+        """Seconds of the analysis by stage: select (headers, sorting), decode, canonical,
+        model; from the engine's timings of this study (none when it never ran)."""
+        timings = dict(getattr(self.engine, "timings", {}) or {}) if result.applicable else {}
+        stages = {k.removesuffix("_s"): float(v) for k, v in timings.items()}
+        stages["select"] = max(0.0, total_s - sum(stages.values()))
+        return stages
+
+    def _log_stages(self, study_uid: str, stages: dict[str, float]) -> None:
+        for stage, seconds in stages.items():
+            STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        log.info(
+            "study %s: stage times %s",
+            study_uid,
+            " ".join(f"{k}={v * 1000:.0f}ms" for k, v in stages.items()),
+        )
 
     def _reports(self, result: StudyResult, records: list[InstanceRecord]) -> list[Dataset]:
         """The SR (headers suffice) and the SC (pixels of the one slice it draws on)."""
