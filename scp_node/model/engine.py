@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -119,22 +121,52 @@ class LocalizerEngine:
             return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})" + (" bf16" if self.amp else "")
         return f"cpu ({torch.get_num_threads()} threads)"
 
-    def predict(self, inputs: torch.Tensor, mc: bool = True) -> np.ndarray:
+    def encode(self, inputs: torch.Tensor) -> Encoded | None:
+        """The network's contracting path on canonical inputs ``[K, 1, S, S]`` (no dropout in
+        it, so one pass serves every MC sample); None for a network without ``encode``."""
+        encode = getattr(self.model, "encode", None)
+        if encode is None or not hasattr(self.model, "decode"):
+            return None
+        parts: list[Encoded] = []
+        with torch.inference_mode():
+            for start in range(0, inputs.shape[0], self.max_batch):
+                chunk = inputs[start : start + self.max_batch].to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    bottom, skips = encode(chunk)
+                parts.append(Encoded(bottom, list(skips)))
+        return Encoded.cat(parts)
+
+    def predict(
+        self, inputs: torch.Tensor, mc: bool = True, encoded: Encoded | None = None
+    ) -> np.ndarray:
         """Probability maps ``[K, T, levels, S, S]`` for canonical inputs ``[K, 1, S, S]``; with
-        ``mc`` False one deterministic pass (dropout off, T = 1)."""
+        ``mc`` False one deterministic pass (dropout off, T = 1). ``encoded``: the inputs'
+        :meth:`encode` output when already at hand.
+
+        The encoder runs once per input and only the expanding path (where the dropout is) runs
+        T times, on the same (input, pass) batches and dropout draws as whole forward passes,
+        so the maps are those of T whole passes."""
         k = inputs.shape[0]
         t = self.mc_samples if mc else 1
-        batch = inputs.repeat_interleave(t, dim=0)
         out: list[torch.Tensor] = []
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         set_dropout(self.model, mc)
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(self.seed)
-                for start in range(0, batch.shape[0], self.max_batch):
-                    chunk = batch[start : start + self.max_batch].to(self.device, non_blocking=True)
+                if encoded is None:
+                    encoded = self.encode(inputs)
+                if encoded is None:
+                    batch = inputs.repeat_interleave(t, dim=0)
+                for start in range(0, k * t, self.max_batch):
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.model(chunk)
+                        if encoded is None:
+                            chunk = batch[start : start + self.max_batch]
+                            logits = self.model(chunk.to(self.device, non_blocking=True))
+                        else:
+                            rows = torch.arange(start, min(k * t, start + self.max_batch)) // t
+                            part = encoded.take(rows.to(encoded.bottom.device))
+                            logits = self.model.decode(part.bottom, part.skips)
                     out.append(spatial_softmax(logits).float().cpu())
         finally:
             set_dropout(self.model, True)
@@ -159,14 +191,16 @@ class LocalizerEngine:
             near = [int(np.argmin(distance))]
         return near, distance
 
-    def midline_slice(self, inputs: torch.Tensor, frames: list[SliceFrame]) -> int:
+    def midline_slice(
+        self, inputs: torch.Tensor, frames: list[SliceFrame], encoded: Encoded | None = None
+    ) -> int:
         """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
         centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
         deterministic pass, ties going to the slice nearest the centre (technologists centre the
         stack on the spine, give or take a slice or two). ``inputs``: the canonical inputs of
         the :meth:`midline_candidates` slices, in that order."""
         near, distance = self.midline_candidates(frames)
-        maps = self.predict(inputs, mc=False)[:, 0]
+        maps = self.predict(inputs, mc=False, encoded=encoded)[:, 0]
         ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
         merit = [
             np.mean([unc.peak_confidence(maps[i, li]) for li in ref]) - 0.002 * distance[k]
@@ -195,11 +229,11 @@ class LocalizerEngine:
         """Localize the disc levels on ``volume`` and compute the LSTV screen."""
         started = time.perf_counter()
         frames = slice_frames(volume)
-        canonical = _CanonicalSlices(volume, frames, self.grid)
+        canonical = _CanonicalSlices(volume, frames, self.grid, self.encode)
         near, _distance = self.midline_candidates(frames)
-        centre = self.midline_slice(canonical.inputs(near), frames)
+        centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
         indices = self.context(centre, len(frames))
-        maps = self.predict(canonical.inputs(indices))
+        maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}
         findings: list[LevelFinding] = []
@@ -285,10 +319,18 @@ class _CanonicalSlices:
     the slices asked for, once each. Each slice is canonicalised on its own, so a subset gives
     exactly the values the whole series would."""
 
-    def __init__(self, volume: SeriesVolume, frames: list[SliceFrame], grid: CanonicalGrid):
+    def __init__(
+        self,
+        volume: SeriesVolume,
+        frames: list[SliceFrame],
+        grid: CanonicalGrid,
+        encode: Callable[[torch.Tensor], Encoded | None],
+    ):
         self.volume = volume
         self.frames = frames
         self.grid = grid
+        self.encode = encode
+        self._encoded: dict[int, Encoded] = {}
         self._inputs: dict[int, torch.Tensor] = {}
         self._masks: dict[int, torch.Tensor] = {}
         self.decode_s = 0.0
@@ -316,7 +358,39 @@ class _CanonicalSlices:
         self._make(indices)
         return torch.cat([self._inputs[k] for k in indices])
 
+    def encoded(self, indices: list[int]) -> Encoded | None:
+        """The encoder features of ``indices`` (each slice encoded once per study)."""
+        missing = [k for k in dict.fromkeys(indices) if k not in self._encoded]
+        if missing:
+            features = self.encode(self.inputs(missing))
+            if features is None:
+                return None
+            for i, k in enumerate(missing):
+                self._encoded[k] = features.take(torch.tensor([i], device=features.bottom.device))
+        return Encoded.cat([self._encoded[k] for k in indices])
+
     def mask(self, k: int) -> np.ndarray:
         """The validity mask ``[S, S]`` of slice ``k``."""
         self._make([k])
         return self._masks[k][0, 0].numpy()
+
+
+@dataclass
+class Encoded:
+    """The contracting path's output for a batch: bottleneck and skip features."""
+
+    bottom: torch.Tensor
+    skips: list[torch.Tensor]
+
+    def take(self, rows: torch.Tensor) -> Encoded:
+        """The features of batch rows ``rows`` (repeats allowed)."""
+        return Encoded(self.bottom[rows], [s[rows] for s in self.skips])
+
+    @staticmethod
+    def cat(parts: list[Encoded]) -> Encoded:
+        if len(parts) == 1:
+            return parts[0]
+        return Encoded(
+            torch.cat([p.bottom for p in parts]),
+            [torch.cat(level) for level in zip(*(p.skips for p in parts), strict=True)],
+        )
