@@ -67,6 +67,8 @@ out["before_mb"] = status("VmRSS")
 started = time.perf_counter()
 result = analyze_study(paths, settings, engine)
 out["analyze_s"] = time.perf_counter() - started
+out["stages"] = dict(getattr(engine, "timings", {}) or {})
+out["device"] = engine.device_name
 worker = ModelWorker(settings, None, None, None, None, None)
 started = time.perf_counter()
 datasets = worker._reports(result, records)
@@ -78,19 +80,21 @@ print(json.dumps(out))
 """
 
 
-def make_data(work: Path, slices: int, instances: int) -> dict[str, Path]:
-    """The 200-slice series and the 1,000-instance study (cached)."""
+def make_data(work: Path, slices: int, instances: int, cases: list[str]) -> dict[str, Path]:
+    """The 200-slice series and the 1,000-instance study (cached), those in ``cases``."""
     sys.path.insert(0, str(ROOT))
     from scp_node.phantom_dicom import write_phantom
 
     series = work / f"series-{slices}"
     if not (series / "truth.json").exists():
         write_phantom(series, "normal", seed=7, slices=slices, size=512)
-    study = work / f"study-{instances}"
-    if not (study / "done").exists():
-        _write_decoys(series, study, instances - slices)
-        (study / "done").write_text("")
-    return {"series": series, "study": study}
+    out = {"series": series} if "series" in cases else {}
+    if "study" in cases:
+        study = out["study"] = work / f"study-{instances}"
+        if not (study / "done").exists():
+            _write_decoys(series, study, instances - slices)
+            (study / "done").write_text("")
+    return out
 
 
 def _write_decoys(series: Path, study: Path, count: int) -> None:
@@ -144,27 +148,38 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--cases", nargs="+", default=["series", "study"], help="series, study")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
     parser.add_argument("--work", type=Path, default=Path("/tmp/scp-bench-mem"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    cases = make_data(args.work, args.slices, args.instances)
+    cases = make_data(args.work, args.slices, args.instances, args.cases)
     trees = {"this": ROOT} | ({"baseline": args.baseline} if args.baseline else {})
     runs: dict[tuple[str, str], list[dict[str, object]]] = {}
     for _ in range(args.rounds):
         for case, folder in cases.items():
             for name, tree in trees.items():
                 runs.setdefault((case, name), []).append(measure(tree, folder))
-    print("| case | checkout | torch MB | + model MB | peak RSS MB | analyse s | SR+SC s |")
+    print(f"device: {next(iter(runs.values()))[0]['device']}")
+    print(
+        "| case | checkout | torch MB | + model MB | peak RSS MB | analyse s "
+        "(decode / canonical / model) | SR+SC s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for (case, name), rows in runs.items():
 
         def med(key: str, rows: list[dict[str, object]] = rows) -> float:
             return statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
 
+        stages = [
+            statistics.median(float(r["stages"][k]) for r in rows)  # type: ignore[index]
+            for k in ("decode_s", "canonical_s", "model_s")
+            if all(k in r["stages"] for r in rows)  # type: ignore[operator]
+        ]
+        split = " (" + " / ".join(f"{v:.2f}" for v in stages) + ")" if stages else ""
         print(
             f"| {case} | {name} | {med('torch_mb'):.0f} | {med('model_mb'):.0f} | "
-            f"**{med('peak_mb'):.0f}** | {med('analyze_s'):.2f} | {med('report_s'):.2f} |"
+            f"**{med('peak_mb'):.0f}** | {med('analyze_s'):.2f}{split} | {med('report_s'):.2f} |"
         )
     if args.baseline:
         for case in cases:
