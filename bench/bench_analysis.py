@@ -12,6 +12,11 @@ after importing torch, after loading the model, and the process peak (VmHWM) dur
 ``--baseline DIR`` measures another checkout (e.g. ``git worktree add /tmp/base main``) in the same
 run, alternating with this one round by round.
 
+``--node``: also the whole node (``scp-node serve``, default configuration, no destination): the
+series is sent by DCMTK ``storescu`` in one association, the peak resident set of the node's
+processes is reset once the last instance is acknowledged, and read when the job has finished:
+the node's own figure for "analysing a 200-slice series" (ingest peaks excluded).
+
     python bench/bench_analysis.py [--rounds 3] [--baseline /tmp/base] [--work /tmp/scp-bench-mem]
 """
 
@@ -128,6 +133,87 @@ def _write_decoys(series: Path, study: Path, count: int) -> None:
         ds.save_as(folder / f"D{n:05d}.dcm", enforce_file_format=True)
 
 
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (receiving processes, where the node has several)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in children:
+            out += _tree_pids(int(child))
+    return out
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def measure_node(tree: Path, folder: Path, work: Path) -> dict[str, object]:
+    """Peak RSS of a node (all its processes) while it analyses ``folder`` sent by storescu."""
+    import sqlite3
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import free_port
+    from tests.node_process import NodeProcess, write_toml
+
+    port = free_port()
+    data = work / f"node-data-{port}"
+    config = work / f"node-{port}.toml"
+    write_toml(
+        config,
+        {
+            "dicom": {"port": port},
+            "storage": {"data_dir": str(data), "min_free_mb": 1},
+            "http": {"enabled": False},
+            "log": {"level": "WARNING"},
+            "pipeline": {"quiet_seconds": 3.0, "poll_interval_s": 0.1},
+        },
+    )
+    node = NodeProcess(config, port)
+    saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+    os.environ["PYTHONPATH"] = str(tree)
+    os.chdir(tree)  # ``python -m`` puts the working directory first on sys.path
+    try:
+        node.start()
+    finally:
+        os.chdir(cwd)
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    try:
+        assert node.process is not None
+        time.sleep(8.0)  # model loaded (and warmed up) before the study comes
+        files = sorted(str(p) for p in folder.rglob("*.dcm"))
+        subprocess.run(
+            ["/usr/bin/storescu", "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port)]
+            + files,
+            env={**os.environ, "TCP_NODELAY": "1"},
+            check=True,
+            capture_output=True,
+        )
+        pids = _tree_pids(node.process.pid)
+        after_ingest = max(_hwm_mb(p) for p in pids)
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        deadline = time.monotonic() + 300
+        state = ""
+        while time.monotonic() < deadline:
+            with sqlite3.connect(data / "index.sqlite3") as db:
+                row = db.execute("SELECT state FROM jobs").fetchone()
+            state = row[0] if row else ""
+            if state in ("reported", "not_applicable", "failed", "queued", "shadow"):
+                break
+            time.sleep(0.2)
+        peak = max(_hwm_mb(p) for p in _tree_pids(node.process.pid))
+        return {"ingest_peak_mb": after_ingest, "analysis_peak_mb": peak, "state": state}
+    finally:
+        node.stop()
+
+
 def measure(tree: Path, folder: Path) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.run(
@@ -151,6 +237,7 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", default=["series", "study"], help="series, study")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
     parser.add_argument("--work", type=Path, default=Path("/tmp/scp-bench-mem"))
+    parser.add_argument("--node", action="store_true", help="also the whole node (storescu in)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cases = make_data(args.work, args.slices, args.instances, args.cases)
@@ -181,6 +268,16 @@ def main() -> int:
             f"| {case} | {name} | {med('torch_mb'):.0f} | {med('model_mb'):.0f} | "
             f"**{med('peak_mb'):.0f}** | {med('analyze_s'):.2f}{split} | {med('report_s'):.2f} |"
         )
+    if args.node:
+        print("\n| node | case | peak RSS during ingest MB | peak RSS while analysing MB | job |")
+        print("|---|---|---|---|---|")
+        for case, folder in cases.items():
+            for name, tree in trees.items():
+                row = measure_node(tree, folder, args.work)
+                print(
+                    f"| {name} | {case} | {row['ingest_peak_mb']:.0f} | "
+                    f"**{row['analysis_peak_mb']:.0f}** | {row['state']} |"
+                )
     if args.baseline:
         for case in cases:
             same = runs[(case, "this")][0]["result"] == runs[(case, "baseline")][0]["result"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -126,26 +126,38 @@ class SliceStack:
         Raises :class:`SliceDecodeError` for the lowest index that cannot be decoded or whose
         size is not the series' size."""
         wanted = [int(k) for k in indices]
-        missing = sorted({k for k in wanted if k not in self._cache})
-        if missing:
-            self._decode(missing)
+        for _ in self.load_each(wanted):
+            pass
         return [self._cache[k] for k in wanted]
 
-    def _decode(self, indices: list[int]) -> None:
+    def load_each(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, image)`` of each of ``indices`` as soon as it is decoded (cached ones first),
+        so that the caller can work on one while the others decode. Raises
+        :class:`SliceDecodeError` at the end for the lowest index that failed."""
+        wanted = list(dict.fromkeys(int(k) for k in indices))
+        for k in wanted:
+            if k in self._cache:
+                yield k, self._cache[k]
         by_path: dict[Path, list[int]] = defaultdict(list)
-        for k in indices:
-            by_path[self.frames[k].path].append(k)
-        jobs = [(path, ks) for path, ks in by_path.items()]
+        for k in wanted:
+            if k not in self._cache:
+                by_path[self.frames[k].path].append(k)
+        if not by_path:
+            return
+        jobs = list(by_path.items())
+        failed: dict[int, str] = {}
         if len(jobs) == 1:
-            results = [decode_frames(jobs[0][0], [self.frames[k] for k in jobs[0][1]])]
+            done: Iterable[tuple[list[int], list[np.ndarray | str]]] = [
+                (jobs[0][1], decode_frames(jobs[0][0], [self.frames[k] for k in jobs[0][1]]))
+            ]
         else:
             pool = decode_pool(self.threads)
-            futures = [
-                pool.submit(decode_frames, path, [self.frames[k] for k in ks]) for path, ks in jobs
-            ]
-            results = [f.result() for f in futures]
-        failed: dict[int, str] = {}
-        for (_path, ks), images in zip(jobs, results, strict=True):
+            futures = {
+                pool.submit(decode_frames, path, [self.frames[k] for k in ks]): ks
+                for path, ks in jobs
+            }
+            done = ((futures[f], f.result()) for f in as_completed(futures))
+        for ks, images in done:
             for k, img in zip(ks, images, strict=True):
                 if isinstance(img, str):
                     failed[k] = img
@@ -157,6 +169,7 @@ class SliceStack:
                 else:
                     self._cache[k] = img
                     self.decoded.append(k)
+                    yield k, img
         if failed:
             self.failed.update(failed)
             first = min(failed)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -343,15 +343,17 @@ class _CanonicalSlices:
         started = time.perf_counter()
         pixels = self.volume.volume
         if isinstance(pixels, np.ndarray):
-            images = [pixels[k] for k in missing]
+            images: Iterable[tuple[int, np.ndarray]] = ((k, pixels[k]) for k in missing)
         else:
-            images = pixels.load(missing)
-        decoded = time.perf_counter()
-        inputs, masks = to_canonical(images, [self.frames[k] for k in missing], self.grid)
-        for i, k in enumerate(missing):
-            self._inputs[k], self._masks[k] = inputs[i : i + 1], masks[i : i + 1]
-        self.decode_s += decoded - started
-        self.canonical_s += time.perf_counter() - decoded
+            images = pixels.load_each(missing)  # decoding goes on while one is canonicalised
+        canonical_s = 0.0
+        for k, image in images:
+            began = time.perf_counter()
+            inputs, masks = to_canonical([image], [self.frames[k]], self.grid)
+            self._inputs[k], self._masks[k] = inputs, masks
+            canonical_s += time.perf_counter() - began
+        self.canonical_s += canonical_s
+        self.decode_s += time.perf_counter() - started - canonical_s
 
     def inputs(self, indices: list[int]) -> torch.Tensor:
         """``[len(indices), 1, S, S]`` canonical inputs."""
