@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless
+from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from scp_node.analysis import analyze_study
 from scp_node.config import ModelSettings, Settings
@@ -59,6 +59,22 @@ def _garble(path: Path) -> None:
     ds = dcmread(path)
     ds.PixelData = encapsulate([b"\x00garbage, not a JPEG 2000 codestream\x00" * 8])
     ds.save_as(path, enforce_file_format=True)
+
+
+def _axial_decoys(paths: list[Path], folder: Path) -> list[Path]:
+    """An axial T2 series of the same study whose pixel data no decoder accepts."""
+    folder.mkdir(parents=True)
+    series = generate_uid()
+    out = []
+    for n, path in enumerate(paths):
+        ds = dcmread(path)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series, 50, "ax T2"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelData = encapsulate([b"not pixels" * 16])
+        ds.save_as(folder / f"AX{n:04d}.dcm", enforce_file_format=True)
+        out.append(folder / f"AX{n:04d}.dcm")
+    return out
 
 
 def _copy(paths: list[Path], folder: Path) -> list[Path]:
@@ -107,8 +123,10 @@ def test_analysis_decodes_only_the_slices_it_uses(
     eager = select_and_load(garbled, settings.series).volume
     assert eager is not None
     assert sum("dropped" in w for w in eager.warnings) == len(unused)
-    # ... and the analysis, which never decodes those slices, gives the very same result
-    again = analyze_study(garbled, settings, engine)
+    # ... and the analysis, which never decodes those slices (nor a decoy series' pixels: the
+    # series is chosen from headers), gives the very same result
+    decoys = _axial_decoys(garbled[:6], tmp_path / "decoys")
+    again = analyze_study(garbled + decoys, settings, engine)
     assert _comparable(again) == _comparable(reference)
     assert not any("dropped" in w for w in again.warnings)
 
