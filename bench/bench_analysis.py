@@ -199,6 +199,7 @@ def measure_node(tree: Path, folder: Path, work: Path) -> dict[str, object]:
         after_ingest = max(_hwm_mb(p) for p in pids)
         for pid in pids:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before = max(_hwm_mb(p) for p in pids)  # = the resident set now
         deadline = time.monotonic() + 300
         state = ""
         while time.monotonic() < deadline:
@@ -209,7 +210,12 @@ def measure_node(tree: Path, folder: Path, work: Path) -> dict[str, object]:
                 break
             time.sleep(0.2)
         peak = max(_hwm_mb(p) for p in _tree_pids(node.process.pid))
-        return {"ingest_peak_mb": after_ingest, "analysis_peak_mb": peak, "state": state}
+        return {
+            "ingest_peak_mb": after_ingest,
+            "before_mb": before,
+            "analysis_peak_mb": peak,
+            "state": state,
+        }
     finally:
         node.stop()
 
@@ -269,13 +275,16 @@ def main() -> int:
             f"**{med('peak_mb'):.0f}** | {med('analyze_s'):.2f}{split} | {med('report_s'):.2f} |"
         )
     if args.node:
-        print("\n| node | case | peak RSS during ingest MB | peak RSS while analysing MB | job |")
-        print("|---|---|---|---|---|")
+        print(
+            "\n| node | case | peak RSS up to the last C-STORE MB | RSS then MB "
+            "| peak RSS while analysing MB | job |"
+        )
+        print("|---|---|---|---|---|---|")
         for case, folder in cases.items():
             for name, tree in trees.items():
                 row = measure_node(tree, folder, args.work)
                 print(
-                    f"| {name} | {case} | {row['ingest_peak_mb']:.0f} | "
+                    f"| {name} | {case} | {row['ingest_peak_mb']:.0f} | {row['before_mb']:.0f} | "
                     f"**{row['analysis_peak_mb']:.0f}** | {row['state']} |"
                 )
     if args.baseline:
