@@ -155,6 +155,13 @@ class BenchNode:
                 out[stage] = int(ms) / 1000.0
         return out
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the node's process (all its threads) has used so far."""
+        assert self.process.process is not None
+        fields = Path(f"/proc/{self.process.process.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -169,6 +176,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/scp-bench-e2e"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     pacs = Orthanc(args.work)
     pacs.start()
     nodes: list[BenchNode] = []
@@ -183,8 +191,11 @@ def main() -> int:
             for j, node in enumerate(nodes):
                 seed = 1000 + i * len(nodes) + j
                 files, study_uid = make_study(args.work, seed, args.size, args.slices)
+                cpu = node.cpu_s()
                 send(files, node.port).wait(120)
-                splits[node.name].append(node.split(study_uid, wait_sr(pacs, study_uid)))
+                split = node.split(study_uid, wait_sr(pacs, study_uid))
+                split["node CPU s (receive to delivered)"] = node.cpu_s() - cpu
+                splits[node.name].append(split)
         studies = [
             make_study(args.work, 2000 + i, args.size, args.slices) for i in range(args.senders)
         ]
@@ -202,7 +213,8 @@ def main() -> int:
         pacs.stop()
     print(
         f"{args.slices} slices {args.size}x{args.size} J2K lossless; seconds from study "
-        f"completion, median of {args.repeats} (min-max)"
+        f"completion, median of {args.repeats} (min-max); load average before "
+        f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     names = list(splits)
     print("| stage | " + " | ".join(names) + " |")
