@@ -10,11 +10,11 @@ undecodable slices are among those the model looked at).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scp_node.config import Settings
-from scp_node.model.engine import LocalizerEngine
+from scp_node.model.engine import CanonicalSlices, LocalizerEngine
 from scp_node.result import StudyResult
 from scp_node.series import SelectionResult, select_series
 from scp_node.slices import SliceDecodeError, SliceStack
@@ -22,22 +22,69 @@ from scp_node.slices import SliceDecodeError, SliceStack
 log = logging.getLogger(__name__)
 
 
-def analyze_study(paths: list[Path], settings: Settings, engine: LocalizerEngine) -> StudyResult:
+@dataclass
+class PreparedStudy:
+    """A study's selection and its model inputs made ahead of completion (:func:`prepare_study`);
+    valid for exactly the instance files it was made from."""
+
+    paths: frozenset[Path]
+    selection: SelectionResult
+    canonical: CanonicalSlices
+
+
+def prepare_study(
+    paths: list[Path], settings: Settings, engine: LocalizerEngine
+) -> PreparedStudy | None:
+    """Select the series and decode, canonicalise and encode the slices the model will look at
+    first, ahead of the study's completion; None when there is nothing to prepare (no usable
+    series, or a slice that does not decode: the analysis itself deals with those)."""
+    selection = select_series(paths, settings.series, settings.model.decode_threads)
+    if selection.volume is None:
+        return None
+    try:
+        canonical = engine.prepare(selection.volume)
+    except Exception:  # noqa: BLE001 - the analysis at completion reports what is wrong
+        return None
+    finally:
+        if isinstance(selection.volume.volume, SliceStack):
+            selection.volume.volume.release()
+    return PreparedStudy(frozenset(paths), selection, canonical)
+
+
+def analyze_study(
+    paths: list[Path],
+    settings: Settings,
+    engine: LocalizerEngine,
+    prepared: PreparedStudy | None = None,
+) -> StudyResult:
     """The LSTV screen of one study's instance files. A study without a usable series gives a
     not-applicable result with the reason; model failures are reported the same way, never
-    raised. Every result names the engine's threshold origin (``calibration``)."""
-    result = _analyze(paths, settings, engine)
+    raised. Every result names the engine's threshold origin (``calibration``). ``prepared``
+    is used when it was made from the same files (else ignored)."""
+    if prepared is not None and prepared.paths != frozenset(paths):
+        prepared = None
+    result = _analyze(paths, settings, engine, prepared)
     label = getattr(engine, "calibration_label", "")
     if label and not result.calibration:
         result = replace(result, calibration=label)
     return result
 
 
-def _analyze(paths: list[Path], settings: Settings, engine: LocalizerEngine) -> StudyResult:
-    selection = select_series(paths, settings.series, settings.model.decode_threads)
+def _analyze(
+    paths: list[Path],
+    settings: Settings,
+    engine: LocalizerEngine,
+    prepared: PreparedStudy | None,
+) -> StudyResult:
+    if prepared is not None:
+        selection = prepared.selection
+    else:
+        selection = select_series(paths, settings.series, settings.model.decode_threads)
     while selection.volume is not None:
         volume = selection.volume
         try:
+            if prepared is not None and prepared.selection.volume is volume:
+                return engine.analyze(volume, prepared.canonical)
             return engine.analyze(volume)
         except SliceDecodeError as exc:
             log.info("study %s: %s", selection.study_instance_uid, exc.message)

@@ -15,7 +15,7 @@ from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
-from scp_node.analysis import analyze_study
+from scp_node.analysis import analyze_study, prepare_study
 from scp_node.config import ModelSettings, Settings
 from scp_node.model.engine import LocalizerEngine
 from scp_node.phantom_dicom import write_phantom
@@ -159,3 +159,21 @@ def test_multiframe_lazy_analysis_equals_the_eager_volume(
     lazy = analyze_study([path], settings, engine)
     assert lazy.applicable and all(f.frame_number is not None for f in lazy.levels)
     assert _comparable(lazy) == _comparable(engine.analyze(eager))
+
+
+def test_a_study_prepared_ahead_gives_the_same_result(
+    study: list[Path], settings: Settings, engine: LocalizerEngine
+) -> None:
+    """The head start taken while a study is quiet (selection, decoding, canonical inputs)
+    changes nothing, and is ignored when the files differ from those it was made from."""
+    reference = analyze_study(study, settings, engine)
+    prepared = prepare_study(study, settings, engine)
+    assert prepared is not None
+    stack = prepared.selection.volume.volume if prepared.selection.volume else None
+    assert isinstance(stack, SliceStack) and len(stack.decoded) <= SLICES // 4
+    assert _comparable(analyze_study(study, settings, engine, prepared)) == _comparable(reference)
+    decoded = len(stack.decoded)
+    assert decoded == len(set(stack.decoded)), "a prepared slice was decoded again"
+    fewer = study[:-1]
+    other = analyze_study(fewer, settings, engine, prepare_study(study, settings, engine))
+    assert _comparable(other) == _comparable(analyze_study(fewer, settings, engine))

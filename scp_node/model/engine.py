@@ -225,11 +225,27 @@ class LocalizerEngine:
             steps += 1
         return steps * self.grid.spacing_mm
 
-    def analyze(self, volume: SeriesVolume) -> StudyResult:
-        """Localize the disc levels on ``volume`` and compute the LSTV screen."""
+    def prepare(self, volume: SeriesVolume) -> CanonicalSlices:
+        """The work :meth:`analyze` starts with, done ahead (e.g. while a study's quiet time
+        runs): decode the mid-sagittal search window, put it on the canonical grid, encode it.
+        The decoded pixels are let go; pass the result to :meth:`analyze` with the same volume.
+        Raises :class:`~scp_node.slices.SliceDecodeError` like :meth:`analyze`."""
+        frames = slice_frames(volume)
+        canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
+        near, _distance = self.midline_candidates(frames)
+        canonical.encoded(near)
+        return canonical
+
+    def analyze(self, volume: SeriesVolume, prepared: CanonicalSlices | None = None) -> StudyResult:
+        """Localize the disc levels on ``volume`` and compute the LSTV screen (``prepared``:
+        :meth:`prepare`'s output for this very volume, whose work is then not repeated)."""
         started = time.perf_counter()
         frames = slice_frames(volume)
-        canonical = _CanonicalSlices(volume, frames, self.grid, self.encode)
+        if prepared is not None and prepared.volume is volume:
+            canonical = prepared
+        else:
+            canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
+        spent = (canonical.decode_s, canonical.canonical_s)
         near, _distance = self.midline_candidates(frames)
         centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
         indices = self.context(centre, len(frames))
@@ -286,10 +302,11 @@ class LocalizerEngine:
         assessable = not reason
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
+        decode_s, canonical_s = canonical.decode_s - spent[0], canonical.canonical_s - spent[1]
         self.timings = {
-            "decode_s": canonical.decode_s,
-            "canonical_s": canonical.canonical_s,
-            "model_s": elapsed / 1000.0 - canonical.decode_s - canonical.canonical_s,
+            "decode_s": decode_s,
+            "canonical_s": canonical_s,
+            "model_s": elapsed / 1000.0 - decode_s - canonical_s,
         }
         return StudyResult(
             study_instance_uid=volume.study_instance_uid,
@@ -314,7 +331,7 @@ class LocalizerEngine:
         )
 
 
-class _CanonicalSlices:
+class CanonicalSlices:
     """Canonical inputs and masks of a series' slices, made (and their pixels decoded) only for
     the slices asked for, once each. Each slice is canonicalised on its own, so a subset gives
     exactly the values the whole series would."""

@@ -28,6 +28,7 @@ from scp_node.store.jobs import (
     FAILED,
     NOT_APPLICABLE,
     QUEUED,
+    RECEIVED,
     REPORTED,
     REPORTING,
     SHADOW,
@@ -47,6 +48,11 @@ def return_free_memory() -> None:
     where the C library has no ``malloc_trim``."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
+
+
+def _inputs_key(records: Sequence[InstanceRecord]) -> frozenset[tuple[str, int, float]]:
+    """What a prepared analysis is valid for: each input file, its size and arrival time."""
+    return frozenset((str(r.path), r.size, r.received_at) for r in records)
 
 
 def _shadow_reason(destinations: Sequence[str]) -> str:
@@ -78,6 +84,8 @@ class ModelWorker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
+        #: study UID -> its analysis started ahead of completion (at most one)
+        self._prepared: dict[str, Any] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
@@ -133,6 +141,12 @@ class ModelWorker:
         while not self._stop.is_set():
             job = self.jobs.claim_next()
             if job is None:
+                try:
+                    if self._prepare_quiet_study():
+                        continue  # a study may have completed meanwhile
+                except Exception:  # only a head start: the analysis at completion still runs
+                    log.exception("preparing a quiet study failed")
+                    self._prepared = {}
                 self._wake.wait(self.settings.pipeline.poll_interval_s)
                 self._wake.clear()
                 continue
@@ -145,14 +159,46 @@ class ModelWorker:
             finally:
                 return_free_memory()  # the study's slices and activations, back to the system
 
+    def _prepare_quiet_study(self) -> bool:
+        """While no study is complete: do the first part of the analysis (series selection,
+        decoding, canonical inputs) of a study still receiving that has been quiet for half its
+        quiet time, so that completion leaves only the model and the report to do. Kept only
+        for the same instance files; at most one study is held. True when work was done."""
+        from scp_node.analysis import prepare_study
+
+        quiet = self.settings.pipeline.quiet_seconds
+        for job in self.jobs.in_state(RECEIVED):
+            records = [r for r in self.index.for_study(job.study_uid) if r.source != "result"]
+            key = _inputs_key(records)
+            held = self._prepared.get(job.study_uid)
+            if not records or (held is not None and held[0] == key):
+                continue
+            if time.time() - max(r.received_at for r in records) < max(0.2, quiet / 2):
+                continue
+            started = time.perf_counter()
+            prepared = prepare_study([r.path for r in records], self.settings, self.engine)
+            # a study prepared with nothing to prepare is remembered too (not tried again)
+            self._prepared = {job.study_uid: (key, prepared)}
+            log.info(
+                "study %s: prepared while quiet in %.0f ms",
+                job.study_uid,
+                (time.perf_counter() - started) * 1000,
+            )
+            return True
+        return False
+
     def process(self, job: Job) -> None:
         """Run one claimed job to its next resting state."""
         from scp_node.analysis import analyze_study
 
         records = self.index.for_study(job.study_uid)
-        paths = [r.path for r in records if r.source != "result"]
+        inputs = [r for r in records if r.source != "result"]
+        paths = [r.path for r in inputs]
+        key, prepared = self._prepared.pop(job.study_uid, (None, None))
+        if key != _inputs_key(inputs):
+            prepared = None  # instances came (or changed) after it was prepared
         started = time.perf_counter()
-        result = analyze_study(paths, self.settings, self.engine)
+        result = analyze_study(paths, self.settings, self.engine, prepared)
         analysed = time.perf_counter()
         INFERENCE_SECONDS.observe(analysed - started)
         stages = self._analysis_stages(result, analysed - started)
