@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scp_node.config import Settings
-from scp_node.model.engine import CanonicalSlices, LocalizerEngine
+from scp_node.model.engine import LocalizerEngine
 from scp_node.result import StudyResult
 from scp_node.series import SelectionResult, select_series
 from scp_node.slices import SliceDecodeError, SliceStack
@@ -24,12 +24,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreparedStudy:
-    """A study's selection and its model inputs made ahead of completion (:func:`prepare_study`);
-    valid for exactly the instance files it was made from."""
+    """A study's selection made ahead of completion (:func:`prepare_study`; the engine holds the
+    model inputs made from it); valid for exactly the instance files it was made from."""
 
     paths: frozenset[Path]
     selection: SelectionResult
-    canonical: CanonicalSlices
 
 
 def prepare_study(
@@ -42,13 +41,13 @@ def prepare_study(
     if selection.volume is None:
         return None
     try:
-        canonical = engine.prepare(selection.volume)
+        engine.prepare(selection.volume)
     except Exception:  # noqa: BLE001 - the analysis at completion reports what is wrong
         return None
     finally:
         if isinstance(selection.volume.volume, SliceStack):
             selection.volume.volume.release()
-    return PreparedStudy(frozenset(paths), selection, canonical)
+    return PreparedStudy(frozenset(paths), selection)
 
 
 def analyze_study(
@@ -83,9 +82,7 @@ def _analyze(
     while selection.volume is not None:
         volume = selection.volume
         try:
-            if prepared is not None and prepared.selection.volume is volume:
-                return engine.analyze(volume, prepared.canonical)
-            return engine.analyze(volume)
+            return engine.analyze(volume)  # with the engine's prepared inputs of this volume
         except SliceDecodeError as exc:
             log.info("study %s: %s", selection.study_instance_uid, exc.message)
             selection = selection.without_slice(exc.index, exc.message)

@@ -72,6 +72,7 @@ class LocalizerEngine:
         self.seed = seed
         #: seconds of the last :meth:`analyze`: decoding, canonicalising, the rest (network, maths)
         self.timings: dict[str, float] = {}
+        self._prepared: CanonicalSlices | None = None
         # precedence: configured > site calibration > weights (docs/model.md, "Site calibration")
         self.threshold, self.calibration_label = resolve_threshold(
             weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
@@ -225,22 +226,24 @@ class LocalizerEngine:
             steps += 1
         return steps * self.grid.spacing_mm
 
-    def prepare(self, volume: SeriesVolume) -> CanonicalSlices:
-        """The work :meth:`analyze` starts with, done ahead (e.g. while a study's quiet time
-        runs): decode the mid-sagittal search window, put it on the canonical grid, encode it.
-        The decoded pixels are let go; pass the result to :meth:`analyze` with the same volume.
-        Raises :class:`~scp_node.slices.SliceDecodeError` like :meth:`analyze`."""
+    def prepare(self, volume: SeriesVolume) -> None:
+        """Do ahead the work :meth:`analyze` starts with (e.g. while a study's quiet time runs):
+        decode the mid-sagittal search window, put it on the canonical grid, encode it. The
+        engine keeps it for the next :meth:`analyze` of this very volume object; the decoded
+        pixels are let go. Raises :class:`~scp_node.slices.SliceDecodeError` like analyze."""
+        self._prepared = None
         frames = slice_frames(volume)
         canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
         near, _distance = self.midline_candidates(frames)
         canonical.encoded(near)
-        return canonical
+        self._prepared = canonical
 
-    def analyze(self, volume: SeriesVolume, prepared: CanonicalSlices | None = None) -> StudyResult:
-        """Localize the disc levels on ``volume`` and compute the LSTV screen (``prepared``:
-        :meth:`prepare`'s output for this very volume, whose work is then not repeated)."""
+    def analyze(self, volume: SeriesVolume) -> StudyResult:
+        """Localize the disc levels on ``volume`` and compute the LSTV screen (with the work of
+        :meth:`prepare` when it was done for this volume)."""
         started = time.perf_counter()
         frames = slice_frames(volume)
+        prepared, self._prepared = self._prepared, None
         if prepared is not None and prepared.volume is volume:
             canonical = prepared
         else:
