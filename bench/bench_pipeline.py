@@ -6,7 +6,8 @@
   (the outbox row's ``delivered_at``; Orthanc has stored it then), and to the SR found over
   Orthanc's REST API (50 ms polling). The split: queue (completion to the worker claiming the
   job), the analysis stages the worker logs (select = headers, decode, canonical, model, report =
-  SR + Secondary Capture), enqueue (written durably to the outbox), delivery (C-STORE to Orthanc).
+  SR + Secondary Capture), enqueue (written durably to the outbox), delivery (C-STORE to Orthanc);
+  and the head start the worker took while the study was quiet (before completion, not counted).
   Median of ``--repeats`` studies (each a new seed, so a new study).
 * Throughput: ``--senders`` storescu processes at once, each sending its own study; studies
   per minute from the first send to the last SR in Orthanc.
@@ -149,7 +150,11 @@ class BenchNode:
             "analysis+report+enqueue": enqueued - started,
             "delivery": acked - enqueued,
         }
-        line = re.search(rf"study {re.escape(study_uid)}: stage times (.*)", self.process.log())
+        log = self.process.log()
+        ahead = re.search(rf"study {re.escape(study_uid)}: prepared while quiet in (\d+) ms", log)
+        if ahead:
+            out["prepared before completion (not counted)"] = int(ahead.group(1)) / 1000.0
+        line = re.search(rf"study {re.escape(study_uid)}: stage times (.*)", log)
         if line:
             for stage, ms in re.findall(r"(\w+)=(\d+)ms", line.group(1)):
                 out[stage] = int(ms) / 1000.0
