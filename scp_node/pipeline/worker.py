@@ -233,6 +233,7 @@ class ModelWorker:
             )
             return
         record_screen(result)
+        return_free_memory()  # the model's activations, before the report's objects are made
         reporting = time.perf_counter()
         datasets = self._reports(result, records)
         stages["report"] = time.perf_counter() - reporting
