@@ -13,9 +13,10 @@ after importing torch, after loading the model, and the process peak (VmHWM) dur
 run, alternating with this one round by round.
 
 ``--node``: also the whole node (``scp-node serve``, default configuration, no destination): the
-series is sent by DCMTK ``storescu`` in one association, the peak resident set of the node's
-processes is reset once the last instance is acknowledged, and read when the job has finished:
-the node's own figure for "analysing a 200-slice series" (ingest peaks excluded).
+cases are sent one after the other (the next once the previous job has finished) by DCMTK
+``storescu``, one association each; the peak resident set of the node's processes is reset once
+the last instance is acknowledged, and read when the job has finished: the node's own figure for
+"analysing a 200-slice series" (ingest peaks excluded), for a first and a later study.
 
     python bench/bench_analysis.py [--rounds 3] [--baseline /tmp/base] [--work /tmp/scp-bench-mem]
 """
@@ -150,8 +151,9 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def measure_node(tree: Path, folder: Path, work: Path) -> dict[str, object]:
-    """Peak RSS of a node (all its processes) while it analyses ``folder`` sent by storescu."""
+def measure_node(tree: Path, folders: list[Path], work: Path) -> list[dict[str, object]]:
+    """Peak RSS of a node (all its processes) while it analyses each of ``folders`` in turn
+    (each sent by storescu once the previous study's job has finished)."""
     import sqlite3
     import time
 
@@ -184,38 +186,46 @@ def measure_node(tree: Path, folder: Path, work: Path) -> dict[str, object]:
             os.environ.pop("PYTHONPATH")
         else:
             os.environ["PYTHONPATH"] = saved
+    rows: list[dict[str, object]] = []
     try:
         assert node.process is not None
         time.sleep(8.0)  # model loaded (and warmed up) before the study comes
-        files = sorted(str(p) for p in folder.rglob("*.dcm"))
-        subprocess.run(
-            ["/usr/bin/storescu", "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port)]
-            + files,
-            env={**os.environ, "TCP_NODELAY": "1"},
-            check=True,
-            capture_output=True,
-        )
-        pids = _tree_pids(node.process.pid)
-        after_ingest = max(_hwm_mb(p) for p in pids)
-        for pid in pids:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-        before = max(_hwm_mb(p) for p in pids)  # = the resident set now
-        deadline = time.monotonic() + 300
-        state = ""
-        while time.monotonic() < deadline:
-            with sqlite3.connect(data / "index.sqlite3") as db:
-                row = db.execute("SELECT state FROM jobs").fetchone()
-            state = row[0] if row else ""
-            if state in ("reported", "not_applicable", "failed", "queued", "shadow"):
-                break
-            time.sleep(0.2)
-        peak = max(_hwm_mb(p) for p in _tree_pids(node.process.pid))
-        return {
-            "ingest_peak_mb": after_ingest,
-            "before_mb": before,
-            "analysis_peak_mb": peak,
-            "state": state,
-        }
+        for n, folder in enumerate(folders, 1):
+            files = sorted(str(p) for p in folder.rglob("*.dcm"))
+            subprocess.run(
+                ["/usr/bin/storescu", "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port)]
+                + files,
+                env={**os.environ, "TCP_NODELAY": "1"},
+                check=True,
+                capture_output=True,
+            )
+            pids = _tree_pids(node.process.pid)
+            after_ingest = max(_hwm_mb(p) for p in pids)
+            for pid in pids:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            before = max(_hwm_mb(p) for p in pids)  # = the resident set now
+            deadline = time.monotonic() + 300
+            done: list[str] = []
+            while time.monotonic() < deadline:
+                with sqlite3.connect(data / "index.sqlite3") as db:
+                    done = [
+                        r[0]
+                        for r in db.execute("SELECT state FROM jobs")
+                        if r[0] in ("reported", "not_applicable", "failed", "queued", "shadow")
+                    ]
+                if len(done) >= n:
+                    break
+                time.sleep(0.2)
+            peak = max(_hwm_mb(p) for p in _tree_pids(node.process.pid))
+            rows.append(
+                {
+                    "ingest_peak_mb": after_ingest,
+                    "before_mb": before,
+                    "analysis_peak_mb": peak,
+                    "state": ",".join(done),
+                }
+            )
+        return rows
     finally:
         node.stop()
 
@@ -280,13 +290,25 @@ def main() -> int:
             "| peak RSS while analysing MB | job |"
         )
         print("|---|---|---|---|---|---|")
-        for case, folder in cases.items():
-            for name, tree in trees.items():
-                row = measure_node(tree, folder, args.work)
-                print(
-                    f"| {name} | {case} | {row['ingest_peak_mb']:.0f} | {row['before_mb']:.0f} | "
-                    f"**{row['analysis_peak_mb']:.0f}** | {row['state']} |"
-                )
+        # a first and a second 200-slice study in one node; the 1,000-instance one in another
+        # (its target series is the first study's: sent to the same node it would reopen it)
+        second = args.work / f"series-{args.slices}-b"
+        if not (second / "truth.json").exists():
+            from scp_node.phantom_dicom import write_phantom
+
+            write_phantom(second, "normal", seed=8, slices=args.slices, size=512)
+        runs_by_node = [[("series", cases["series"]), ("2nd series", second)]]
+        if "study" in cases:
+            runs_by_node.append([("study", cases["study"])])
+        for name, tree in trees.items():
+            for run in runs_by_node:
+                rows = measure_node(tree, [folder for _, folder in run], args.work)
+                for (case, _), row in zip(run, rows, strict=True):
+                    print(
+                        f"| {name} | {case} | {row['ingest_peak_mb']:.0f} | "
+                        f"{row['before_mb']:.0f} | **{row['analysis_peak_mb']:.0f}** | "
+                        f"{row['state']} |"
+                    )
     if args.baseline:
         for case in cases:
             same = runs[(case, "this")][0]["result"] == runs[(case, "baseline")][0]["result"]
