@@ -197,6 +197,12 @@ class ModelSettings(Section):
     device: str = "auto"
     mc_samples: int = 8
     cpu_threads: int = 0
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        description="threads decoding the analysed slices at once (the decoders release the "
+        "GIL); 0 = one per CPU core",
+    )
     max_batch: int = 64
     lstv_threshold: float | None = Field(
         None,
