@@ -176,6 +176,26 @@ class HttpSettings(Section):
     tls_key_file: Path | None = None
 
 
+class ConsoleSettings(Section):
+    """The operator console at ``/console`` on the HTTP server (docs/operations.md)."""
+
+    enabled: bool = Field(True, description="serve the operator console at `/console`")
+    password: SecretStr | None = Field(
+        None,
+        description="console sign-in password; the DICOMweb `http.token` signs in too; with "
+        "neither set the console is locked",
+    )
+    show_patient: bool = Field(
+        False,
+        description="show patient name and ID on a study's page (never in lists, URLs or logs); "
+        "false: UIDs and accession numbers only",
+    )
+    session_hours: float = Field(8.0, gt=0, description="a sign-in lasts this long")
+    refresh_s: int = Field(
+        15, ge=0, description="live refresh of the lists and charts, seconds (needs JS); 0 = off"
+    )
+
+
 class ModelSettings(Section):
     """The spine-level localizer and the LSTV screen."""
 
@@ -185,6 +205,12 @@ class ModelSettings(Section):
     device: str = "auto"
     mc_samples: int = 8
     cpu_threads: int = 0
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        description="threads decoding the analysed slices at once (the decoders release the "
+        "GIL); 0 = one per CPU core",
+    )
     max_batch: int = 64
     lstv_threshold: float | None = Field(
         None,
@@ -275,6 +301,89 @@ class PipelineSettings(Section):
     poll_interval_s: float = 0.5
 
 
+class ClusterSettings(Section):
+    """Scale-out on Celery + RabbitMQ: ingest nodes and model workers (docs/deployment.md).
+
+    An ingest node publishes one analysis task per complete study; ``scp-node worker`` processes
+    run the model and send the result back."""
+
+    role: Literal["all", "ingest"] = Field(
+        "all",
+        description="`all`: one process does everything (the default, no broker); `ingest`: "
+        "no model here, complete studies go to the broker for `scp-node worker` (needs "
+        "`broker_url`; `scp-node serve --role ingest` sets it too)",
+    )
+    broker_url: SecretStr | None = Field(
+        None,
+        description="AMQP URL of the RabbitMQ broker, e.g. `amqp://user:pass@mq:5672/scp` "
+        '(`amqps://` for TLS); used by `role = "ingest"` and by `scp-node worker`',
+    )
+    broker_ca_file: Path | None = Field(
+        None, description="CA bundle that verifies the broker's TLS certificate (`amqps://`)"
+    )
+    broker_cert_file: Path | None = Field(
+        None, description="client certificate presented to the broker (`amqps://`, optional)"
+    )
+    broker_key_file: Path | None = Field(None, description="private key of `broker_cert_file`")
+    queue: str = Field("scp_node.analysis", description="durable queue of analysis tasks")
+    node_id: str = Field(
+        "",
+        description="this ingest node's name in the cluster (its result queue is "
+        "`scp_node.results.<node_id>`); empty = `<hostname>-<http port>`; keep it stable",
+    )
+    advertise_url: str = Field(
+        "",
+        description="DICOMweb root URL at which workers reach this ingest node; empty = "
+        "built from [http] host, port and root",
+    )
+    dicomweb_token: SecretStr | None = Field(
+        None,
+        description="worker: bearer token for the ingest nodes' DICOMweb; empty = [http] token",
+    )
+    dicomweb_ca_file: Path | None = Field(
+        None, description="worker: CA bundle for ingest nodes served over HTTPS; empty = system"
+    )
+    fetch_timeout_s: float = Field(60.0, gt=0, description="worker: timeout per DICOMweb request")
+    fetch_retries: int = Field(
+        5,
+        ge=0,
+        description="worker: retries (exponential backoff) when an ingest node cannot be "
+        "reached; then the study fails visibly (job `failed` with the reason)",
+    )
+    fetch_backoff_s: float = Field(
+        2.0, ge=0, description="worker: first retry delay, doubled per retry"
+    )
+    max_queue_depth: int = Field(
+        256,
+        ge=1,
+        description="ingest: tasks waiting in the broker queue (all ingest nodes) at which new "
+        "studies are refused (0xA700 / 503), as [pipeline] queue_size does locally",
+    )
+    task_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="ingest: a task without a result after this long is published again "
+        "(same study and generation: a late first result is still recorded only once)",
+    )
+    reconnect_interval_s: float = Field(
+        5.0, gt=0, description="ingest: wait between attempts to reach a broker that is down"
+    )
+
+    def node_name(self, http: HttpSettings) -> str:
+        """``node_id`` or ``<hostname>-<http port>``."""
+        import socket
+
+        return self.node_id or f"{socket.gethostname()}-{http.port}"
+
+    def ingest_url(self, http: HttpSettings) -> str:
+        """``advertise_url`` or the URL of this node's own DICOMweb root."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        scheme = "https" if http.tls_cert_file else "http"
+        root = "/" + http.root.strip("/") if http.root.strip("/") else ""
+        return f"{scheme}://{http.host}:{http.port}{root}"
+
+
 class LogSettings(Section):
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -336,6 +445,7 @@ class Settings(BaseSettings):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     series: SeriesRules = Field(default_factory=SeriesRules)
     report: ReportSettings = Field(default_factory=ReportSettings)
@@ -343,6 +453,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(

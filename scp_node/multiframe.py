@@ -150,6 +150,8 @@ class ImageFrame:
     spacing_between_slices: float | None
     slice_thickness: float | None
     echo_time: float | None = None
+    rows: int | None = None
+    columns: int | None = None
 
     @property
     def label(self) -> str:
@@ -162,6 +164,13 @@ class ImageFrame:
 def _one_float(value: Any) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
 
@@ -189,6 +198,8 @@ def frame_geometry(ds: Dataset, path: Path, frame_index: int | None) -> ImageFra
         spacing_between_slices=_one_float(between),
         slice_thickness=_one_float(thickness),
         echo_time=echo_time_ms(ds, frame_index),
+        rows=_one_int(ds.get("Rows")),
+        columns=_one_int(ds.get("Columns")),
     )
 
 

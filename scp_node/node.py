@@ -87,7 +87,7 @@ class Node:
         self.services: list[Any] = [self.pipeline or self.outbox]
         self.http: Any = None
         if settings.http.enabled:  # DICOMweb + /healthz /readyz /metrics (docs/dicomweb.md)
-            from scp_node.http_server import HttpService
+            from scp_node.web.server import HttpService
 
             self.http = HttpService(
                 settings,
@@ -96,6 +96,7 @@ class Node:
                 self.db,
                 self.dimse,
                 on_stow_complete=self._commit_requested,
+                engine=lambda: getattr(getattr(self.pipeline, "worker", None), "engine", None),
             )
             self.services.append(self.http)
 

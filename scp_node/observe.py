@@ -53,6 +53,12 @@ INFERENCE_SECONDS = Histogram(
     "Model inference time per study",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+STAGE_SECONDS = Histogram(
+    "scp_node_analysis_stage_seconds",
+    "Time per study in each analysis stage: select (headers), decode, canonical, model, report",
+    ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
 #: LSTV score buckets: the score is a self-normalised difference, about -1 .. +3 (docs/model.md);
 #: 0.25 steps where thresholds sit, coarser in the tails.
 LSTV_SCORE_BUCKETS: tuple[float, ...] = (

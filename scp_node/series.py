@@ -15,12 +15,14 @@ may mix single-frame and multi-frame instances; all its frames are sorted togeth
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -31,13 +33,12 @@ from scp_node.multiframe import (
     ImageFrame,
     converted_value,
     echo_time_ms,
-    frame_pixels,
     has_functional_groups,
     image_frames,
     is_multiframe,
     number_of_frames,
-    rescale,
 )
+from scp_node.slices import SliceDecodeError, SliceStack, named
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class SeriesVolume:
 
     study_instance_uid: str
     series_instance_uid: str
-    volume: np.ndarray
+    volume: np.ndarray | SliceStack
     sop_instance_uids: list[str]
     positions: list[tuple[float, float, float]]
     row_direction: tuple[float, float, float]
@@ -100,6 +101,16 @@ class SelectionResult:
     reason: str = ""
     study_instance_uid: str = ""
     warnings: list[str] = field(default_factory=list)
+    retry: Callable[[int, str], SelectionResult] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def without_slice(self, index: int, message: str) -> SelectionResult:
+        """The selection made again as if slice ``index`` of the volume (undecodable:
+        ``message``) had been dropped from the start; a lazily planned selection only."""
+        if self.retry is None:
+            raise ValueError("only a selection from select_series can drop a slice")
+        return self.retry(index, message)
 
 
 @dataclass
@@ -282,14 +293,6 @@ def candidates(
     return found, study_uid, notes
 
 
-def _rescaled(ds: Dataset, stored: np.ndarray, frame_number: int | None = None) -> np.ndarray:
-    slope, intercept = rescale(ds, None if frame_number is None else frame_number - 1)
-    img = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        img = img.max() + img.min() - img
-    return img
-
-
 def _check_frame(frame: ImageFrame, cand: _Candidate, spacing: tuple[float, float] | None) -> str:
     """Why ``frame`` does not fit the candidate's stack ("" when it fits)."""
     if frame.orientation is None:
@@ -306,82 +309,48 @@ def _check_frame(frame: ImageFrame, cand: _Candidate, spacing: tuple[float, floa
     return ""
 
 
-def _decode_instance(
-    path: Path, frames: list[ImageFrame]
-) -> tuple[list[tuple[ImageFrame, np.ndarray]], list[str]]:
-    """Decode one instance once and cut out the rescaled float32 images of ``frames``."""
-    ds = dcmread(path)
-    stored = decode_stored_pixels(ds)
-    del ds.PixelData  # the float copies below are all that is kept
-    out: list[tuple[ImageFrame, np.ndarray]] = []
-    warnings: list[str] = []
-    multi = is_multiframe(ds)
-    for frame in frames:
-        try:
-            if multi:
-                pixels = frame_pixels(ds, stored, frame.frame_number)
-            elif stored.ndim != 2:
-                raise ValueError(f"expected one frame, got shape {stored.shape}")
-            else:
-                pixels = stored
-            if pixels.ndim != 2:
-                raise ValueError(f"expected a 2D frame, got shape {pixels.shape}")
-            out.append((frame, _rescaled(ds, pixels, frame.frame_number)))
-        except Exception as exc:  # noqa: BLE001 - a bad frame is dropped, never raised
-            warnings.append(f"{_named(frame)} dropped: {type(exc).__name__}: {exc}"[:300])
-    return out, warnings
-
-
-def _named(frame: ImageFrame) -> str:
-    """``slice IM0003.dcm`` or ``frame 3 of MF0001.dcm`` (how warnings name an image)."""
-    return f"slice {frame.label}" if frame.frame_number is None else frame.label
-
-
-def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> SelectionResult:
-    """Decode and sort one candidate series; drop undecodable or misfit slices with a warning.
-
-    Each instance file is read and decoded once, whatever number of frames it holds; only the
-    rescaled float32 frames are kept. Frames whose orientation or pixel spacing differs from the
-    series' (PS3.3 C.7.6.16.2.1-2), or whose size differs, are dropped with a warning.
-    """
+def _plan(cand: _Candidate) -> tuple[list[ImageFrame], tuple[int, int] | None, list[str]]:
+    """Header checks: the frames that fit the candidate's stack (in its order), the image size
+    (Rows, Columns of the first), and a warning for each frame left out."""
     warnings: list[str] = list(cand.notes)
-    by_path: dict[Path, list[ImageFrame]] = defaultdict(list)
+    fit: list[ImageFrame] = []
     spacing: tuple[float, float] | None = None
+    shape: tuple[int, int] | None = None
     for frame in cand.frames:
         problem = _check_frame(frame, cand, spacing)
+        size = (frame.rows or 0, frame.columns or 0)
+        if not problem and shape is not None and size != shape:
+            problem = f"size {size} differs from {shape}"
         if problem:
-            warnings.append(f"{_named(frame)} dropped: {problem}"[:300])
+            warnings.append(f"{named(frame)} dropped: {problem}"[:300])
             continue
         spacing = spacing or frame.pixel_spacing
-        by_path[frame.path].append(frame)
-    entries: list[tuple[float, ImageFrame, np.ndarray]] = []
-    shape: tuple[int, int] | None = None
-    for path, frames in by_path.items():
-        try:
-            decoded, problems = _decode_instance(path, frames)
-        except Exception as exc:  # noqa: BLE001 - a bad file is dropped, never raised
-            what = "slice" if frames[0].frame_number is None else "instance"
-            warnings.append(f"{what} {path.name} dropped: {type(exc).__name__}: {exc}"[:300])
-            continue
-        warnings += problems
-        for frame, img in decoded:
-            if shape is None:
-                shape = img.shape
-            if img.shape != shape:
-                warnings.append(f"{_named(frame)} dropped: size {img.shape} differs from {shape}")
-                continue
-            assert frame.position is not None  # checked by _check_frame
-            pos = np.asarray(frame.position, dtype=np.float64)
-            entries.append((float(pos @ cand.normal), frame, img))
-    if len(entries) < rules.min_slices:
+        shape = shape or size
+        fit.append(frame)
+    return fit, shape, warnings
+
+
+def _assemble(
+    cand: _Candidate,
+    study_uid: str,
+    rules: SeriesRules,
+    frames: list[ImageFrame],
+    pixels: Callable[[list[ImageFrame]], np.ndarray | SliceStack],
+    warnings: list[str],
+) -> SelectionResult:
+    """Sort ``frames`` along the slice normal, check the spacing, and make the volume."""
+    if len(frames) < rules.min_slices:
         return SelectionResult(
             None,
-            f"series {cand.series_uid}: only {len(entries)} decodable slices "
+            f"series {cand.series_uid}: only {len(frames)} decodable slices "
             f"(need {rules.min_slices})",
             study_uid,
             warnings,
         )
-    entries.sort(key=lambda e: e[0])
+    entries = sorted(
+        ((float(np.asarray(f.position, dtype=np.float64) @ cand.normal), f) for f in frames),
+        key=lambda e: e[0],
+    )
     dists = np.array([e[0] for e in entries])
     steps = np.diff(dists)
     first = entries[0][1]
@@ -400,24 +369,112 @@ def load_series(cand: _Candidate, study_uid: str, rules: SeriesRules) -> Selecti
     if ps is None:
         warnings.append("no PixelSpacing: assuming 1 mm")
         ps = (1.0, 1.0)
+    ordered = [e[1] for e in entries]
     vol = SeriesVolume(
         study_instance_uid=study_uid,
         series_instance_uid=cand.series_uid,
-        volume=np.stack([e[2] for e in entries]).astype(np.float32, copy=False),
-        sop_instance_uids=[e[1].sop_instance_uid for e in entries],
-        positions=[e[1].position for e in entries],  # type: ignore[misc]
+        volume=pixels(ordered),
+        sop_instance_uids=[f.sop_instance_uid for f in ordered],
+        positions=[f.position for f in ordered],  # type: ignore[misc]
         row_direction=(iop[0], iop[1], iop[2]),
         column_direction=(iop[3], iop[4], iop[5]),
         pixel_spacing=(ps[0], ps[1]),
         slice_spacing=spacing_mm,
         series_description=cand.description,
         warnings=warnings,
-        frame_numbers=[e[1].frame_number for e in entries],
+        frame_numbers=[f.frame_number for f in ordered],
     )
     return SelectionResult(vol, "", study_uid, warnings)
 
 
-def select_and_load(paths: Iterable[Path], rules: SeriesRules) -> SelectionResult:
+def load_series(
+    cand: _Candidate, study_uid: str, rules: SeriesRules, threads: int = 0
+) -> SelectionResult:
+    """Decode and sort one candidate series; drop undecodable or misfit slices with a warning.
+
+    Every slice is decoded here (``threads`` at a time; each instance file read once, whatever
+    number of frames it holds); only the rescaled float32 frames are kept. Frames whose
+    orientation or pixel spacing differs from the series' (PS3.3 C.7.6.16.2.1-2), or whose size
+    differs, are dropped with a warning. The analysis uses :func:`plan_series` instead.
+    """
+    frames, shape, warnings = _plan(cand)
+    images: dict[int, np.ndarray] = {}
+    if frames and shape is not None:
+        stack = SliceStack(frames, shape, threads)
+        with contextlib.suppress(SliceDecodeError):  # every failure is in stack.failed
+            stack.load(range(len(frames)))
+        warnings += [stack.failed[k] for k in sorted(stack.failed)]
+        images = {id(frames[k]): stack[k] for k in range(len(frames)) if k not in stack.failed}
+        frames = [f for f in frames if id(f) in images]
+
+    def stacked(ordered: list[ImageFrame]) -> np.ndarray:
+        return np.stack([images[id(f)] for f in ordered]).astype(np.float32, copy=False)
+
+    return _assemble(cand, study_uid, rules, frames, stacked, warnings)
+
+
+def plan_series(
+    cand: _Candidate,
+    study_uid: str,
+    rules: SeriesRules,
+    threads: int = 0,
+    dropped: Mapping[tuple[Path, int | None], str] | None = None,
+) -> SelectionResult:
+    """One candidate series from its headers alone: its volume is a :class:`SliceStack` that
+    decodes a slice when the model first asks for it. ``dropped``: (file, frame) -> warning of
+    slices already found undecodable, left out."""
+    frames, shape, warnings = _plan(cand)
+    dropped = dropped or {}
+    warnings += [msg for f in frames if (msg := dropped.get((f.path, f.frame_number)))]
+    frames = [f for f in frames if (f.path, f.frame_number) not in dropped]
+    size = shape or (0, 0)
+    return _assemble(
+        cand, study_uid, rules, frames, lambda ordered: SliceStack(ordered, size, threads), warnings
+    )
+
+
+def _first_plan(
+    found: list[_Candidate],
+    study_uid: str,
+    notes: list[str],
+    rules: SeriesRules,
+    threads: int,
+    dropped: dict[tuple[Path, int | None], str],
+) -> SelectionResult:
+    """The first candidate with enough usable slices, planned; it knows how to drop a slice."""
+    last = SelectionResult(None, "no loadable series", study_uid, notes)
+    for i, cand in enumerate(found):
+        result = plan_series(cand, study_uid, rules, threads, dropped)
+        if result.volume is not None:
+            stack = result.volume.volume
+            assert isinstance(stack, SliceStack)
+
+            def retry(index: int, message: str, stack: SliceStack = stack, i: int = i) -> Any:
+                frame = stack.frames[index]
+                more = {**dropped, (frame.path, frame.frame_number): message}
+                return _first_plan(found[i:], study_uid, notes, rules, threads, more)
+
+            result.retry = retry
+            return result
+        last = SelectionResult(None, result.reason, study_uid, notes + result.warnings)
+    return last
+
+
+def select_series(paths: Iterable[Path], rules: SeriesRules, threads: int = 0) -> SelectionResult:
+    """Like :func:`select_and_load`, from headers alone: the volume decodes its slices on demand
+    (:class:`SliceStack`). When a slice turns out undecodable, ``result.without_slice(k, why)``
+    gives the selection made as if it had been dropped from the start. Never raises."""
+    try:
+        found, study_uid, notes = candidates(paths, rules)
+    except Exception as exc:  # noqa: BLE001
+        return SelectionResult(None, f"series selection failed: {type(exc).__name__}: {exc}")
+    if not found:
+        detail = "; ".join(notes[:5]) if notes else "no image series"
+        return SelectionResult(None, f"no sagittal T2 series ({detail})", study_uid, notes)
+    return _first_plan(found, study_uid, notes, rules, threads, {})
+
+
+def select_and_load(paths: Iterable[Path], rules: SeriesRules, threads: int = 0) -> SelectionResult:
     """The best usable sagittal T2 series of a study, or a not-applicable reason. Never raises."""
     try:
         found, study_uid, notes = candidates(paths, rules)
@@ -428,7 +485,7 @@ def select_and_load(paths: Iterable[Path], rules: SeriesRules) -> SelectionResul
         return SelectionResult(None, f"no sagittal T2 series ({detail})", study_uid, notes)
     last = SelectionResult(None, "no loadable series", study_uid, notes)
     for cand in found:
-        result = load_series(cand, study_uid, rules)
+        result = load_series(cand, study_uid, rules, threads)
         if result.volume is not None:
             return result
         last = SelectionResult(None, result.reason, study_uid, notes + result.warnings)

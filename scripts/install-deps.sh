@@ -23,7 +23,14 @@ apt_install() {
 if [ "${1:-}" = "--test" ]; then
   # rsyslog + rsyslog-gnutls: the audit trail tests' syslog receiver (RFC 5425 TLS, UDP, TCP)
   apt_install dcmtk orthanc orthanc-dicomweb orthanc-gdcm dicom3tools libgdcm-tools \
-    openjph-tools openssl rsyslog rsyslog-gnutls
+    openjph-tools openssl rsyslog rsyslog-gnutls rabbitmq-server
+  # The cluster tests start their own RabbitMQ (own node name, ports, data under tmp_path) and
+  # never use the Debian service: stop and disable it where the package started one.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/rabbitmq-server ]; then
+    $SUDO /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
+  fi
   # OHIF viewer test: Debian chromium, the prebuilt @ohif/app dist (cached), puppeteer-core
   bash scripts/install-ohif.sh
 fi

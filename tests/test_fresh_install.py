@@ -238,3 +238,27 @@ def test_status_and_outbox_list_read_a_data_dir(venv: Path, tmp_path: Path) -> N
     assert outbox.returncode == 0, outbox.stderr[-2000:]
     (row,) = json.loads(outbox.stdout)
     assert (row["destination"], row["state"]) == ("pacs", "pending")
+
+
+def test_console_templates_and_static_files_are_installed(venv: Path, tmp_path: Path) -> None:
+    """The console's Jinja2 templates and vendored CSS/JS are package data of the install."""
+    probe = (
+        "from scp_node.config import load_settings\n"
+        "from scp_node.web.console.render import Renderer\n"
+        "from scp_node.web.console.routes import STATIC_DIR\n"
+        "page = Renderer(load_settings()).page\n"
+        "html = page('sign_in.html', None, title='t', error='', csrf='c')\n"
+        "assert 'name=\"password\"' in html, html\n"
+        "assert (STATIC_DIR / 'console.css').is_file() and (STATIC_DIR / 'console.js').is_file()\n"
+        "print(STATIC_DIR)\n"
+    )
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Path(proc.stdout.strip()).is_relative_to(venv)

@@ -233,7 +233,13 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
 
 def _shipped_names() -> list[str]:
     samples = sorted({f"data/codec_samples/{f}" for files in SAMPLES.values() for f in files})
-    return ["data/reference_localizer.pt", *samples]
+    console = sorted(
+        str(p.relative_to(ROOT / "scp_node"))
+        for folder in ("templates", "static")
+        for p in (ROOT / "scp_node" / "web" / "console" / folder).iterdir()
+        if p.is_file()
+    )
+    return ["data/reference_localizer.pt", *samples, *console]
 
 
 def test_package_data_config_selects_weights_and_codec_samples(tmp_path: Path) -> None:

@@ -25,14 +25,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, JPEG2000Lossless, generate_uid
 
 from scp_node.codecs import capabilities
-from scp_node.ingest.web_multipart import (
+from scp_node.node import Node
+from scp_node.web.multipart import (
     MultipartError,
     MultipartParser,
     PartBegin,
     PartData,
     PartEnd,
 )
-from scp_node.node import Node
 from tests.conftest import node_settings, run_node
 
 TOKEN = "test-token-0123456789"

@@ -208,7 +208,7 @@ def tls_handshake_failed(trail: AuditTrail, sock: Any, exc: BaseException) -> No
     )
 
 
-# --- DICOMweb (ingest/web_qido.py, web_wado.py; requests.py for STOW-RS and 401) ---
+# --- DICOMweb (web/qido.py, web/wado.py; requests.py for STOW-RS and 401) ---
 
 
 def _web_participants(

@@ -20,7 +20,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Request header naming the client's AE title (as ``scp_node.ingest.web`` reads it).
+#: Request header naming the client's AE title (as ``scp_node.web.app`` reads it).
 CALLING_AE_HEADER = b"x-calling-ae-title"
 
 

@@ -24,11 +24,20 @@ def register(subparsers: Any) -> None:
         "serve", help="run the node (DICOM listener, DICOMweb, pipeline)"
     )
     add_config_argument(parser)
+    parser.add_argument(
+        "--role",
+        choices=("all", "ingest"),
+        default=None,
+        help="all: everything in this process (default); ingest: no model, analysis by "
+        "`scp-node worker` processes through the broker (needs [cluster] broker_url)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    if getattr(args, "role", None):
+        settings.cluster.role = args.role
     setup_logging(settings.log.level, settings.log.format)
     log.info("configuration: %s", describe_sources(args.config))
     for line in overridden_file_keys(args.config):
@@ -42,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from scp_node.model.calibration import CalibrationError
     from scp_node.node import Node
 
+    if settings.cluster.role == "ingest" and not (
+        settings.cluster.broker_url and settings.cluster.broker_url.get_secret_value()
+    ):
+        log.error("not starting: role ingest needs [cluster] broker_url (docs/deployment.md)")
+        return 2
     try:
         node = Node(settings)
     except CalibrationError as exc:

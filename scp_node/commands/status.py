@@ -16,6 +16,11 @@ def register(subparsers: Any) -> None:
     add_config_argument(parser)
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--retry",
+        metavar="STUDY_UID",
+        help="analyse a failed study again (its job goes back to complete; the node takes it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from scp_node.store.jobs import JobStore
 
     db = Database(settings.storage.index_path)
+    if args.retry:
+        if not JobStore(db).move(args.retry, "failed", "complete", "retry requested"):
+            print(f"no failed study {args.retry}")
+            return 1
+        print(f"study {args.retry}: analysed again")
+        return 0
     jobs = JobStore(db).recent(args.limit)
     index = InstanceIndex(db)
     now = time.time()
@@ -63,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 "assessable": result.get("assessable"),
                 "not_assessable_reason": result.get("not_assessable_reason"),
                 "calibration": result.get("calibration"),
+                "worker": result.get("worker"),  # cluster worker that analysed it
                 "results": _result_files(index, job.study_uid),
                 "wait_s": None if job.complete_at is None else job.complete_at - job.created_at,
                 "end_to_end_s": None
@@ -73,15 +85,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'study':<64} {'state':<15} {'inst':>4} {'LSTV':>6} {'e2e':>7}  updated")
+    print(f"{'study':<64} {'state':<15} {'inst':>4} {'LSTV':>6} {'e2e':>7} {'worker':<12} updated")
     for row, job in zip(rows, jobs, strict=True):
         score = "-" if row["lstv_score"] is None else f"{row['lstv_score']:.3f}"
         if row["assessable"] is False:
             score = "n.a."
         print(
             f"{row['study_uid'][:64]:<64} {row['state']:<15} {row['instances']:>4} {score:>6} "
-            f"{_span(job.input_received_at, job.delivered_at):>7}  {_age(now, job.updated_at)}"
-            + (f"  ({row['reason']})" if row["reason"] else "")
+            f"{_span(job.input_received_at, job.delivered_at):>7} {row['worker'] or '-':<12} "
+            f"{_age(now, job.updated_at)}" + (f"  ({row['reason']})" if row["reason"] else "")
         )
     if not rows:
         print("no studies yet")

@@ -1,1 +1,1 @@
-"""Ingress: DIMSE (C-STORE SCP) and DICOMweb (STOW-RS) into the spool and index."""
+"""Ingress: the DIMSE C-STORE SCP, Storage Commitment, and the receiver STOW-RS uses too."""

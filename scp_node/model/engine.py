@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -68,6 +70,9 @@ class LocalizerEngine:
         self.context_slices = max(1, int(context_slices))
         self.amp = amp and self.device.type == "cuda"
         self.seed = seed
+        #: seconds of the last :meth:`analyze`: decoding, canonicalising, the rest (network, maths)
+        self.timings: dict[str, float] = {}
+        self._prepared: CanonicalSlices | None = None
         # precedence: configured > site calibration > weights (docs/model.md, "Site calibration")
         self.threshold, self.calibration_label = resolve_threshold(
             weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
@@ -117,40 +122,86 @@ class LocalizerEngine:
             return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})" + (" bf16" if self.amp else "")
         return f"cpu ({torch.get_num_threads()} threads)"
 
-    def predict(self, inputs: torch.Tensor, mc: bool = True) -> np.ndarray:
+    def encode(self, inputs: torch.Tensor) -> Encoded | None:
+        """The network's contracting path on canonical inputs ``[K, 1, S, S]`` (no dropout in
+        it, so one pass serves every MC sample); None for a network without ``encode``."""
+        encode = getattr(self.model, "encode", None)
+        if encode is None or not hasattr(self.model, "decode"):
+            return None
+        parts: list[Encoded] = []
+        with torch.inference_mode():
+            for start in range(0, inputs.shape[0], self.max_batch):
+                chunk = inputs[start : start + self.max_batch].to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    bottom, skips = encode(chunk)
+                parts.append(Encoded(bottom, list(skips)))
+        return Encoded.cat(parts)
+
+    def predict(
+        self, inputs: torch.Tensor, mc: bool = True, encoded: Encoded | None = None
+    ) -> np.ndarray:
         """Probability maps ``[K, T, levels, S, S]`` for canonical inputs ``[K, 1, S, S]``; with
-        ``mc`` False one deterministic pass (dropout off, T = 1)."""
+        ``mc`` False one deterministic pass (dropout off, T = 1). ``encoded``: the inputs'
+        :meth:`encode` output when already at hand.
+
+        The encoder runs once per input and only the expanding path (where the dropout is) runs
+        T times, on the same (input, pass) batches and dropout draws as whole forward passes,
+        so the maps are those of T whole passes."""
         k = inputs.shape[0]
         t = self.mc_samples if mc else 1
-        batch = inputs.repeat_interleave(t, dim=0)
         out: list[torch.Tensor] = []
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         set_dropout(self.model, mc)
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(self.seed)
-                for start in range(0, batch.shape[0], self.max_batch):
-                    chunk = batch[start : start + self.max_batch].to(self.device, non_blocking=True)
+                if encoded is None:
+                    encoded = self.encode(inputs)
+                if encoded is None:
+                    batch = inputs.repeat_interleave(t, dim=0)
+                for start in range(0, k * t, self.max_batch):
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                        logits = self.model(chunk)
+                        if encoded is None:
+                            chunk = batch[start : start + self.max_batch]
+                            logits = self.model(chunk.to(self.device, non_blocking=True))
+                        else:
+                            rows = torch.arange(start, min(k * t, start + self.max_batch)) // t
+                            part = encoded.take(rows.to(encoded.bottom.device))
+                            logits = self.model.decode(part.bottom, part.skips)
                     out.append(spatial_softmax(logits).float().cpu())
         finally:
             set_dropout(self.model, True)
         maps = torch.cat(out).numpy()
         return maps.reshape(k, t, *maps.shape[1:])
 
-    def midline_slice(self, inputs: torch.Tensor, frames: list[SliceFrame]) -> int:
-        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
-        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
-        deterministic pass, ties going to the slice nearest the centre (technologists centre the
-        stack on the spine, give or take a slice or two)."""
+    def warm_up(self) -> None:
+        """One deterministic and one MC pass on a blank input of the study's batch shape, so that
+        the first study does not pay for setting up the kernels and the thread pool."""
+        blank = torch.zeros(self.context_slices, 1, self.grid.size, self.grid.size)
+        self.predict(blank[:1], mc=False)
+        self.predict(blank, mc=True)
+
+    def midline_candidates(self, frames: list[SliceFrame]) -> tuple[list[int], np.ndarray]:
+        """Slices within ``MIDLINE_SEARCH_MM`` of the stack's centre (else the nearest one), and
+        every slice's distance from that centre (mm). Geometry only: nothing is decoded."""
         normal = np.cross(frames[0].row_dir, frames[0].col_dir)
         offsets = np.array([float(f.origin @ normal) for f in frames])
         distance = np.abs(offsets - (offsets.min() + offsets.max()) / 2.0)
         near = [k for k in range(len(frames)) if distance[k] <= MIDLINE_SEARCH_MM]
         if not near:
             near = [int(np.argmin(distance))]
-        maps = self.predict(inputs[near], mc=False)[:, 0]
+        return near, distance
+
+    def midline_slice(
+        self, inputs: torch.Tensor, frames: list[SliceFrame], encoded: Encoded | None = None
+    ) -> int:
+        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
+        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
+        deterministic pass, ties going to the slice nearest the centre (technologists centre the
+        stack on the spine, give or take a slice or two). ``inputs``: the canonical inputs of
+        the :meth:`midline_candidates` slices, in that order."""
+        near, distance = self.midline_candidates(frames)
+        maps = self.predict(inputs, mc=False, encoded=encoded)[:, 0]
         ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
         merit = [
             np.mean([unc.peak_confidence(maps[i, li]) for li in ref]) - 0.002 * distance[k]
@@ -175,20 +226,39 @@ class LocalizerEngine:
             steps += 1
         return steps * self.grid.spacing_mm
 
+    def prepare(self, volume: SeriesVolume) -> None:
+        """Do ahead the work :meth:`analyze` starts with (e.g. while a study's quiet time runs):
+        decode the mid-sagittal search window, put it on the canonical grid, encode it. The
+        engine keeps it for the next :meth:`analyze` of this very volume object; the decoded
+        pixels are let go. Raises :class:`~scp_node.slices.SliceDecodeError` like analyze."""
+        self._prepared = None
+        frames = slice_frames(volume)
+        canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
+        near, _distance = self.midline_candidates(frames)
+        canonical.encoded(near)
+        self._prepared = canonical
+
     def analyze(self, volume: SeriesVolume) -> StudyResult:
-        """Localize the disc levels on ``volume`` and compute the LSTV screen."""
+        """Localize the disc levels on ``volume`` and compute the LSTV screen (with the work of
+        :meth:`prepare` when it was done for this volume)."""
         started = time.perf_counter()
         frames = slice_frames(volume)
-        inputs, valid = to_canonical(volume.volume, frames, self.grid)
-        centre = self.midline_slice(inputs, frames)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.volume is volume:
+            canonical = prepared
+        else:
+            canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
+        spent = (canonical.decode_s, canonical.canonical_s)
+        near, _distance = self.midline_candidates(frames)
+        centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
         indices = self.context(centre, len(frames))
-        maps = self.predict(inputs[indices])
+        maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}
         findings: list[LevelFinding] = []
         points_mm: list[tuple[float, float]] = []
         coverage: dict[str, float] = {}
-        mask = valid[centre, 0].numpy()
+        mask = canonical.mask(centre)
         for li, level in enumerate(self.levels):
             samples = maps[:, :, li].reshape(-1, *maps.shape[-2:])
             st = unc.level_stats(samples)
@@ -235,6 +305,12 @@ class LocalizerEngine:
         assessable = not reason
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
+        decode_s, canonical_s = canonical.decode_s - spent[0], canonical.canonical_s - spent[1]
+        self.timings = {
+            "decode_s": decode_s,
+            "canonical_s": canonical_s,
+            "model_s": elapsed / 1000.0 - decode_s - canonical_s,
+        }
         return StudyResult(
             study_instance_uid=volume.study_instance_uid,
             applicable=True,
@@ -255,4 +331,88 @@ class LocalizerEngine:
             device=self.device_name,
             inference_ms=round(elapsed, 2),
             warnings=tuple(warnings),
+        )
+
+
+class CanonicalSlices:
+    """Canonical inputs and masks of a series' slices, made (and their pixels decoded) only for
+    the slices asked for, once each. Each slice is canonicalised on its own, so a subset gives
+    exactly the values the whole series would."""
+
+    def __init__(
+        self,
+        volume: SeriesVolume,
+        frames: list[SliceFrame],
+        grid: CanonicalGrid,
+        encode: Callable[[torch.Tensor], Encoded | None],
+    ):
+        self.volume = volume
+        self.frames = frames
+        self.grid = grid
+        self.encode = encode
+        self._encoded: dict[int, Encoded] = {}
+        self._inputs: dict[int, torch.Tensor] = {}
+        self._masks: dict[int, torch.Tensor] = {}
+        self.decode_s = 0.0
+        self.canonical_s = 0.0
+
+    def _make(self, indices: list[int]) -> None:
+        missing = [k for k in dict.fromkeys(indices) if k not in self._inputs]
+        if not missing:
+            return
+        started = time.perf_counter()
+        pixels = self.volume.volume
+        if isinstance(pixels, np.ndarray):
+            images: Iterable[tuple[int, np.ndarray]] = ((k, pixels[k]) for k in missing)
+        else:
+            images = pixels.load_each(missing)  # decoding goes on while one is canonicalised
+        canonical_s = 0.0
+        for k, image in images:
+            began = time.perf_counter()
+            inputs, masks = to_canonical([image], [self.frames[k]], self.grid)
+            self._inputs[k], self._masks[k] = inputs, masks
+            canonical_s += time.perf_counter() - began
+        self.canonical_s += canonical_s
+        self.decode_s += time.perf_counter() - started - canonical_s
+
+    def inputs(self, indices: list[int]) -> torch.Tensor:
+        """``[len(indices), 1, S, S]`` canonical inputs."""
+        self._make(indices)
+        return torch.cat([self._inputs[k] for k in indices])
+
+    def encoded(self, indices: list[int]) -> Encoded | None:
+        """The encoder features of ``indices`` (each slice encoded once per study)."""
+        missing = [k for k in dict.fromkeys(indices) if k not in self._encoded]
+        if missing:
+            features = self.encode(self.inputs(missing))
+            if features is None:
+                return None
+            for i, k in enumerate(missing):
+                self._encoded[k] = features.take(torch.tensor([i], device=features.bottom.device))
+        return Encoded.cat([self._encoded[k] for k in indices])
+
+    def mask(self, k: int) -> np.ndarray:
+        """The validity mask ``[S, S]`` of slice ``k``."""
+        self._make([k])
+        return self._masks[k][0, 0].numpy()
+
+
+@dataclass
+class Encoded:
+    """The contracting path's output for a batch: bottleneck and skip features."""
+
+    bottom: torch.Tensor
+    skips: list[torch.Tensor]
+
+    def take(self, rows: torch.Tensor) -> Encoded:
+        """The features of batch rows ``rows`` (repeats allowed)."""
+        return Encoded(self.bottom[rows], [s[rows] for s in self.skips])
+
+    @staticmethod
+    def cat(parts: list[Encoded]) -> Encoded:
+        if len(parts) == 1:
+            return parts[0]
+        return Encoded(
+            torch.cat([p.bottom for p in parts]),
+            [torch.cat(level) for level in zip(*(p.skips for p in parts), strict=True)],
         )

@@ -17,6 +17,7 @@ for the SR.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,7 +169,7 @@ def _sampling_grid(frame: SliceFrame, grid: CanonicalGrid) -> torch.Tensor:
 
 
 def to_canonical(
-    slices: np.ndarray, frames: list[SliceFrame], grid: CanonicalGrid
+    slices: np.ndarray | Sequence[np.ndarray], frames: list[SliceFrame], grid: CanonicalGrid
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Source slices ``[K, rows, cols]`` -> canonical inputs ``[K, 1, S, S]`` and a validity mask
     ``[K, 1, S, S]`` (1 where the canonical pixel lies inside the imaged field, else 0).

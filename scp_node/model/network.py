@@ -65,12 +65,22 @@ class HeatmapUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], config.levels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(*self.encode(x))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The contracting path: (bottleneck features, skip features, shallowest first). It holds
+        no dropout, so it is the same for every Monte-Carlo pass of an input."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x)
             if i < len(self.down) - 1:
                 skips.append(x)
                 x = self.pool(x)
+        return x, skips
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The expanding path from :meth:`encode`'s output to the logits (dropout here)."""
+        skips = list(skips)
         x = self.drop(x)
         for up, merge in zip(self.up, self.merge, strict=True):
             x = up(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from scp_node.config import Settings
 from scp_node.egress.worker import OutboxWorker, resolve_destinations
@@ -42,11 +43,16 @@ class Pipeline:
             destinations_for=lambda calling_ae: resolve_destinations(calling_ae, settings),
             result_path=self.outbox.result_path,
         )
+        self.bridge: Any = None  # [cluster] role = "ingest": workers analyse, via the broker
+        if settings.cluster.role == "ingest":
+            from scp_node.cluster.ingest import ClusterBridge
+
+            self.bridge = ClusterBridge(settings, self.jobs, self.worker)
         self.monitor = StudyMonitor(
             self.jobs,
             settings.pipeline,
             delivered_at=self.outbox.study_delivered_at,
-            on_complete=self.worker.wake,
+            on_complete=(self.bridge or self.worker).wake,
             retention_hours=settings.storage.retention_hours,
             delivery_counts=self.outbox.outbox.study_state,
         )
@@ -64,12 +70,12 @@ class Pipeline:
                 "(WADO-RS, scp-node status) and are not sent to a PACS"
             )
         self.outbox.start()
-        self.worker.start()
+        (self.bridge or self.worker).start()
         self.monitor.start()
 
     def stop(self) -> None:
         self.monitor.stop()
-        self.worker.stop()
+        (self.bridge or self.worker).stop()
         self.outbox.stop()
 
     def admit(self) -> str | None:
@@ -77,7 +83,7 @@ class Pipeline:
         depth = self.jobs.depth()
         if depth >= self.settings.pipeline.queue_size:
             return f"analysis queue full ({depth} studies waiting); retry later"
-        return None
+        return self.bridge.admit() if self.bridge else None
 
     def request_complete(self, study_uids: list[str]) -> None:
         """Storage Commitment or a finished STOW-RS request: analyse without the quiet time."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import threading
 import time
@@ -13,13 +15,20 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from scp_node.config import Settings
-from scp_node.observe import INFERENCE_SECONDS, JOB_OUTCOMES, LSTV_THRESHOLD, record_screen
+from scp_node.observe import (
+    INFERENCE_SECONDS,
+    JOB_OUTCOMES,
+    LSTV_THRESHOLD,
+    STAGE_SECONDS,
+    record_screen,
+)
 from scp_node.result import StudyResult
 from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.jobs import (
     FAILED,
     NOT_APPLICABLE,
     QUEUED,
+    RECEIVED,
     REPORTED,
     REPORTING,
     SHADOW,
@@ -31,6 +40,32 @@ log = logging.getLogger(__name__)
 
 #: (study uid, result datasets, destination names) → outbox row ids
 Enqueue = Callable[[str, Sequence[Dataset], Sequence[str]], list[int]]
+
+
+#: glibc ``mallopt`` parameter number of M_MMAP_THRESHOLD (malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def map_large_blocks(threshold: int = 1 << 20) -> None:
+    """Have glibc give blocks of ``threshold`` bytes or more their own mapping, returned to the
+    system when freed (its default raises the threshold as blocks are freed, up to 32 MiB, and
+    then keeps the model's freed activations in the heap). Received data sets (~0.5 MB) stay
+    below it. A no-op where the C library has no ``mallopt``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
+def return_free_memory() -> None:
+    """Hand the memory freed by a study back to the operating system (glibc keeps freed heap
+    pages in its arenas otherwise, so the resident set stays at the study's peak); a no-op
+    where the C library has no ``malloc_trim``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _inputs_key(records: Sequence[InstanceRecord]) -> frozenset[tuple[str, int, float]]:
+    """What a prepared analysis is valid for: each input file, its size and arrival time."""
+    return frozenset((str(r.path), r.size, r.received_at) for r in records)
 
 
 def _shadow_reason(destinations: Sequence[str]) -> str:
@@ -62,6 +97,8 @@ class ModelWorker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
+        #: study UID -> its analysis started ahead of completion (at most one)
+        self._prepared: dict[str, Any] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
@@ -79,6 +116,7 @@ class ModelWorker:
     def _load_engine(self) -> None:
         from scp_node.model.engine import LocalizerEngine
 
+        map_large_blocks()
         started = time.perf_counter()
         self.engine = LocalizerEngine.from_settings(self.settings.model)
         log.info(
@@ -91,7 +129,22 @@ class ModelWorker:
         )
         log.info("LSTV threshold %.4f (%s)", self.engine.threshold, self.engine.calibration_label)
         LSTV_THRESHOLD.set(self.engine.threshold)
+        self._warm_up()
         self.ready.set()
+
+    def _warm_up(self) -> None:
+        """Pay the one-off costs before the first study, not in it: the report modules
+        (highdicom) imported, the decoder self-test run, the network's kernels set up."""
+        started = time.perf_counter()
+        import scp_node.report.sr  # noqa: F401 - imported for its cost
+        from scp_node.codecs import capabilities
+
+        capabilities()
+        warm = getattr(self.engine, "warm_up", None)
+        if warm is not None:
+            warm()
+        return_free_memory()
+        log.info("model worker warmed up in %.1f s", time.perf_counter() - started)
 
     def _run(self) -> None:
         try:
@@ -102,6 +155,12 @@ class ModelWorker:
         while not self._stop.is_set():
             job = self.jobs.claim_next()
             if job is None:
+                try:
+                    if self._prepare_quiet_study():
+                        continue  # a study may have completed meanwhile
+                except Exception:  # only a head start: the analysis at completion still runs
+                    log.exception("preparing a quiet study failed")
+                    self._prepared = {}
                 self._wake.wait(self.settings.pipeline.poll_interval_s)
                 self._wake.clear()
                 continue
@@ -111,17 +170,69 @@ class ModelWorker:
                 log.exception("study %s failed", job.study_uid)
                 self.jobs.advance(job, FAILED, f"{type(exc).__name__}: {exc}"[:500])
                 JOB_OUTCOMES.labels(outcome="failed").inc()
+            finally:
+                return_free_memory()  # the study's slices and activations, back to the system
+
+    def _prepare_quiet_study(self) -> bool:
+        """While no study is complete: do the first part of the analysis (series selection,
+        decoding, canonical inputs) of a study still receiving that has been quiet for half its
+        quiet time, so that completion leaves only the model and the report to do. Kept only
+        for the same instance files; at most one study is held. True when work was done."""
+        from scp_node.analysis import prepare_study
+
+        quiet = self.settings.pipeline.quiet_seconds
+        for job in self.jobs.in_state(RECEIVED):
+            records = [r for r in self.index.for_study(job.study_uid) if r.source != "result"]
+            key = _inputs_key(records)
+            held = self._prepared.get(job.study_uid)
+            if not records or (held is not None and held[0] == key):
+                continue
+            if time.time() - max(r.received_at for r in records) < max(0.2, quiet / 2):
+                continue
+            started = time.perf_counter()
+            prepared = prepare_study([r.path for r in records], self.settings, self.engine)
+            # a study prepared with nothing to prepare is remembered too (not tried again)
+            self._prepared = {job.study_uid: (key, prepared)}
+            log.info(
+                "study %s: prepared while quiet in %.0f ms",
+                job.study_uid,
+                (time.perf_counter() - started) * 1000,
+            )
+            return True
+        return False
 
     def process(self, job: Job) -> None:
         """Run one claimed job to its next resting state."""
         from scp_node.analysis import analyze_study
 
         records = self.index.for_study(job.study_uid)
-        paths = [r.path for r in records if r.source != "result"]
+        inputs = [r for r in records if r.source != "result"]
+        paths = [r.path for r in inputs]
+        key, prepared = self._prepared.pop(job.study_uid, (None, None))
+        if key != _inputs_key(inputs):
+            prepared = None  # instances came (or changed) after it was prepared
         started = time.perf_counter()
-        result = analyze_study(paths, self.settings, self.engine)
-        INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        summary = result.to_json()
+        result = analyze_study(paths, self.settings, self.engine, prepared)
+        analysed = time.perf_counter()
+        INFERENCE_SECONDS.observe(analysed - started)
+        stages = self._analysis_stages(result, analysed - started)
+        self.record(job, result, records, stages=stages)
+
+    def record(
+        self,
+        job: Job,
+        result: StudyResult,
+        records: list[InstanceRecord] | None = None,
+        annotations: dict[str, Any] | None = None,
+        stages: dict[str, float] | None = None,
+    ) -> None:
+        """Take ``result`` (made here or by a cluster worker) to the job's next resting state:
+        reports → outbox. ``annotations`` are kept with the job's result (e.g. which worker);
+        ``stages`` are the analysis's stage times (logged with the report's)."""
+        if records is None:
+            records = self.index.for_study(job.study_uid)
+        stages = {} if stages is None else stages
+        summary = {**result.to_json(), **(annotations or {})}
         if not result.applicable:
             log.info("study %s: not applicable: %s", job.study_uid, result.reason)
             if self.jobs.advance(job, NOT_APPLICABLE, result.reason, summary):
@@ -152,7 +263,11 @@ class ModelWorker:
             )
             return
         record_screen(result)
+        return_free_memory()  # the model's activations, before the report's objects are made
+        reporting = time.perf_counter()
         datasets = self._reports(result, records)
+        stages["report"] = time.perf_counter() - reporting
+        self._log_stages(job.study_uid, stages)
         destinations = self.destinations_for(job.calling_ae)
         # written once, durably, by the outbox (also with no destination: results stay retrievable)
         self.enqueue(job.study_uid, datasets, destinations)
@@ -166,6 +281,23 @@ class ModelWorker:
             JOB_OUTCOMES.labels(outcome="reported").inc()
             return
         self.jobs.advance(job, QUEUED, "", summary)
+
+    def _analysis_stages(self, result: StudyResult, total_s: float) -> dict[str, float]:
+        """Seconds of the analysis by stage: select (headers, sorting), decode, canonical,
+        model; from the engine's timings of this study (none when it never ran)."""
+        timings = dict(getattr(self.engine, "timings", {}) or {}) if result.applicable else {}
+        stages = {k.removesuffix("_s"): float(v) for k, v in timings.items()}
+        stages["select"] = max(0.0, total_s - sum(stages.values()))
+        return stages
+
+    def _log_stages(self, study_uid: str, stages: dict[str, float]) -> None:
+        for stage, seconds in stages.items():
+            STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        log.info(
+            "study %s: stage times %s",
+            study_uid,
+            " ".join(f"{k}={v * 1000:.0f}ms" for k, v in stages.items()),
+        )
 
     def _reports(self, result: StudyResult, records: list[InstanceRecord]) -> list[Dataset]:
         """The SR (headers suffice) and the SC (pixels of the one slice it draws on)."""

@@ -8,6 +8,11 @@
                                                          at least one is a dead letter; back to
                                                          queued when ``outbox retry`` resets them)
 
+With ``[cluster] role = "ingest"`` a complete job is published to the broker (``complete`` is
+the durable "to publish" state) and waits in ``dispatched`` until a worker's result comes back:
+
+    complete → dispatched → inferring (result taken) → reporting → ...
+
 A job is (re)opened from the ``studies`` table, never from memory: a study whose
 ``last_received_at`` is newer than what its job has seen goes (back) to ``received`` with a new
 ``generation``. A worker only writes its outcome if the generation it started with is still current,
@@ -56,9 +61,10 @@ RECEIVED, COMPLETE, INFERRING, REPORTING, QUEUED = (
 )
 DELIVERED, REPORTED, NOT_APPLICABLE, FAILED = "delivered", "reported", "not_applicable", "failed"
 SHADOW = "shadow"
+DISPATCHED = "dispatched"
 DELIVERY_FAILED = "delivery_failed"
 FINAL_STATES = (DELIVERED, REPORTED, NOT_APPLICABLE, FAILED, SHADOW, DELIVERY_FAILED)
-WAITING_FOR_WORKER = (COMPLETE, INFERRING, REPORTING)
+WAITING_FOR_WORKER = (COMPLETE, DISPATCHED, INFERRING, REPORTING)
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,44 @@ class JobStore:
                 (to_state, reason, self.clock(), finished, study_uid, from_state),
             )
         return cursor.rowcount == 1
+
+    def mark_dispatched(self, study_uid: str, generation: int) -> bool:
+        """``complete`` → ``dispatched`` once its task is in the broker (same generation)."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                """UPDATE jobs SET state = ?, reason = '', started_at = ?, updated_at = ?,
+                       input_received_at = (SELECT last_received_at FROM studies
+                                            WHERE studies.study_uid = jobs.study_uid)
+                   WHERE study_uid = ? AND generation = ? AND state = ?""",
+                (DISPATCHED, now, now, study_uid, generation, COMPLETE),
+            )
+        return cursor.rowcount == 1
+
+    def take_result(self, study_uid: str, generation: int) -> Job | None:
+        """A worker's result for ``generation``: the job, now ``inferring``, if it still waits
+        for one (``dispatched``, or ``complete`` again after a restart); else None (a repeat)."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = ?, updated_at = ? "
+                "WHERE study_uid = ? AND generation = ? AND state IN (?, ?)",
+                (INFERRING, now, study_uid, generation, DISPATCHED, COMPLETE),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = conn.execute("SELECT * FROM jobs WHERE study_uid = ?", (study_uid,)).fetchone()
+            return _job(row)
+
+    def redispatch_overdue(self, older_than: float) -> int:
+        """``dispatched`` jobs without a result since ``older_than`` go back to ``complete``."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = ?, reason = 'no result in time: published again', "
+                "updated_at = ? WHERE state = ? AND started_at < ?",
+                (COMPLETE, self.clock(), DISPATCHED, older_than),
+            )
+        return cursor.rowcount
 
     def recover(self) -> int:
         """After a crash: jobs caught mid-work run again from ``complete``."""

@@ -65,7 +65,7 @@ def test_half_sent_request_heads_are_closed(
     settings = node_settings(
         tmp_path_factory.mktemp("heads"), http={"port": 0, "header_timeout_s": 1.0}
     )
-    caplog.set_level(logging.WARNING, logger="scp_node.http_guard")
+    caplog.set_level(logging.WARNING, logger="scp_node.web.guard")
     with run_node(settings) as running:
         port = running.http.port
         socks = []

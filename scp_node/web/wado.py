@@ -21,9 +21,9 @@ import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from scp_node import audit
-from scp_node.ingest.web_json import metadata
-from scp_node.ingest.web_multipart import parse_media_type
 from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
+from scp_node.web.dicom_json import metadata
+from scp_node.web.multipart import parse_media_type
 
 log = logging.getLogger(__name__)
 

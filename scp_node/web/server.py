@@ -1,4 +1,4 @@
-"""The HTTP service: uvicorn serving :func:`scp_node.ingest.web.create_app` in a background thread.
+"""The HTTP service: uvicorn serving :func:`scp_node.web.app.create_app` in a background thread.
 
 The listening socket is bound in :meth:`HttpService.start` (so a taken port fails the node's start,
 and port 0 gives a free port, see :attr:`HttpService.port`); TLS is on when both
@@ -18,12 +18,13 @@ import uvicorn
 
 from scp_node.audit import audit_requests
 from scp_node.config import Settings
-from scp_node.http_guard import CloseAmbiguousFraming, guarded_protocol
 from scp_node.ingest.receiver import Receiver
-from scp_node.ingest.web import create_app
-from scp_node.ingest.web_auth import is_locked
 from scp_node.store.db import Database
 from scp_node.store.index import InstanceIndex
+from scp_node.web.app import create_app
+from scp_node.web.auth import is_locked
+from scp_node.web.console.auth import is_locked as console_locked
+from scp_node.web.guard import CloseAmbiguousFraming, guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,19 @@ class HttpService:
         db: Database,
         listener: Any = None,
         on_stow_complete: Callable[[set[str]], None] | None = None,
+        engine: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.listener = listener
         self.on_stow_complete = on_stow_complete
         self.app = create_app(
-            settings, receiver, index, db, ready=self._listener_up, on_stow_complete=self._stow_done
+            settings,
+            receiver,
+            index,
+            db,
+            ready=self._listener_up,
+            on_stow_complete=self._stow_done,
+            engine=engine,
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -117,6 +125,10 @@ class HttpService:
             )
         elif http.auth == "none":
             log.warning("DICOMweb authentication is off (http.auth = 'none')")
+        if self.settings.console.enabled and console_locked(self.settings):
+            log.warning(
+                "the console (/console) is locked: set console.password (or http.token) to sign in"
+            )
 
     def stop(self) -> None:
         if self._server is not None:

@@ -17,7 +17,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from scp_node import audit
-from scp_node.ingest.web_json import (
+from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
+from scp_node.web.dicom_json import (
     copy_fields,
     encode,
     field_name,
@@ -26,7 +27,6 @@ from scp_node.ingest.web_json import (
     stored_header,
     without_bulk_data,
 )
-from scp_node.store.index import InstanceIndex, InstanceRecord, QueryMatch
 
 MAX_LIMIT = 1000
 #: Largest ``offset`` accepted (SQLite integers are 64-bit; no index holds this many results).

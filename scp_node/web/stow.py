@@ -29,16 +29,16 @@ from scp_node.ingest.receiver import (
     Receiver,
     Rejected,
 )
-from scp_node.ingest.web_json import FailedPart
-from scp_node.ingest.web_multipart import (
+from scp_node.observe import INSTANCES_REFUSED
+from scp_node.store.index import InstanceRecord
+from scp_node.web.dicom_json import FailedPart
+from scp_node.web.multipart import (
     MultipartParser,
     PartBegin,
     PartData,
     PartEnd,
     parse_media_type,
 )
-from scp_node.observe import INSTANCES_REFUSED
-from scp_node.store.index import InstanceRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """The node's HTTP application: DICOMweb (STOW-RS, QIDO-RS, WADO-RS; PS3.18 §10) under
-``http.root``, plus ``/healthz``, ``/readyz`` and ``/metrics`` without authentication.
+``http.root``, plus ``/healthz``, ``/readyz`` and ``/metrics`` without authentication, and the
+operator console at ``/console`` (:mod:`scp_node.web.console`, its own sign-in).
 
-Route handlers only translate HTTP to the helpers (:mod:`web_stow`, :mod:`web_qido`,
-:mod:`web_wado`) and back; blocking work (spool, SQLite, file reads) runs in worker threads.
+Route handlers only translate HTTP to the helpers (:mod:`.stow`, :mod:`.qido`,
+:mod:`.wado`) and back; blocking work (spool, SQLite, file reads) runs in worker threads.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ from starlette.requests import ClientDisconnect
 
 from scp_node.config import Settings
 from scp_node.ingest.receiver import Origin, Receiver
-from scp_node.ingest.web_auth import bearer_guard
-from scp_node.ingest.web_json import MEDIA_TYPE, dumps, stow_response
-from scp_node.ingest.web_multipart import MultipartError, parse_media_type
-from scp_node.ingest.web_qido import BadQuery, Level, parse_query, search
-from scp_node.ingest.web_stow import (
+from scp_node.store.db import Database
+from scp_node.store.index import InstanceIndex, QueryMatch
+from scp_node.web.auth import bearer_guard
+from scp_node.web.dicom_json import MEDIA_TYPE, dumps, stow_response
+from scp_node.web.multipart import MultipartError, parse_media_type
+from scp_node.web.qido import BadQuery, Level, parse_query, search
+from scp_node.web.stow import (
     StowLimits,
     StowResult,
     StowSession,
     TooLarge,
     on_complete_caller,
 )
-from scp_node.ingest.web_wado import (
+from scp_node.web.wado import (
     content_type,
     find,
     metadata_list,
@@ -39,8 +42,6 @@ from scp_node.ingest.web_wado import (
     negotiate,
     new_boundary,
 )
-from scp_node.store.db import Database
-from scp_node.store.index import InstanceIndex, QueryMatch
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ def create_app(
     db: Database,
     ready: Callable[[], bool] | None = None,
     on_stow_complete: Callable[[set[str]], None] | None = None,
+    engine: Callable[[], Any] | None = None,
 ) -> FastAPI:
     """Build the app. ``ready`` says whether the DICOM listener is up (for ``/readyz``);
-    ``on_stow_complete(study_uids)`` is called after each STOW-RS request that stored anything."""
+    ``on_stow_complete(study_uids)`` is called after each STOW-RS request that stored anything;
+    ``engine()`` is the model engine loaded in this process, if any (the console shows it)."""
     ctx = WebContext(
         settings, receiver, index, db, ready or (lambda: True), on_complete_caller(on_stow_complete)
     )
@@ -94,6 +97,10 @@ def create_app(
     app.state.ctx = ctx
     _add_probes(app, ctx)
     app.include_router(_dicomweb_router(ctx), prefix=ctx.root)
+    if settings.console.enabled:
+        from scp_node.web.console.routes import add_console
+
+        add_console(app, settings, db, index, ctx.ready, engine)
     return app
 
 
