@@ -4,6 +4,7 @@ that hold across processes (real second processes, real lock files)."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import textwrap
@@ -13,9 +14,12 @@ import pytest
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
+from scp_node.config import Settings
 from scp_node.ingest.receiver import Header, encode_file_meta, file_meta_for
+from scp_node.ingest.receivers import settings_payload
 from scp_node.ingest.slots import AssociationSlots
 from scp_node.store.locks import UidLocks
+from tests.conftest import node_settings
 
 
 @pytest.mark.parametrize("calling_ae", ["PACS", "ODD", "", "SIXTEEN_CHARS_AE"])
@@ -69,3 +73,19 @@ def test_slots_and_uid_locks_hold_across_processes_and_die_with_them(tmp_path: P
     assert slots.acquire() is not None
     assert locks.file.lock(bucket, wait=False)
     locks.file.unlock(bucket)
+
+
+def test_receiving_process_settings_carry_no_secret(tmp_path: Path) -> None:
+    """A receiving process gets the serve process's settings on its standard input, secrets
+    left out (it neither sends nor serves HTTP)."""
+    settings = node_settings(
+        tmp_path,
+        http={"token": "http-token-value"},
+        cluster={"broker_url": "amqp://user:broker-password@127.0.0.1:5672/scp"},
+        dicom={"processes": 3, "max_associations": 7},
+    )
+    payload = settings_payload(settings)
+    assert b"http-token-value" not in payload and b"broker-password" not in payload
+    again = Settings(**json.loads(payload))
+    assert again.dicom == settings.dicom and again.storage == settings.storage
+    assert again.http.token is None and again.cluster.broker_url is None

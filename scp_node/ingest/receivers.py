@@ -11,6 +11,7 @@ sends again. Its association slots and per-UID locks are dropped by the kernel w
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
@@ -20,6 +21,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 import scp_node
 from scp_node.config import Settings
@@ -30,6 +34,24 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 RESTART_DELAY_S = 1.0
+
+
+def settings_payload(settings: Settings) -> bytes:
+    """The settings as JSON for a receiving process, every secret left out (it receives and
+    indexes only: no token, password or broker URL is any use to it)."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return None
+        if isinstance(value, dict):
+            return {key: scrub(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [scrub(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return json.dumps(scrub(settings.model_dump())).encode()
 
 
 def child_environment() -> dict[str, str]:
@@ -51,7 +73,7 @@ class ReceiverProcesses:
         self._stop = threading.Event()
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
-        self._payload = settings.model_dump_json(exclude={"http": {"token"}}).encode()
+        self._payload = settings_payload(settings)
 
     @property
     def pids(self) -> list[int]:
