@@ -83,7 +83,7 @@ def mobile_disc_map(
 
 
 def training_arrays(
-    count: int, grid: CanonicalGrid, seed0: int = TRAIN_SEED0, context: int = 3
+    count: int, grid: CanonicalGrid, seed0: int = TRAIN_SEED0, context: int = 5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normal phantoms -> canonical inputs ``[N, 1, S, S]``, maps ``[N, 2, S, S]`` (validity mask,
     mobile-disc target) and level targets ``[N, 5, 2]`` (x, y canonical px).

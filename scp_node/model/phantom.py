@@ -176,15 +176,53 @@ def _soft_quad(
 
 
 # ------------------------------------------------------------------------------------------ builder
+@dataclass(frozen=True)
+class _Ageing:
+    """Age-related change of the discs and the marrow (physics, not any test set): discs lose
+    water (darker on T2, down to darker than the marrow), lose height (thinner everywhere, and
+    narrowed degenerate discs most often at L4-L5 and L5-S1), and marrow turns fattier (brighter
+    on fast spin-echo T2). ``age`` 0 = young spine, 1 = old spine."""
+
+    age: float
+    dehydration: float  # factor on the disc signal (1 = well hydrated)
+    marrow_fat: float  # added to the marrow signal
+    disc_height: float  # factor on every disc height
+    rng: np.random.Generator  # per-disc degeneration draws
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> _Ageing:
+        age = float(rng.uniform(0.0, 1.0))
+        return cls(
+            age=age,
+            dehydration=1.0 - 0.8 * age**1.5 * float(rng.uniform(0.6, 1.0)),
+            marrow_fat=0.25 * age * float(rng.uniform(0.0, 1.0)),
+            disc_height=float(rng.uniform(0.7, 1.1)),
+            rng=rng,
+        )
+
+    def degenerate(self, k: int) -> tuple[float, float]:
+        """(signal factor, height factor) of lumbar disc ``k`` (0 = L5-S1): a degenerate disc is
+        dark and narrowed; the lowest two discs degenerate most often."""
+        p = (0.15 + 0.5 * self.age) if k < 2 else (0.05 + 0.3 * self.age)
+        if self.rng.random() < p:
+            return float(self.rng.uniform(0.35, 0.75)), float(self.rng.uniform(0.45, 0.85))
+        return 1.0, 1.0
+
+
 def _build_chain(
-    rng: np.random.Generator, variant: str, scale: float, promontory: np.ndarray, slope: float
+    rng: np.random.Generator,
+    variant: str,
+    scale: float,
+    promontory: np.ndarray,
+    slope: float,
+    ageing: _Ageing,
 ) -> tuple[list[_Quad], dict[str, np.ndarray]]:
     """All bone/disc quads and the disc centres, from the sacrum upward and downward."""
     quads: list[_Quad] = []
     discs: dict[str, np.ndarray] = {}
     s = scale
-    marrow = float(rng.uniform(0.25, 0.65))
-    disc_val = float(rng.uniform(0.4, 0.95))
+    marrow = min(0.85, float(rng.uniform(0.25, 0.65)) + ageing.marrow_fat)
+    disc_val = float(rng.uniform(0.4, 0.95)) * ageing.dehydration
 
     # ---- sacrum going down from the promontory (S1 top endplate centre)
     p, phi = promontory.copy(), slope
@@ -267,8 +305,12 @@ def _build_chain(
             rng.uniform(0.95, 1.05)
         )
         val = disc_val * float(rng.uniform(0.85, 1.1))
-        if rng.random() < 0.2 and k < 6:  # degeneration (dehydrated, dark), height preserved
+        if rng.random() < 0.2 and k < 6:  # patchy dehydration (dark), height preserved
             val *= float(rng.uniform(0.4, 0.8))
+        if lumbar:
+            dark, narrow = ageing.degenerate(k)
+            val *= dark
+            h_disc *= narrow * ageing.disc_height
         kind = "disc"
         sacral_l5 = variant == "sacralization" and k == 0
         if sacral_l5:
@@ -299,6 +341,20 @@ def _build_chain(
         )
         p, phi, depth_below = q2, phi2, d_body
     return quads, discs
+
+
+def _articular_pillar(q: _Quad, canal: float, rng: np.random.Generator, s: float) -> np.ndarray:
+    """Pedicle and articular mass of one vertebra, as a parasagittal slice shows it: a bony block
+    behind the upper part of the body, reaching across the canal's depth and beyond; the gaps
+    between neighbouring blocks are the neural foramina and facet joints, level with the discs."""
+    e = _endplate(q.centre_phi)
+    a = _axis(q.centre_phi)
+    lo, up = q.corners[1], q.corners[2]
+    height = float(np.linalg.norm(up - lo))
+    bottom = lo + a * height * float(rng.uniform(0.15, 0.35))
+    top = up + a * float(rng.uniform(0.0, 3.0)) * s
+    depth = canal + float(rng.uniform(8.0, 16.0)) * s
+    return np.array([bottom, bottom + e * depth, top + e * depth, top])
 
 
 def _canal_quad(q: _Quad, depth: float) -> np.ndarray:
@@ -364,7 +420,9 @@ def generate(
     v_lo = max(0.6 * fov, 185.0 * scale)
     v_hi = max(v_lo + 5.0, min(0.72 * fov, fov - 70.0))
     promontory = np.array([fov * float(rng.uniform(0.42, 0.55)), float(rng.uniform(v_lo, v_hi))])
-    quads, disc_centres = _build_chain(rng, variant, scale, promontory, slope)
+    # ageing comes from its own stream, so the other parameters of a seed do not move with it
+    ageing = _Ageing.draw(np.random.default_rng(np.random.SeedSequence([int(seed), vidx, 104729])))
+    quads, disc_centres = _build_chain(rng, variant, scale, promontory, slope, ageing)
     acq = _draw_acquisition(rng)
     acq.update(acquisition or {})
 
@@ -468,6 +526,17 @@ def generate(
         for q in quads
         if q.kind == "body"
     ]
+    # pedicles and articular pillars: lateral to the canal, seen on parasagittal slices (own
+    # random stream, so the other parameters of a seed do not move with them)
+    prng = np.random.default_rng(np.random.SeedSequence([int(seed), vidx, 130363]))
+    pillar_centre_mm = float(prng.uniform(11.0, 18.0)) * scale
+    pillar_half_mm = float(prng.uniform(3.5, 6.0))
+    pillar_masks = [
+        _soft_quad(_articular_pillar(q, canal_depth, prng, scale), uu, vv, soft)
+        for q in quads
+        if q.kind == "body"
+    ]
+    marrow_level = float(np.median([q.value for q in quads if q.kind == "body"]))
 
     # lateral layout of slices around the midline
     jitter = float(rng.uniform(-0.5, 0.5))
@@ -499,6 +568,11 @@ def generate(
         for pm in post_masks:
             a = pm * max(w_post, 0.5)
             img = img * (1 - a) + t["posterior"] * a
+        w_pillar = _fade(abs(x) - pillar_centre_mm, pillar_half_mm, thickness)
+        if w_pillar > 0.01:
+            for pm in pillar_masks:
+                a = pm * w_pillar
+                img = img * (1 - a) + marrow_level * marrow_texture * a
         for q, m in structure_masks:
             if q.kind == "bridge":
                 continue
