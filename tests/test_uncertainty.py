@@ -104,9 +104,19 @@ def test_quality_gate_hand_cases() -> None:
     )
     swapped = [GOOD_POINTS[1], GOOD_POINTS[0], *GOOD_POINTS[2:]]
     assert "implausible" in unc.not_assessable_reason(sharp, swapped, full, 15, limits)
-    # the junction's own geometry is not a gate: it is what LSTV can look like
+    # a short junction is not a gate: it is what a rudimentary L5-S1 disc can look like
     odd_junction = [*GOOD_POINTS[:4], (0.0, 125.0)]
     assert unc.not_assessable_reason(sharp, odd_junction, full, 15, limits) == ""
+    # L5-S1 a segment too low (1.75x the gaps above: on a sacral remnant) is a counting error
+    too_low = [*GOOD_POINTS[:4], (0.0, 190.0)]
+    reason = unc.not_assessable_reason(sharp, too_low, full, 15, limits)
+    assert "lumbosacral junction" in reason and "70 mm below L4-L5 against 40 mm" in reason
+    assert (
+        unc.not_assessable_reason(sharp, [*GOOD_POINTS[:4], (0.0, 175.0)], full, 15, limits) == ""
+    )
+    assert "above L4-L5" in unc.not_assessable_reason(
+        sharp, [*GOOD_POINTS[:4], (0.0, 110.0)], full, 15, limits
+    )
     assert "distance" in unc.junction_implausible(odd_junction)
     assert unc.junction_implausible(GOOD_POINTS) == ""
     assert "above" in unc.junction_implausible([*GOOD_POINTS[:4], (0.0, 100.0)])

@@ -301,13 +301,43 @@ def not_assessable_reason(
     problem = implausible(points_mm[:4])
     if problem:
         return f"implausible localization: {problem}"
+    problem = junction_miscounted(points_mm)
+    if problem:
+        return f"implausible localization at the lumbosacral junction: {problem}"
+    return ""
+
+
+#: The L4-L5 -> L5-S1 gap of a spine is at most ~1.12x the median gap above it in both phantom
+#: generators (normal and transitional anatomy alike, 0.77-1.06x as localized on held-out
+#: phantoms). Far longer, the localizer has put L5-S1 a segment too low (on a sacral remnant):
+#: the junction it would judge is not the junction.
+JUNCTION_MAX_RATIO = 1.4
+
+
+def junction_miscounted(points_mm: Sequence[tuple[float, float]]) -> str:
+    """A reason when L5-S1 was placed above L4-L5 or more than :data:`JUNCTION_MAX_RATIO` times
+    the median gap above it further down: a counting error at the junction, which the score would
+    read as transitional anatomy (a confident wrong answer). Empty string = plausible."""
+    pts = np.asarray(points_mm, dtype=np.float64)
+    if len(pts) < 3:
+        return ""
+    if pts[-1, 1] <= pts[-2, 1]:
+        return "L5-S1 found above L4-L5"
+    gaps = np.hypot(*np.diff(pts, axis=0).T)
+    med = float(np.median(gaps[:-1]))
+    if gaps[-1] > JUNCTION_MAX_RATIO * med:
+        return (
+            f"L5-S1 {gaps[-1]:.0f} mm below L4-L5 against {med:.0f} mm between the levels above "
+            "(a segment too low?)"
+        )
     return ""
 
 
 def junction_implausible(points_mm: Sequence[tuple[float, float]]) -> str:
     """A note when the lowest gap (L4-L5 to L5-S1) does not fit the chain above it: below the
-    L4-L5 level, or shorter than half / longer than twice the median gap above. Such a junction
-    is a reason for review, not a gate: it is what transitional anatomy can look like."""
+    L4-L5 level, or shorter than half / longer than twice the median gap above. A short junction
+    is a reason for review, not a gate: it is what a rudimentary L5-S1 disc can look like (a long
+    one is also a gate, :func:`junction_miscounted`)."""
     pts = np.asarray(points_mm, dtype=np.float64)
     if len(pts) < 3:
         return ""
