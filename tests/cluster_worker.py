@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.node_process import write_toml
+from tests.processes import stop_process
 from tests.rabbitmq import RabbitMQ
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,11 +85,4 @@ class Worker:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        stop_process(self.process, 10)

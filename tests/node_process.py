@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.processes import stop_process
+
 
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -78,13 +80,7 @@ class NodeProcess:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, 30)
         self.process = None
 
     def log(self) -> str:

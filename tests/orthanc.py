@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.processes import stop_process
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -107,13 +108,8 @@ class Orthanc:
         """Stop the process started by :meth:`start` (by its PID)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:  # a clean stop can take seconds (thread pools); test storage is throwaway
-                self.process.wait(self.stop_grace_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        # a clean stop can take seconds (thread pools); test storage is throwaway
+        stop_process(self.process, self.stop_grace_s)
         self.process = None
 
     def __enter__(self) -> Orthanc:

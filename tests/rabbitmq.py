@@ -12,13 +12,14 @@ broker and its epmd by PID; ``start()`` again reuses the same data (durable queu
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.processes import stop_process
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
@@ -118,16 +119,7 @@ class RabbitMQ:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and its epmd, by PID."""
         for attr in ("process", "epmd"):
-            process: subprocess.Popen[bytes] | None = getattr(self, attr)
-            if process is None:
-                continue
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait(5)
+            stop_process(getattr(self, attr), timeout)
             setattr(self, attr, None)
 
     def __enter__(self) -> RabbitMQ:

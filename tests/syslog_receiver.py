@@ -5,9 +5,7 @@ a file; plus the certificates it needs, made with openssl."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.processes import stop_process
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 BOM = "\ufeff"
@@ -138,13 +137,7 @@ template(name="audit" type="list") {{
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, 10)
         self.process = None
 
 
