@@ -1,0 +1,99 @@
+"""bench/third_phantom.py: DICOM geometry and truth consistency on tiny studies (fast)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("third_phantom", ROOT / "bench/third_phantom.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["third_phantom"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _series(folder: Path) -> dict[str, list[pydicom.Dataset]]:
+    out: dict[str, list[pydicom.Dataset]] = {}
+    for path in sorted(folder.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        out.setdefault(ds.SeriesInstanceUID, []).append(ds)
+    return out
+
+
+def test_tiny_studies_geometry_and_truth(tmp_path: Path) -> None:
+    tp = _load()
+    expected = {
+        0: ("normal", ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]),
+        1: ("lumbarization", ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1", "S1-S2"]),
+        3: ("sacralization", ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]),
+    }
+    for index, (variant, levels) in expected.items():
+        truth = tp.generate_study(tmp_path, index, seed=7, tiny=True)
+        folder = tmp_path / f"third-{index:03d}"
+        on_disk = json.loads((folder / "truth.json").read_text())
+        assert on_disk["discs"] == truth["discs"]
+        assert on_disk["set"] == on_disk["variation"] == "third"
+        assert on_disk["variant"] == variant
+        assert on_disk["lstv"] is (variant != "normal")
+        assert [d["level"] for d in on_disk["discs"]] == levels
+        states = {d["level"]: d["disc"] for d in on_disk["discs"]}
+        if variant == "lumbarization":
+            assert states["S1-S2"] == "extra"
+        if variant == "sacralization":
+            assert states["L5-S1"] in ("rudimentary", "fused")
+
+        series = _series(folder)
+        assert len(series) == 3
+        study_uids = {ds.StudyInstanceUID for dss in series.values() for ds in dss}
+        assert study_uids == {on_disk["study_instance_uid"]}
+        sops = [ds.SOPInstanceUID for dss in series.values() for ds in dss]
+        assert len(set(sops)) == len(sops)
+        t2 = series[on_disk["t2_series_instance_uid"]]
+        for dss in series.values():
+            for ds in dss:
+                assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+                assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID == tp.MR_STORAGE
+                assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+                assert ds.BitsAllocated == 16 and ds.PixelRepresentation == 0
+                assert ds.PhotometricInterpretation == "MONOCHROME2"
+                assert ds.BodyPartExamined == "LSPINE" and ds.ScanningSequence == "SE"
+                assert ds.pixel_array.shape == (ds.Rows, ds.Columns)
+                assert ds.pixel_array.max() <= (1 << ds.BitsStored) - 1
+        # sagittal T2: orthonormal orientation, normal as in the truth, slices along the normal
+        iop = np.array([float(v) for v in t2[0].ImageOrientationPatient])
+        row, col = iop[:3], iop[3:]
+        assert abs(row @ col) < 1e-5 and abs(np.linalg.norm(row) - 1) < 1e-5
+        normal = np.cross(row, col)
+        assert np.allclose(normal, on_disk["slice_normal"], atol=1e-5)
+        assert abs(normal[0]) > 0.98  # sagittal
+        t2.sort(key=lambda ds: int(ds.InstanceNumber))
+        pos = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in t2]) @ normal
+        steps = np.diff(pos)
+        assert np.allclose(np.abs(steps), float(t2[0].SpacingBetweenSlices), atol=1e-3)
+        assert np.all(steps > 0) or np.all(steps < 0)
+        # every truth disc projects inside the T2 field and near the middle of the stack
+        ps = float(t2[0].PixelSpacing[0])
+        ipp0 = np.array([float(v) for v in t2[0].ImagePositionPatient])
+        for d in on_disk["discs"]:
+            rel = np.asarray(d["patient_xyz"]) - ipp0
+            c, r = rel @ row / ps, rel @ col / ps
+            assert 0 <= c < t2[0].Columns and 0 <= r < t2[0].Rows
+            assert min(pos) - 8 <= float(np.asarray(d["patient_xyz"]) @ normal) <= max(pos) + 8
+        # discs run caudally from L1-L2 (z decreases, LPS: +z is head)
+        zs = [d["patient_xyz"][2] for d in on_disk["discs"]]
+        assert all(a > b for a, b in zip(zs[:-1], zs[1:], strict=False))
+
+    # deterministic from the seed
+    again = tp.generate_study(tmp_path / "again", 0, seed=7, tiny=True)
+    first = json.loads((tmp_path / "third-000" / "truth.json").read_text())
+    assert again["t2_series_instance_uid"] == first["t2_series_instance_uid"]
+    assert again["discs"] == first["discs"]
