@@ -629,7 +629,8 @@ class Patient:
         self.params.update(subcut_fat_ant_mm=round(f_ant, 1), subcut_fat_post_mm=round(f_post, 1))
 
         def tpost(Z):
-            r = np.clip((Z - F32(z_l5 - 30)) / F32(40.0), 0, 1)
+            r = np.clip((Z - F32(z_l5 - 60)) / F32(90.0), 0, 1)
+            r = r * r * (F32(3.0) - F32(2.0) * r)
             return F32(t_post_s) + F32(t_post_l - t_post_s) * r
 
         def body_sd(x2, t, tp, shrink_ant, shrink_post, shrink_lat):
@@ -658,7 +659,7 @@ class Patient:
             blend(img, soft(sd, c.w), c.sig["muscle"] * c.tex("muscle", X, Y, Z, 0.12))
             sd = body_sd(x2, t, tp, f_ant + wall, f_post + wall, f_lat + wall)
             # abdominal cavity: mesenteric fat with a haze of small vessels and collapsed bowel
-            mix = np.clip((txf - F32(0.9)) * F32(3.0), 0.15, 0.65)
+            mix = np.clip((txf - F32(0.9)) * F32(1.5), 0.25, 0.5)
             v = c.sig["fat"] + mix * F32(c.sig["bowel_wall"] - c.sig["fat"])
             blend(img, soft(sd, c.w), v)
 
@@ -714,11 +715,11 @@ class Patient:
         self.add((-200, yl - 260, zl - 100), (50, yh + 30, zl + 100), p_liver)
 
         # bowel loops anterior to the spine and psoas, inside the abdominal cavity
-        n_loops = int(rng.integers(55, 90))
+        n_loops = int(rng.integers(70, 110))
         z_b0, z_b1 = self.elem("S3").B[1] - 10, self.elem("T12").T[1] + 10
         types = ["fluid", "gas", "stool", "collapsed"]
         for _ in range(n_loops):
-            r = rng.uniform(7, 20) * k
+            r = rng.uniform(6, 18) * k
             rr = (r * rng.uniform(0.7, 1.4), r * rng.uniform(0.7, 1.3), r * rng.uniform(0.7, 1.4))
             zc = rng.uniform(z_b0, z_b1)
             t_hi = -45 * k - rr[1]
@@ -726,7 +727,8 @@ class Patient:
             if t_lo >= t_hi:
                 continue
             tc = rng.uniform(t_lo, t_hi)
-            xc = rng.uniform(-hw + f_lat + wall + rr[0], hw - f_lat - wall - rr[0]) * 0.75
+            xlim = hw - f_lat - wall - rr[0]
+            xc = float(np.clip(rng.normal(0, 45 * k), -xlim, xlim))
             typ = str(rng.choice(types, p=[0.3, 0.15, 0.25, 0.3]))
             yc = float(np.interp(zc, self.zg, self.yg)) + tc
             gas_level = rng.uniform(-0.3, 0.5)
@@ -1104,6 +1106,8 @@ class Patient:
         in_sac = e.s0 + e.h > sac_end
         cord = e.s0 + e.h > s_conus
         my_roots = [r for r in roots if r[0] < e.s0 + e.h + 40 and e.s0 + e.h > sac_end - 40]
+        if e.s0 > self.s_conus + 25:  # above the conus the roots are still inside the cord
+            my_roots = []
         r_cord = 4.6 * k
         if e.kind in ("coccyx",) or (e.kind == "sdisc" and e.name.startswith("Co")):
             return
@@ -1146,7 +1150,7 @@ class Patient:
         has_hem = hem is not None and hem[0] == e.name
         hr = hem[1] if has_hem else 0.0
 
-        def p_body(c, img, X, Y, Z):
+        def p_vert(c, img, X, Y, Z):
             s, a, db, dt = e.local(Y, Z)
             w = c.w
             sd = np.maximum(np.maximum(-db, -dt), ell4(a - F32(0.5 * D), X, 0.5 * D, 0.5 * W))
@@ -1162,7 +1166,7 @@ class Patient:
                 ) - F32(hr)
                 blend(img, soft(dh, w), c.sig["hemangioma"])
 
-        self.add(lo, hi, p_body)
+        self.add(lo, hi, p_vert)
 
     def _disc(self, e: Element, lower, upper, marrow: str, modic, vacuum: bool, cleft: bool):
         D, W = e.D, e.W
@@ -1535,7 +1539,7 @@ def write_series(folder: Path, images: list[np.ndarray], geo: dict, meta: dict) 
         ds.SequenceVariant = ["SK", "SP"]
         ds.ScanOptions = ""
         ds.MRAcquisitionType = "2D"
-        ds.SliceThickness = f"{geo['thickness']:.2f}"
+        ds.SliceThickness = f"{geo['thickness']:.3f}"
         ds.SpacingBetweenSlices = f"{geo['spacing']:.3f}"
         ds.RepetitionTime = f"{meta['tr']:.0f}"
         ds.EchoTime = f"{meta['te']:.1f}"
