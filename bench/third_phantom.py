@@ -178,6 +178,16 @@ class Element:
         dt = (F32(self.T[0]) - Y) * F32(self.ut[0]) + (F32(self.T[1]) - Z) * F32(self.ut[1])
         return s, a, db, dt
 
+    def mid_yz(self, a: float) -> tuple[float, float]:
+        """The point at AP depth a (from the posterior wall) midway between the two planes."""
+        y0, z0 = self.to_yz(0.0, a)
+        db0 = (y0 - self.B[0]) * self.ub[0] + (z0 - self.B[1]) * self.ub[1]
+        dt0 = (self.T[0] - y0) * self.ut[0] + (self.T[1] - z0) * self.ut[1]
+        gb = self.u[0] * self.ub[0] + self.u[1] * self.ub[1]
+        gt = self.u[0] * self.ut[0] + self.u[1] * self.ut[1]
+        s = (dt0 - db0) / (gb + gt)
+        return self.to_yz(s, a)
+
     def to_yz(self, s: float, a: float) -> tuple[float, float]:
         return (
             self.B[0] + s * self.u[0] + a * self.n[0],
@@ -580,8 +590,7 @@ class Patient:
             levels.append("S1-S2")
         for e in self.elements:
             if e.kind == "disc" and e.name in levels:
-                mid_s = 0.5 * e.h
-                y, z = e.to_yz(mid_s, 0.5 * e.D)
+                y, z = e.mid_yz(0.5 * e.D)
                 st = e.info["state"]
                 self.discs_truth.append({"level": e.name, "yz": (y, z), "disc": st})
         order = {name: i for i, name in enumerate(levels)}
@@ -1177,6 +1186,7 @@ class Patient:
             bulge = -1.0
         lo, hi = e.box(-bulge - 3, D + 3, -conc - 12, e.h + conc + 12, 0.5 * W + 3)
         mk = modic
+        osteo = float(self.rng.uniform(1.5, 4.0)) * self.k
 
         def p_disc(c, img, X, Y, Z):
             s, a, db, dt = e.local(Y, Z)
@@ -1231,6 +1241,14 @@ class Patient:
             if st == "degenerate" and vacuum:
                 sdc = np.maximum(np.abs(u) * hl * 0.5 - 0.6, slab(a, 0.35 * D, 0.75 * D))
                 blend(img, soft(sdc, w), c.sig["gas"])
+            if st == "degenerate":  # anterior osteophytes at both endplates
+                for dd in (db, dt):
+                    sdo = np.maximum(
+                        np.sqrt((a - F32(D - 0.5)) ** 2 + (dd + 1.0) ** 2) - F32(osteo),
+                        np.abs(X) - F32(0.3 * W),
+                    )
+                    blend(img, soft(sdo, w), c.sig["cortex"])
+                    blend(img, soft(sdo + 1.0, w), c.sig[marrow])
 
         self.add(lo, hi, p_disc)
 
@@ -1303,6 +1321,8 @@ def render_series(pt: Patient, geo: dict, seq: dict, rng: np.random.Generator) -
     for img in stack:
         noise = rng.standard_normal((2,) + img.shape, dtype=F32) * F32(sigma)
         noisy = (img + noise[0]) + 1j * noise[1]
+        if seq["ghost"] > 0:  # N/2 ghost along the phase-encoding (column) direction
+            noisy += F32(seq["ghost"]) * np.roll(img, img.shape[0] // 2, axis=0)
         out.append(zero_fill(noisy, geo["rows"], geo["cols"], seq["apod"]))
     return out
 
@@ -1396,6 +1416,7 @@ def sag_geometry(pt: Patient, rng: np.random.Generator, tiny: bool) -> dict:
     fov_c, fov_r = cols * ps, rows * ps
     margin = 14.0
     off = np.array([0.0, rng.uniform(-30, 30), rng.uniform(-30, 30)])
+    off *= min(1.0, 30.0 / max(float(np.linalg.norm(off)), 1e-6))  # at most 30 mm off centre
     for _ in range(40):
         c3 = center_span + off
         c3[0] = x_mid
@@ -1414,7 +1435,6 @@ def sag_geometry(pt: Patient, rng: np.random.Generator, tiny: bool) -> dict:
     else:
         raise RuntimeError("could not place the lumbar spine in the field of view")
     # stack along the normal centred on the (anatomical) x_mid
-    centre = c3 + (x_mid - c3 @ nv * 0) * 0
     ks = np.arange(nsl) - 0.5 * (nsl - 1)
     shift = np.array([rng.uniform(-20, 20), rng.uniform(-40, 40), rng.uniform(-60, 60)])
     ipps = []
@@ -1428,7 +1448,6 @@ def sag_geometry(pt: Patient, rng: np.random.Generator, tiny: bool) -> dict:
     acq_r = int(min(max(round(fov_r / acq_ps * rng.uniform(0.75, 1.0) / 2) * 2, 64), rows))
     if tiny:
         acq_c, acq_r = cols, rows
-    del centre
     return {
         "rows": rows,
         "cols": cols,
@@ -1601,6 +1620,7 @@ def generate_study(
         "bias": [float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.12, 0.12))],
     }
     apod = float(rng.uniform(0.35, 0.9)) if rng.random() < 0.35 else 0.0
+    coil["ghost"] = float(rng.uniform(0.01, 0.05)) if rng.random() < 0.3 else 0.0
     seq_t2 = {
         "tr": float(rng.uniform(2500, 5000)),
         "te": float(rng.uniform(80, 120)),
@@ -1700,6 +1720,8 @@ def generate_study(
         "snr": round(snr, 1),
         "bits_stored": base["bits"],
         "k_space_apodisation": round(apod, 3),
+        "ghost": round(coil["ghost"], 3),
+        "coil": {kk: v for kk, v in coil.items() if kk != "ghost"},
         "sag": {kk: v for kk, v in sag.items() if kk not in ("ipp", "order", "shift")},
         "axial": {kk: v for kk, v in ax.items() if kk not in ("ipp", "order", "shift")},
         "t2": {
