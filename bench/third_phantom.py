@@ -1355,7 +1355,7 @@ VENDORS = [
         "man": "GE MEDICAL SYSTEMS",
         "models": ["SIGNA HDxt", "DISCOVERY MR750", "SIGNA Artist"],
         "t2": ["Sag T2 FRFSE", "SAG T2 FSE", "Sag T2", "SAG T2"],
-        "t1": ["Sag T1 FSE", "SAG T1", "Sag T1 FLAIR"],
+        "t1": ["Sag T1 FSE", "SAG T1", "SAG T1 FSE"],
         "ax": ["Ax T2 FRFSE", "AX T2 FSE", "Ax T2"],
     },
     {
