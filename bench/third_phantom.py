@@ -1382,7 +1382,7 @@ def sag_geometry(pt: Patient, rng: np.random.Generator, tiny: bool) -> dict:
     span = float(np.ptp(pts[:, 2])) + 50
     fov = float(rng.uniform(max(240.0, span + 40), 360.0)) if span + 40 < 360 else 360.0
     if tiny:
-        n = 96
+        n = 64
         ps = fov / n
     else:
         cands = [m for m in MATRICES if 0.45 <= fov / m <= 1.2]
@@ -1393,7 +1393,7 @@ def sag_geometry(pt: Patient, rng: np.random.Generator, tiny: bool) -> dict:
         cands = [m for m in MATRICES if m < n and m * ps >= 240]
         if cands:
             cols = int(rng.choice(cands))
-    nsl = int(rng.integers(9, 24)) if not tiny else 5
+    nsl = int(rng.integers(9, 24)) if not tiny else 3
     th = float(rng.uniform(3.0, 5.0))
     gap = float(rng.uniform(0.0, 1.0)) if rng.random() < 0.7 else 0.0
     sp = th + gap
@@ -1479,9 +1479,9 @@ def axial_geometry(pt: Patient, sag: dict, rng: np.random.Generator, tiny: bool)
     erow, ecol = R @ np.array([1.0, 0, 0]), R @ np.array([0, 1.0, 0])
     nv = np.cross(erow, ecol)
     fov = float(rng.uniform(160, 230))
-    n = 96 if tiny else int(rng.choice([256, 288, 320, 384, 448, 512]))
+    n = 64 if tiny else int(rng.choice([256, 288, 320, 384, 448, 512]))
     ps = fov / n
-    nsl = 4 if tiny else int(rng.integers(12, 25))
+    nsl = 2 if tiny else int(rng.integers(12, 25))
     th = float(rng.uniform(3.0, 4.5))
     sp = th + float(rng.uniform(0.3, 1.0))
     c3 = np.array([rng.uniform(-8, 8), y + 30 + rng.uniform(-15, 15), z])
@@ -1806,7 +1806,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="first study index")
     ap.add_argument("--preview", action="store_true", help="write preview.png with truth marks")
-    ap.add_argument("--tiny", action="store_true", help="96x96, few slices (tests only)")
+    ap.add_argument("--tiny", action="store_true", help="64x64, few slices (tests only)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for i in range(args.start, args.start + args.count):
