@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scp_node.model import phantom3d as gen
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -21,7 +23,6 @@ def _load(name: str):
     return module
 
 
-gen = _load("indep_phantom")
 bench = _load("bench_screen")
 
 

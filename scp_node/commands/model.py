@@ -57,6 +57,18 @@ def register(subparsers: Any) -> None:
     )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--phantoms", type=int, default=1000, help="normal training phantoms")
+    tr.add_argument(
+        "--phantoms-3d",
+        type=int,
+        default=600,
+        help="normal training phantoms of the second (3-D spin-echo) generator",
+    )
+    tr.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes rendering the second generator's phantoms (same result for any count)",
+    )
     tr.add_argument("--steps", type=int, default=3000, help="optimizer steps (batch 16)")
     tr.add_argument(
         "--epochs",
@@ -183,7 +195,7 @@ def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     steps = args.steps
     if args.epochs is not None:
-        steps = max(1, math.ceil(args.epochs * args.phantoms * 3 / 16))
+        steps = max(1, math.ceil(args.epochs * (args.phantoms + args.phantoms_3d) * 3 / 16))
     reference = reference_path()
     if args.overwrite_reference:
         out = reference
@@ -204,6 +216,8 @@ def run_train(args: argparse.Namespace) -> int:
             out=out,
             seed=args.seed,
             phantoms=args.phantoms,
+            phantoms_3d=args.phantoms_3d,
+            workers=args.workers,
             steps=steps,
             validation_per_variant=args.validation,
             threads=args.threads,

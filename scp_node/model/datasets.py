@@ -1,7 +1,11 @@
 """Phantom data sets with disjoint seed ranges, and phantoms as in-memory series volumes.
 
-Seed ranges (the phantom seed; the variant is mixed into each phantom's RNG too):
-training 100000 + i, validation (threshold choice) 200000 + i, evaluation 300000 + i.
+Two generators, two seed ranges each. The first (:mod:`scp_node.model.phantom`; the variant is
+mixed into each phantom's RNG too): training 100000 + i, validation (threshold choice)
+200000 + i, evaluation 300000 + i. The second, 3-D spin-echo generator
+(:mod:`scp_node.model.phantom3d`): training 400000000 + i, validation 410000000 + i; its
+evaluation sets (``bench/indep_phantom.py --seed B``) use B x 1000000 + set x 100000 + i, so any
+``--seed`` other than 400-410 is disjoint from both.
 
 Training phantoms are presented the way different sites store them (matrix, pixel spacing,
 anterior on either side, partial coverage, spine off the field's centre) and pass through the
@@ -10,9 +14,12 @@ same canonical geometry as inference (:mod:`scp_node.model.geometry`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 
-from scp_node.model import variations
+from scp_node.model import phantom3d, variations
 from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
 from scp_node.model.phantom import Phantom, generate
 from scp_node.result import DISC_LEVELS
@@ -21,6 +28,8 @@ from scp_node.series import SeriesVolume
 TRAIN_SEED0 = 100_000
 VALIDATION_SEED0 = 200_000
 EVALUATION_SEED0 = 300_000
+SPIN_ECHO_TRAIN_SEED0 = 400_000_000
+SPIN_ECHO_VALIDATION_SEED0 = 410_000_000
 
 #: Native matrices drawn for site-like phantoms (field of view 260-340 mm: 0.5-1.3 mm pixels).
 SITE_MATRICES = (256, 320, 384, 448, 512)
@@ -108,3 +117,101 @@ def training_arrays(
         np.concatenate(ms).astype(np.float32),
         np.stack(ys),
     )
+
+
+def midline_volume(ms: phantom3d.MidlineSeries) -> SeriesVolume:
+    """A second-generator phantom as the loader would return its series (no files written)."""
+    uid = f"2.25.{ms.seed}{len(ms.variant)}"
+    first = ms.planes[0]
+    row = first.row_dir.astype(float)
+    col = first.col_dir.astype(float)
+    return SeriesVolume(
+        study_instance_uid=uid + ".1",
+        series_instance_uid=uid + ".2",
+        volume=ms.images,
+        sop_instance_uids=[f"{uid}.3.{k}" for k in range(len(ms.planes))],
+        positions=[(float(p.origin[0]), float(p.origin[1]), float(p.origin[2])) for p in ms.planes],
+        row_direction=(row[0], row[1], row[2]),
+        column_direction=(col[0], col[1], col[2]),
+        pixel_spacing=(first.spacing, first.spacing),
+        slice_spacing=ms.slice_step,
+    )
+
+
+def _points_map(
+    points: list[tuple[float, float]], grid: CanonicalGrid, sigma: float = 1.5
+) -> np.ndarray:
+    idx = np.arange(grid.size, dtype=np.float32)
+    out = np.zeros((grid.size, grid.size), dtype=np.float32)
+    for x, y in points:
+        out += (
+            np.exp(-((idx - y) ** 2) / (2 * sigma**2))[:, None]
+            * np.exp(-((idx - x) ** 2) / (2 * sigma**2))[None, :]
+        )
+    return out
+
+
+def _spin_echo_sample(
+    seed: int, grid: CanonicalGrid, context: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ms = phantom3d.midline_series(seed, "normal", slices=context)
+    series = midline_volume(ms)
+    frames = slice_frames(series)
+    x, m = to_canonical(ms.images, frames, grid)
+    frame = frames[len(frames) // 2]
+    target = np.array(
+        [frame.patient_to_canonical(grid, np.asarray(d["patient_xyz"])) for d in ms.discs[:5]],
+        dtype=np.float32,
+    )
+    mobile = [frame.patient_to_canonical(grid, np.asarray(p)) for p in ms.mobile_discs]
+    discs = np.broadcast_to(_points_map(mobile, grid), m.shape[1:])
+    maps = np.concatenate([m.numpy(), np.stack([discs] * len(frames))], axis=1)
+    return x.numpy(), maps, np.stack([target] * len(frames))
+
+
+def spin_echo_training_arrays(
+    count: int,
+    grid: CanonicalGrid,
+    seed0: int = SPIN_ECHO_TRAIN_SEED0,
+    context: int = 5,
+    workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal phantoms of the second generator in :func:`training_arrays`' format; each depends
+    on its seed only, so ``workers`` processes give the same arrays as one."""
+    seeds = [seed0 + i for i in range(count)]
+    if count == 0:
+        size = grid.size
+        return (
+            np.zeros((0, 1, size, size), np.float32),
+            np.zeros((0, 2, size, size), np.float32),
+            np.zeros((0, len(DISC_LEVELS), 2), np.float32),
+        )
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_spin_echo_sample, seeds, [grid] * count, [context] * count))
+    else:
+        parts = [_spin_echo_sample(s, grid, context) for s in seeds]
+    return (
+        np.concatenate([p[0] for p in parts]).astype(np.float32),
+        np.concatenate([p[1] for p in parts]).astype(np.float32),
+        np.concatenate([p[2] for p in parts]).astype(np.float32),
+    )
+
+
+#: Slices of a second-generator validation series: enough for the engine's mid-sagittal search.
+VALIDATION_SLICES = 9
+
+
+def _validation_series(job: tuple[int, str]) -> phantom3d.MidlineSeries:
+    return phantom3d.midline_series(job[0], job[1], slices=VALIDATION_SLICES)
+
+
+def spin_echo_validation_series(
+    jobs: list[tuple[int, str]], workers: int = 1
+) -> Iterator[phantom3d.MidlineSeries]:
+    """Second-generator validation series for (seed, variant) jobs, in order."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            yield from pool.map(_validation_series, jobs)
+    else:
+        yield from map(_validation_series, jobs)

@@ -43,11 +43,15 @@ class TrainConfig:
     out: Path
     seed: int = 0
     phantoms: int = 1000
+    #: normal phantoms of the second, 3-D spin-echo generator (:mod:`.phantom3d`)
+    phantoms_3d: int = 600
     steps: int = 3000
     batch: int = 16
     lr: float = 3e-3
     validation_per_variant: int = 20
     threads: int = 1
+    #: processes that render the second generator's phantoms (the arrays do not depend on it)
+    workers: int = 2
 
 
 def gaussian_targets(xy: torch.Tensor, size: int, sigma: float = SIGMA) -> torch.Tensor:
@@ -166,9 +170,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         base=8, depth=4, dropout=0.15, input_size=GRID.size, levels=len(DISC_LEVELS) + 1
     )
     t0 = time.perf_counter()
-    x_np, m_np, y_np = datasets.training_arrays(cfg.phantoms, GRID)
+    first = datasets.training_arrays(cfg.phantoms, GRID)
+    second = datasets.spin_echo_training_arrays(cfg.phantoms_3d, GRID, workers=cfg.workers)
+    x_np, m_np, y_np = (np.concatenate(pair) for pair in zip(first, second, strict=True))
     t_data = time.perf_counter() - t0
-    log.info("training data: %d samples in %.0f s", len(x_np), t_data)
+    log.info(
+        "training data: %d + %d samples (two generators) in %.0f s",
+        len(first[0]),
+        len(second[0]),
+        t_data,
+    )
     x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
     m_all = torch.from_numpy(m_np.astype(np.float16))
     model = HeatmapUNet(net_cfg)
@@ -215,6 +226,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "phantoms": cfg.phantoms,
             "variant": "normal",
             "seed0": datasets.TRAIN_SEED0,
+            "phantoms_3d": cfg.phantoms_3d,
+            "seed0_3d": datasets.SPIN_ECHO_TRAIN_SEED0,
             "steps": cfg.steps,
             "batch": cfg.batch,
             "lr": cfg.lr,
@@ -228,17 +241,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     tmp = cfg.out.with_suffix(".unvalidated.pt")
     weights.save(tmp, model, meta)
-    meta = calibrate(tmp, cfg.out, cfg.validation_per_variant)
+    meta = calibrate(tmp, cfg.out, cfg.validation_per_variant, cfg.workers)
     tmp.unlink(missing_ok=True)
     meta["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
     log.info("threshold %.4f; total %.0f s", meta["lstv_threshold"], time.perf_counter() - t0)
     return meta
 
 
-def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
+def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[str, Any]:
     """Choose the LSTV threshold and the quality gate's limit on validation phantoms (disjoint
-    seeds, all three variants, site-like geometry and acquisition) for the weights in ``src``, and
-    write them with the threshold, the limits and the score formula to ``out``.
+    seeds, all three variants, site-like geometry and acquisition, from both generators) for the
+    weights in ``src``, and write them with the threshold, the limits and the score formula to
+    ``out``.
 
     The reference-uncertainty limit is 1.5 x the 99th percentile seen on validation studies (at
     least 0.3): images the model reads as well as its own data pass with room to spare. The
@@ -250,7 +264,7 @@ def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
     meta = dict(loaded.metadata)
     engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
     engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
-    results, labels = validation_results(engine, per_variant)
+    results, labels = validation_results(engine, per_variant, workers)
     ref = np.array([_reference_uncertainty(r) for r in results])
     limit = max(0.3, 1.5 * float(np.percentile(ref, 99)))
     engine.quality = QualityLimits(max_reference_uncertainty=limit)
@@ -273,6 +287,7 @@ def calibrate(src: Path, out: Path, per_variant: int) -> dict[str, Any]:
         "per_variant": per_variant,
         "normals": 2 * per_variant,
         "seed0": datasets.VALIDATION_SEED0,
+        "seed0_3d": datasets.SPIN_ECHO_VALIDATION_SEED0,
         "rule": f"specificity {TARGET_SPECIFICITY} on assessable normals; reference 1.5 x p99",
         "auroc": round(auroc(scores[assessable], labels[assessable]), 4),
         "sensitivity": round(sens, 4),
@@ -298,15 +313,25 @@ def _reference_uncertainty(result: StudyResult) -> float:
 
 
 def validation_results(
-    engine: LocalizerEngine, per_variant: int
+    engine: LocalizerEngine, per_variant: int, workers: int = 1
 ) -> tuple[list[StudyResult], np.ndarray]:
-    """Results and labels (1 = LSTV) on site-like validation phantoms."""
+    """Results and labels (1 = LSTV) on site-like validation phantoms of both generators
+    (``per_variant`` of each LSTV variant and twice as many normals from each)."""
     results, labels = [], []
-    for variant in ("normal", "lumbarization", "sacralization"):
+    variants = ("normal", "lumbarization", "sacralization")
+    for variant in variants:
         n = per_variant * (2 if variant == "normal" else 1)
         for i in range(n):
             seed = datasets.VALIDATION_SEED0 + i
             ph = datasets.site_phantom(variant, seed, np.random.default_rng([seed, 1]))
             results.append(engine.analyze(datasets.phantom_series(ph)))
             labels.append(0 if variant == "normal" else 1)
+    jobs = [
+        (datasets.SPIN_ECHO_VALIDATION_SEED0 + 1000 * variants.index(v) + i, v)
+        for v in variants
+        for i in range(per_variant * (2 if v == "normal" else 1))
+    ]
+    for ms in datasets.spin_echo_validation_series(jobs, workers):
+        results.append(engine.analyze(datasets.midline_volume(ms)))
+        labels.append(0 if ms.variant == "normal" else 1)
     return results, np.array(labels)
