@@ -213,3 +213,16 @@ def test_disc_evidence_hand_cases() -> None:
     assert off.below == pytest.approx(0.0)
     stats = {lv: _stats(0.9, 0.02) for lv in unc.REFERENCE_LEVELS + unc.JUNCTION_LEVELS}
     assert unc.lstv_score(stats, lumbar) == pytest.approx(unc.lstv_score(stats) + 1.0)
+
+
+def test_uncorroborated_needs_a_normal_junction_disc_and_nothing_below() -> None:
+    # a junction disc as disc-like as the discs above and no disc below: uncertainty alone
+    assert "no anatomical evidence" in unc.uncorroborated(
+        unc.DiscEvidence(junction=0.95, below=0.1)
+    )
+    assert unc.uncorroborated(unc.DiscEvidence(junction=unc.NORMAL_JUNCTION_DISC, below=0.0))
+    # a weak (rudimentary) L5-S1 disc, or a well-formed disc below it, corroborates a finding
+    assert unc.uncorroborated(unc.DiscEvidence(junction=0.4, below=0.0)) == ""
+    assert unc.uncorroborated(unc.DiscEvidence(junction=0.95, below=unc.EXTRA_DISC_BELOW)) == ""
+    # weights without the mobile-discs channel: nothing to ask, nothing vetoed
+    assert unc.uncorroborated(None) == ""

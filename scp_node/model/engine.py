@@ -302,6 +302,8 @@ class LocalizerEngine:
         junction = unc.junction_implausible(points_mm)
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")
+        if not reason and score >= self.threshold:
+            reason = unc.uncorroborated(evidence)
         assessable = not reason
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0

@@ -307,6 +307,32 @@ def not_assessable_reason(
     return ""
 
 
+#: Disc-channel signal at the L5-S1 point, relative to the same study's upper discs, at or above
+#: which the junction disc looks like the discs above it (normals: median ~0.8 in the first
+#: generator, 0.83-1.2 in the third; sacralization 0.18-0.73), and the extra disc signal below
+#: L5-S1 at or above which a well-formed disc sits under it (:class:`DiscEvidence`).
+NORMAL_JUNCTION_DISC = 0.8
+EXTRA_DISC_BELOW = 0.5
+
+
+def uncorroborated(evidence: DiscEvidence | None) -> str:
+    """A reason when a score over the threshold has no anatomical evidence behind it: the L5-S1
+    disc is as disc-like as the upper discs and no well-formed disc lies below it. The localizer
+    then hesitates at a junction that looks normal, which is what an unfamiliar scanner or
+    contrast does to it too: the screen says "not assessable", never "LSTV suspected", on
+    uncertainty alone. Empty string when the evidence supports the finding (or there is no
+    mobile-discs channel to ask)."""
+    if evidence is None:
+        return ""
+    if evidence.junction >= NORMAL_JUNCTION_DISC and evidence.below < EXTRA_DISC_BELOW:
+        return (
+            "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the "
+            f"discs above (disc signal {evidence.junction:.2f} of theirs, none below): "
+            "no anatomical evidence of a transitional vertebra"
+        )
+    return ""
+
+
 #: The L4-L5 -> L5-S1 gap of a spine is at most ~1.12x the median gap above it in both phantom
 #: generators (normal and transitional anatomy alike, 0.77-1.06x as localized on held-out
 #: phantoms). Far longer, the localizer has put L5-S1 a segment too low (on a sacral remnant):
