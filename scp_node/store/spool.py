@@ -72,12 +72,21 @@ class Spool:
                 f"{self.min_free_bytes // 2**20} MiB",
             )
 
-    def write(self, final: Path, writer: Callable[[BinaryIO], None], size_hint: int = 0) -> int:
+    def write(
+        self,
+        final: Path,
+        writer: Callable[[BinaryIO], None],
+        size_hint: int = 0,
+        sync: bool | None = None,
+    ) -> int:
         """Write a file through ``writer`` into a temp file, fsync it, rename it to ``final``.
 
         Returns the size written. On any error the temp file is removed and nothing appears at
-        ``final``; ENOSPC becomes :class:`OutOfSpace`.
+        ``final``; ENOSPC becomes :class:`OutOfSpace`. ``sync`` False skips both flushes (the
+        intake journal already holds the bytes durably, :mod:`scp_node.store.journal`);
+        None follows ``fsync``.
         """
+        sync = self.fsync if sync is None else sync and self.fsync
         self.check_space(size_hint)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
@@ -87,10 +96,10 @@ class Spool:
                 writer(handle)
                 handle.flush()
                 size = handle.tell()
-                if self.fsync:
+                if sync:
                     os.fdatasync(handle.fileno())
             os.replace(tmp, final)
-            if self.fsync:
+            if sync:
                 _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
