@@ -44,6 +44,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from scp_node import audit
 from scp_node.ingest.slots import ASSOCIATE_RJ_LIMIT, AssociationSlots
+from scp_node.ingest.store_response import fast_store_responses
 from scp_node.store.spool import temp_prefix
 
 log = logging.getLogger(__name__)
@@ -430,6 +431,7 @@ class GuardedRequestHandler(RequestHandler):
             assoc.dul.socket, self._first_pdu, self.server.pending.limits, self._peer
         )
         guarded.wake_on_send(assoc.dul)
+        fast_store_responses(assoc)  # Success C-STORE-RSPs encoded directly
         slots, slot = self.server.slots, self._slot
         if slots is not None and slot is not None:
             run = assoc.run

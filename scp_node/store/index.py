@@ -205,6 +205,18 @@ class InstanceIndex:
         )
         return [_record(r) for r in rows]
 
+    def last_received(self, study_uid: str) -> float | None:
+        """When the study's latest instance other than the node's own results arrived."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT MAX(received_at) FROM instances WHERE study_uid = ? AND source != 'result'",
+                (study_uid,),
+            )
+            .fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
     def count(self) -> int:
         return int(self.db.connection().execute("SELECT COUNT(*) FROM instances").fetchone()[0])
 
