@@ -82,7 +82,10 @@ def start_minimal(out: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def node_starter(
-    processes: int, fsync: bool = True, tree: Path | None = None
+    processes: int,
+    fsync: bool = True,
+    tree: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Callable[[Path, int], subprocess.Popen[bytes]]:
     """Starts ``scp-node serve``; with ``tree``, the scp_node package of that source tree (an
     older commit checked out elsewhere, for before/after rows in one alternating run)."""
@@ -97,10 +100,15 @@ def node_starter(
             "SCP_NODE_STORAGE__DATA_DIR": str(out),
             "SCP_NODE_HTTP__ENABLED": "false",
             "SCP_NODE_LOG__LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         log = open(out.parent / f"{out.name}.log", "ab")  # noqa: SIM115 - the child holds it
-        return subprocess.Popen(
-            [sys.executable, "-m", "scp_node", "serve"], env=env, stdout=log, stderr=log
+        return subprocess.Popen(  # in ``tree``: `-m` puts the working directory first on sys.path
+            [sys.executable, "-m", "scp_node", "serve"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            cwd=tree,
         )
 
     return start
@@ -234,6 +242,11 @@ def main() -> int:
         "in the one-association table, alternating with the others",
     )
     parser.add_argument(
+        "--journal-off",
+        action="store_true",
+        help="one-association table: one more node row with storage.journal_mb = 0",
+    )
+    parser.add_argument(
         "--only-nodes",
         action="store_true",
         help="one-association table: Orthanc and the node(s) only (no storescp, bare handler)",
@@ -251,6 +264,11 @@ def main() -> int:
         }
         if args.only_nodes:
             del single["DCMTK storescp"], single["bare pynetdicom"]
+        if args.journal_off:
+            single["scp-node, journal off (durable)"] = (
+                node_starter(1, extra_env={"SCP_NODE_STORAGE__JOURNAL_MB": "0"}),
+                series[:1],
+            )
         if args.baseline is not None:
             single["scp-node baseline (durable)"] = (
                 node_starter(1, tree=args.baseline.resolve()),
