@@ -32,10 +32,27 @@ ENV = {**os.environ, "TCP_NODELAY": "1"}
 WARM_UP_S = 8.0
 
 
+_NEXT_PORT = [0]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port: any, or the next free one of ``SCP_BENCH_PORTS`` (``15000-15999``)."""
+    bounds = os.environ.get("SCP_BENCH_PORTS", "")
+    if not bounds:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    low, high = (int(x) for x in bounds.split("-"))
+    for _ in range(high - low + 1):
+        port = low + _NEXT_PORT[0] % (high - low + 1)
+        _NEXT_PORT[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in SCP_BENCH_PORTS={bounds}")
 
 
 def make_series(folder: Path, count: int, j2k: bool) -> list[Path]:

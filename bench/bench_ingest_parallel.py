@@ -82,21 +82,33 @@ def start_minimal(out: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def node_starter(
-    processes: int, fsync: bool = True
+    processes: int,
+    fsync: bool = True,
+    tree: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Callable[[Path, int], subprocess.Popen[bytes]]:
+    """Starts ``scp-node serve``; with ``tree``, the scp_node package of that source tree (an
+    older commit checked out elsewhere, for before/after rows in one alternating run)."""
+
     def start(out: Path, port: int) -> subprocess.Popen[bytes]:
         env = {
             **ENV,
+            **({"PYTHONPATH": str(tree)} if tree is not None else {}),
             "SCP_NODE_STORAGE__FSYNC": "true" if fsync else "false",
             "SCP_NODE_DICOM__PORT": str(port),
             "SCP_NODE_DICOM__PROCESSES": str(processes),
             "SCP_NODE_STORAGE__DATA_DIR": str(out),
             "SCP_NODE_HTTP__ENABLED": "false",
             "SCP_NODE_LOG__LEVEL": "WARNING",
+            **(extra_env or {}),
         }
         log = open(out.parent / f"{out.name}.log", "ab")  # noqa: SIM115 - the child holds it
-        return subprocess.Popen(
-            [sys.executable, "-m", "scp_node", "serve"], env=env, stdout=log, stderr=log
+        return subprocess.Popen(  # in ``tree``: `-m` puts the working directory first on sys.path
+            [sys.executable, "-m", "scp_node", "serve"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            cwd=tree,
         )
 
     return start
@@ -223,18 +235,48 @@ def main() -> int:
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["single", "parallel", "cpu-bound"]
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree of an older scp-node (e.g. a `git worktree` of main): one more row "
+        "in the one-association table, alternating with the others",
+    )
+    parser.add_argument(
+        "--journal-off",
+        action="store_true",
+        help="one-association table: one more node row with storage.journal_mb = 0",
+    )
+    parser.add_argument(
+        "--only-nodes",
+        action="store_true",
+        help="one-association table: Orthanc and the node(s) only (no storescp, bare handler)",
+    )
     args = parser.parse_args()
     series = [make_series(args.work / f"series{i}", args.count, False) for i in range(4)]
     print(f"{os.cpu_count()} CPUs; {args.count} instances per series; {args.rounds} rounds")
     if "single" not in args.skip:
+        single: dict[str, tuple[Callable[[Path, int], subprocess.Popen[bytes]], list[list[Path]]]]
+        single = {
+            "DCMTK storescp": (start_storescp, series[:1]),
+            "Orthanc 1.10": (start_orthanc, series[:1]),
+            "bare pynetdicom": (start_minimal, series[:1]),
+            "scp-node (durable)": (node_starter(1), series[:1]),
+        }
+        if args.only_nodes:
+            del single["DCMTK storescp"], single["bare pynetdicom"]
+        if args.journal_off:
+            single["scp-node, journal off (durable)"] = (
+                node_starter(1, extra_env={"SCP_NODE_STORAGE__JOURNAL_MB": "0"}),
+                series[:1],
+            )
+        if args.baseline is not None:
+            single["scp-node baseline (durable)"] = (
+                node_starter(1, tree=args.baseline.resolve()),
+                series[:1],
+            )
         table(
             "One association (one storescu)",
-            {
-                "DCMTK storescp": (start_storescp, series[:1]),
-                "Orthanc 1.10": (start_orthanc, series[:1]),
-                "bare pynetdicom": (start_minimal, series[:1]),
-                "scp-node (durable)": (node_starter(1), series[:1]),
-            },
+            single,
             args.rounds,
             args.work,
             base="Orthanc 1.10",

@@ -132,6 +132,15 @@ class StorageSettings(Section):
         description="a deflated data set may inflate to at most this many times its size once "
         "past 16 MiB (0xA700 beyond); 0 = no ratio limit",
     )
+    journal_mb: int = Field(
+        32,
+        ge=0,
+        description="size of each receiving process's intake journal (write-ahead log, "
+        "<data_dir>/journal/), MiB: an instance is made durable there with one flush before "
+        "Success and its spool file flushed in the background; instances larger than a quarter "
+        "of it are written to the spool directly; 0 = no journal (file and directory fsync "
+        "before each Success). Not used when fsync is false",
+    )
     retention_hours: float = Field(
         default=0.0,
         description="delete received instances of studies finished (delivered, reported, not "
@@ -150,6 +159,10 @@ class StorageSettings(Section):
     @property
     def results_dir(self) -> Path:
         return self.data_dir / "results"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
 
 
 class HttpSettings(Section):

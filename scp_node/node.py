@@ -12,7 +12,7 @@ from scp_node.config import Settings
 from scp_node.egress.worker import worker_for
 from scp_node.ingest.commitment import commitment_handlers
 from scp_node.ingest.dimse import DimseServer
-from scp_node.ingest.receiver import Receiver
+from scp_node.ingest.receiver import Receiver, open_journal
 from scp_node.ingest.receivers import ReceiverProcesses
 from scp_node.ingest.slots import AssociationSlots
 from scp_node.observe import BYTES_RECEIVED, INSTANCES_RECEIVED
@@ -114,6 +114,12 @@ class Node:
     def start(self) -> None:
         audit.start(self.settings)  # the audit trail first: Application Start (PS3.15 A.5.3.1)
         data_dir = self.settings.storage.data_dir
+        # instances journaled but not yet flushed in the spool (kill -9, power loss) first:
+        # those of every process, then this process's own journal (docs/ingest.md)
+        storage = self.settings.storage
+        self.receiver.journal = open_journal(
+            storage.journal_dir, storage.journal_mb, storage.fsync, self.receiver, orphans=True
+        )
         if recovery.was_unclean(data_dir):
             log.warning("the last run did not stop cleanly: checking the spool against the index")
             recovery.reindex_spool(self.spool.root, self.index)
@@ -132,6 +138,9 @@ class Node:
             service.stop()
         self.dimse.stop()
         self.receivers.stop()
+        if self.receiver.journal is not None:  # flush the spool, consume the journal
+            self.receiver.journal.close()
+            self.receiver.journal = None
         audit.stop()  # open transfers, Application Stop; what is unsent stays queued
         recovery.mark_stopped(self.settings.storage.data_dir)
         self.db.close()

@@ -32,6 +32,7 @@ from scp_node.identity import node_ae
 from scp_node.ingest.dimse_guard import GuardedServer, GuardLimits
 from scp_node.ingest.receiver import Origin, Receiver, Rejected
 from scp_node.ingest.slots import AssociationSlots
+from scp_node.ingest.store_response import quiet_standard_handlers
 from scp_node.observe import INSTANCES_REFUSED
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class DimseServer:
         extra_handlers: list[tuple[Any, Callable[..., Any]]] | None = None,
         slots: AssociationSlots | None = None,
     ) -> None:
+        quiet_standard_handlers()  # before the AE and its server bind pynetdicom's defaults
         self.settings = settings
         self.receiver = receiver
         self.admit = admit

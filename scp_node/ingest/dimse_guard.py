@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pynetdicom.association
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom.dimse_messages import C_STORE_RQ
@@ -44,6 +45,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from scp_node import audit
 from scp_node.ingest.slots import ASSOCIATE_RJ_LIMIT, AssociationSlots
+from scp_node.ingest.store_response import fast_store_responses
 from scp_node.store.spool import temp_prefix
 
 log = logging.getLogger(__name__)
@@ -379,6 +381,63 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
             self._wake.send(b"\0")
 
 
+class _WakingMessageQueue(queue.Queue):  # type: ignore[type-arg]
+    """pynetdicom's queue of decoded DIMSE messages that also wakes the association's reactor."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake.set()
+
+
+#: The wake event of the association whose reactor runs in this thread (if any).
+_reactor = threading.local()
+#: pynetdicom 3.0's acceptor reactor (``Association._run_reactor``) sleeps this long per loop.
+REACTOR_POLL_S = 0.001
+
+
+class _ReactorClock:
+    """Stands in for the ``time`` module in ``pynetdicom.association``: the acceptor reactor's
+    1 ms sleep between looks at its DIMSE queue becomes a wait of at most 1 ms on its
+    association's wake event (set when a decoded message is queued), so a C-STORE is handled
+    as soon as its last fragment is decoded, not up to 1 ms later. It still wakes at least every
+    millisecond (releases and aborts are polled), never more often than a message arrives.
+    Every other use of ``time`` there is the real module."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        wake: threading.Event | None = getattr(_reactor, "wake", None)
+        if wake is None or seconds != REACTOR_POLL_S:
+            time.sleep(seconds)
+            return
+        wake.wait(seconds)
+        wake.clear()  # a message queued after this is still seen: the loop looks next
+
+
+pynetdicom.association.time = _ReactorClock()  # type: ignore[assignment]
+
+
+def _wake_reactor(assoc: Any) -> None:
+    """Wire ``assoc`` (not yet running) to :class:`_ReactorClock`."""
+    wake = threading.Event()
+    assoc.dimse.msg_queue = _WakingMessageQueue(wake)
+    run = assoc.run
+
+    def run_with_wake() -> None:
+        _reactor.wake = wake
+        try:
+            run()
+        finally:
+            _reactor.wake = None
+
+    assoc.run = run_with_wake
+
+
 class GuardedRequestHandler(RequestHandler):
     """Reads the A-ASSOCIATE-RQ under the guard's limits before pynetdicom sees the connection."""
 
@@ -430,6 +489,8 @@ class GuardedRequestHandler(RequestHandler):
             assoc.dul.socket, self._first_pdu, self.server.pending.limits, self._peer
         )
         guarded.wake_on_send(assoc.dul)
+        fast_store_responses(assoc)  # Success C-STORE-RSPs encoded directly
+        _wake_reactor(assoc)  # a decoded C-STORE is served at once, not after the next 1 ms nap
         slots, slot = self.server.slots, self._slot
         if slots is not None and slot is not None:
             run = assoc.run

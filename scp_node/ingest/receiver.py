@@ -30,6 +30,7 @@ from pydicom.uid import UID
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from scp_node.ingest.strict_parse import MalformedDataSet, walk
 from scp_node.store.index import InstanceIndex, InstanceRecord
+from scp_node.store.journal import IntakeJournal, JournalEntry, replay_orphans
 from scp_node.store.spool import InvalidUID, OutOfSpace, Spool, check_uid
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,9 @@ class Receiver:
         #: ``storage.max_inflate_ratio``).
         self.max_inflated = DEFAULT_MAX_INFLATED
         self.max_inflate_ratio: float = DEFAULT_MAX_RATIO
+        #: The process's intake journal (``storage.journal_mb``), set by the node once opened:
+        #: a new instance held in memory is made durable there, its spool file in the background.
+        self.journal: IntakeJournal | None = None
 
     def store_dataset(
         self,
@@ -461,7 +465,10 @@ class Receiver:
             )
         meta = encode_file_meta(header, transfer_syntax, origin.calling_ae.strip())
         writer = part10_writer(meta, write_data)
-        return self._commit(header, transfer_syntax, origin, writer, len(data), encoded_header)
+        parts = None if callable(write_data) else (meta, write_data)
+        return self._commit(
+            header, transfer_syntax, origin, writer, len(data), encoded_header, parts
+        )
 
     def store_part10_file(
         self, path: Path, origin: Origin, expect_study_uid: str | None = None
@@ -512,55 +519,80 @@ class Receiver:
         write: Callable[[BinaryIO], None],
         size_hint: int,
         encoded_header: bytes | None = None,
+        parts: tuple[bytes, bytes | memoryview] | None = None,
     ) -> InstanceRecord:
+        """Spool and index under the UID's lock. A new instance whose bytes are in memory
+        (``parts``: File Meta Information and data set) goes through the intake journal: one
+        flush, the spool file unflushed (the journal's thread flushes it). Anything else, and
+        every replacement of a stored UID, is written durably here, and a replacement's index
+        row is flushed too, so that a journal replay never puts an older version back
+        (:meth:`replay` keeps the newer ``received_at``)."""
         path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
         started = time.perf_counter()
+        touch_study = header.is_study_input and origin.source != "result"
         with self.spool.locks.hold(header.sop_instance_uid):
-            previous = self.index.location(header.sop_instance_uid)
-            if previous is not None and previous != (header.study_uid, header.series_uid):
+            previous = self.index.version(header.sop_instance_uid)
+            if previous is not None and previous[:2] != (header.study_uid, header.series_uid):
                 # docs/conformance-statement.md: a UID stays in the study and series it came in
                 raise Rejected(
                     STATUS_DUPLICATE_INSTANCE,
                     "SOP Instance UID already stored in another study or series",
                 )
+            received_at = time.time()
+            if previous is not None:  # versions of one UID in order, whatever the clock does
+                received_at = max(received_at, previous[2] + 1e-3)
+            journal = self.journal
+            ticket = None
+            if journal is not None and parts is not None and previous is None:
+                ticket = self._journal(journal, header, transfer_syntax, origin, parts,
+                                       received_at, size_hint)  # fmt: skip
+            written: Path | None = None
             try:
-                size = self.spool.write(path, write, size_hint)
-            except OutOfSpace as exc:
-                raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
-            except OSError as exc:
-                raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
-            record = InstanceRecord(
-                sop_instance_uid=header.sop_instance_uid,
-                sop_class_uid=header.sop_class_uid,
-                study_uid=header.study_uid,
-                series_uid=header.series_uid,
-                transfer_syntax=str(transfer_syntax),
-                path=path,
-                size=size,
-                modality=header.modality,
-                patient_id=header.patient_id,
-                calling_ae=origin.calling_ae,
-                called_ae=origin.called_ae,
-                peer=origin.peer,
-                source=origin.source,
-                received_at=time.time(),
-            )
-            try:
-                new = self.index.add(
-                    record,
-                    touch_study=header.is_study_input and origin.source != "result",
-                    header=encoded_header,
-                )
-            except Exception:
-                if previous is None:  # never acknowledged, never indexed: leave no orphan
-                    path.unlink(missing_ok=True)
-                else:  # the file was replaced: the next start re-indexes nothing, so say it
-                    log.error(
-                        "index update failed after replacing sop=%s; `scp-node spool check` "
-                        "will show the mismatch",
-                        header.sop_instance_uid,
+                try:
+                    size = self.spool.write(
+                        path, write, size_hint, sync=None if ticket is None else False
                     )
-                raise
+                except OutOfSpace as exc:
+                    raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
+                except OSError as exc:
+                    raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
+                record = InstanceRecord(
+                    sop_instance_uid=header.sop_instance_uid,
+                    sop_class_uid=header.sop_class_uid,
+                    study_uid=header.study_uid,
+                    series_uid=header.series_uid,
+                    transfer_syntax=str(transfer_syntax),
+                    path=path,
+                    size=size,
+                    modality=header.modality,
+                    patient_id=header.patient_id,
+                    calling_ae=origin.calling_ae,
+                    called_ae=origin.called_ae,
+                    peer=origin.peer,
+                    source=origin.source,
+                    received_at=received_at,
+                )
+                try:
+                    new = self.index.add(
+                        record,
+                        touch_study=touch_study,
+                        header=encoded_header,
+                        durable=previous is not None and journal is not None,
+                    )
+                except Exception:
+                    if previous is None:  # never acknowledged, never indexed: leave no orphan
+                        path.unlink(missing_ok=True)
+                    else:  # the file was replaced: the next start re-indexes nothing, so say it
+                        log.error(
+                            "index update failed after replacing sop=%s; `scp-node spool check` "
+                            "will show the mismatch",
+                            header.sop_instance_uid,
+                        )
+                    raise
+                written = path
+            finally:
+                if ticket is not None and journal is not None:
+                    journal.applied(ticket, written)
         log.info(
             "stored sop=%s study=%s ts=%s (%s) bytes=%d from=%s via=%s%s in %.1f ms",
             header.sop_instance_uid,
@@ -576,3 +608,112 @@ class Receiver:
         if self.on_stored is not None:
             self.on_stored(record)
         return record
+
+    def _journal(
+        self,
+        journal: IntakeJournal,
+        header: Header,
+        transfer_syntax: UID,
+        origin: Origin,
+        parts: tuple[bytes, bytes | memoryview],
+        received_at: float,
+        size_hint: int,
+    ) -> object | None:
+        """Append the instance to the intake journal (durable when this returns a ticket)."""
+        try:
+            self.spool.check_space(size_hint)  # refuse before anything is made durable
+        except OutOfSpace as exc:
+            raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
+        meta = {
+            "ts": str(transfer_syntax),
+            "meta_len": len(parts[0]),
+            "received_at": received_at,
+            "calling_ae": origin.calling_ae,
+            "called_ae": origin.called_ae,
+            "peer": origin.peer,
+            "source": origin.source,
+        }
+        return journal.append(meta, parts)
+
+    def replay(self, entry: JournalEntry) -> None:
+        """Put a journaled instance into the spool (flushed) and the index, idempotently: a
+        version of the UID indexed later than this record is kept."""
+        meta = entry.meta
+        transfer_syntax = UID(str(meta["ts"]))
+        raw = memoryview(entry.data)[int(meta["meta_len"]) :]
+        try:
+            ds, encoded_header = parse_with_header(
+                raw, transfer_syntax, self.max_inflated, self.max_inflate_ratio
+            )
+            header = read_header(ds)
+        except Rejected as exc:  # it passed these checks before it was journaled
+            log.error("intake journal record %d fails its checks (%s); skipped", entry.seq, exc)
+            return
+        path = self.spool.path_for(header.study_uid, header.series_uid, header.sop_instance_uid)
+        with self.spool.locks.hold(header.sop_instance_uid):
+            previous = self.index.version(header.sop_instance_uid)
+            if previous is not None and (
+                previous[2] > entry.received_at
+                or previous[:2] != (header.study_uid, header.series_uid)
+            ):
+                log.info(
+                    "journal replay: sop=%s has a newer version; kept", header.sop_instance_uid
+                )
+                return
+            size = self.spool.write(path, _writer_of(entry.data), len(entry.data), sync=True)
+            if previous is not None and previous[2] == entry.received_at:
+                log.info("journal replay: sop=%s file rewritten", header.sop_instance_uid)
+                return  # the row already describes this version
+            origin = Origin(
+                calling_ae=str(meta.get("calling_ae", "")),
+                called_ae=str(meta.get("called_ae", "")),
+                peer=str(meta.get("peer", "")),
+                source=str(meta.get("source", "dimse")),
+            )
+            record = InstanceRecord(
+                sop_instance_uid=header.sop_instance_uid,
+                sop_class_uid=header.sop_class_uid,
+                study_uid=header.study_uid,
+                series_uid=header.series_uid,
+                transfer_syntax=str(transfer_syntax),
+                path=path,
+                size=size,
+                modality=header.modality,
+                patient_id=header.patient_id,
+                calling_ae=origin.calling_ae,
+                called_ae=origin.called_ae,
+                peer=origin.peer,
+                source=origin.source,
+                received_at=entry.received_at,
+            )
+            self.index.add(
+                record,
+                touch_study=header.is_study_input and origin.source != "result",
+                header=encoded_header,
+                durable=True,
+            )
+        log.warning(
+            "journal replay: sop=%s restored to the spool and index", header.sop_instance_uid
+        )
+
+
+def open_journal(
+    journal_dir: Path, journal_mb: int, fsync: bool, receiver: Receiver, orphans: bool = False
+) -> IntakeJournal | None:
+    """Replay and open this process's intake journal for ``receiver`` (None when
+    ``storage.fsync`` is false or ``storage.journal_mb`` is 0: the spool is then written durably
+    or not at all, as configured). With ``orphans`` (the ``serve`` process at start) the
+    journals no live process holds are replayed first. A journal left by an earlier
+    configuration is replayed even when the journal is now off."""
+    if orphans:
+        replay_orphans(journal_dir, receiver.replay)
+    if not fsync or journal_mb <= 0:
+        return None
+    return IntakeJournal.open(journal_dir, journal_mb * 2**20, receiver.replay)
+
+
+def _writer_of(data: bytes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write

@@ -30,7 +30,7 @@ from scp_node.config import Settings
 from scp_node.egress.worker import OutboxWorker
 from scp_node.ingest.commitment import commitment_handlers
 from scp_node.ingest.dimse import DimseServer
-from scp_node.ingest.receiver import Receiver
+from scp_node.ingest.receiver import Receiver, open_journal
 from scp_node.ingest.slots import AssociationSlots
 from scp_node.observe import setup_logging
 from scp_node.store.db import Database
@@ -80,6 +80,10 @@ def build(settings: Settings) -> DimseServer:
     )
     receiver.max_inflated = storage.max_instance_mb * 2**20
     receiver.max_inflate_ratio = storage.max_inflate_ratio
+    # a journal no live process holds: that of a receiving process that died (replayed first)
+    receiver.journal = open_journal(
+        storage.journal_dir, storage.journal_mb, storage.fsync, receiver
+    )
     jobs = JobStore(db)
     pipeline = settings.pipeline.enabled
     queue_size = settings.pipeline.queue_size
@@ -126,6 +130,8 @@ def main() -> int:
     while not signalled and not stop.wait(0.2):
         pass
     server.stop()
+    if server.receiver.journal is not None:
+        server.receiver.journal.close()
     audit.stop_producer()
     return 0
 

@@ -182,6 +182,10 @@ class ModelWorker:
 
         quiet = self.settings.pipeline.quiet_seconds
         for job in self.jobs.in_state(RECEIVED):
+            # one aggregate first: while a study is receiving, its rows are not loaded each time
+            last = self.index.last_received(job.study_uid)
+            if last is None or time.time() - last < max(0.2, quiet / 2):
+                continue
             records = [r for r in self.index.for_study(job.study_uid) if r.source != "result"]
             key = _inputs_key(records)
             held = self._prepared.get(job.study_uid)

@@ -76,7 +76,7 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error).
 
         Writers take turns on a lock of their own first (a thread lock, then a byte-range lock
@@ -84,18 +84,27 @@ class Database:
         SQLite's busy handler would sleep 1, 2, 5, 10 ... ms between retries when several
         associations commit at once. The lock only orders writers: SQLite still guards the data,
         and after ``WRITER_WAIT_S`` a writer goes on without it (a stuck holder never hangs
-        the others for longer than SQLite's own busy timeout would)."""
+        the others for longer than SQLite's own busy timeout would).
+
+        ``durable``: this commit is flushed to disk (``synchronous=FULL``) before it returns,
+        where the others survive a killed process but not a power loss."""
         with self._writer:
             held = self._writer_file.lock_within(0, WRITER_WAIT_S)
             try:
                 conn = self.connection()
-                conn.execute("BEGIN IMMEDIATE")
+                if durable:
+                    conn.execute("PRAGMA synchronous=FULL")
                 try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    if durable:
+                        conn.execute("PRAGMA synchronous=NORMAL")
             finally:
                 if held:
                     self._writer_file.unlock(0)

@@ -71,7 +71,11 @@ class InstanceIndex:
         self.db = db
 
     def add(
-        self, rec: InstanceRecord, touch_study: bool = True, header: bytes | None = None
+        self,
+        rec: InstanceRecord,
+        touch_study: bool = True,
+        header: bytes | None = None,
+        durable: bool = False,
     ) -> bool:
         """Index ``rec`` (the file is already in place). Returns False if it was a duplicate.
 
@@ -80,9 +84,10 @@ class InstanceIndex:
         arrival times alone, so such objects never start or repeat an analysis.
         ``header`` is the encoded data set before its Pixel Data (in the record's transfer
         syntax; inflated for Deflated): QIDO-RS and WADO-RS metadata are answered from it.
+        ``durable``: flushed before it returns (see :meth:`Database.transaction`).
         """
         now = rec.received_at or time.time()
-        with self.db.transaction() as conn:
+        with self.db.transaction(durable) as conn:
             existed = conn.execute(
                 "SELECT 1 FROM instances WHERE sop_instance_uid = ?", (rec.sop_instance_uid,)
             ).fetchone()
@@ -164,6 +169,19 @@ class InstanceIndex:
         )
         return (str(row[0]), str(row[1])) if row else None
 
+    def version(self, sop_instance_uid: str) -> tuple[str, str, float] | None:
+        """(Study UID, Series UID, received_at) of an indexed instance, None when not indexed."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT study_uid, series_uid, received_at FROM instances "
+                "WHERE sop_instance_uid = ?",
+                (sop_instance_uid,),
+            )
+            .fetchone()
+        )
+        return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
     def header(self, sop_instance_uid: str) -> bytes | None:
         """The indexed header of an instance (see :meth:`add`), None when none was kept."""
         row = (
@@ -186,6 +204,18 @@ class InstanceIndex:
             .fetchall()
         )
         return [_record(r) for r in rows]
+
+    def last_received(self, study_uid: str) -> float | None:
+        """When the study's latest instance other than the node's own results arrived."""
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT MAX(received_at) FROM instances WHERE study_uid = ? AND source != 'result'",
+                (study_uid,),
+            )
+            .fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
 
     def count(self) -> int:
         return int(self.db.connection().execute("SELECT COUNT(*) FROM instances").fetchone()[0])

@@ -7,10 +7,10 @@ Layout: ``<data>/spool/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``; temporary 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -50,6 +50,8 @@ class Spool:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         #: one writer per SOP Instance UID at a time, across every receiving process
         self.locks = UidLocks(self.root / ".locks")
+        self._made: set[Path] = set()  # directories known to exist (never removed while running)
+        self._counter = itertools.count()
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return (
@@ -72,25 +74,41 @@ class Spool:
                 f"{self.min_free_bytes // 2**20} MiB",
             )
 
-    def write(self, final: Path, writer: Callable[[BinaryIO], None], size_hint: int = 0) -> int:
+    def write(
+        self,
+        final: Path,
+        writer: Callable[[BinaryIO], None],
+        size_hint: int = 0,
+        sync: bool | None = None,
+    ) -> int:
         """Write a file through ``writer`` into a temp file, fsync it, rename it to ``final``.
 
         Returns the size written. On any error the temp file is removed and nothing appears at
-        ``final``; ENOSPC becomes :class:`OutOfSpace`.
+        ``final``; ENOSPC becomes :class:`OutOfSpace`. ``sync`` False skips both flushes (the
+        intake journal already holds the bytes durably, :mod:`scp_node.store.journal`);
+        None follows ``fsync``.
         """
+        sync = self.fsync if sync is None else sync and self.fsync
         self.check_space(size_hint)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix=f"{os.getpid()}-", suffix=".part")
-        tmp = Path(tmp_name)
+        if final.parent not in self._made:  # one mkdir per series directory, not per instance
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if len(self._made) >= 10_000:  # bounded: a long run sees many series
+                self._made.clear()
+            self._made.add(final.parent)
+        fd, tmp = self._temp_file()
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
                 handle.flush()
                 size = handle.tell()
-                if self.fsync:
+                if sync:
                     os.fdatasync(handle.fileno())
-            os.replace(tmp, final)
-            if self.fsync:
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # its directory was removed by hand since
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            if sync:
                 _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -101,6 +119,16 @@ class Spool:
             tmp.unlink(missing_ok=True)
             raise
         return size
+
+    def _temp_file(self) -> tuple[int, Path]:
+        """A new temp file ``<pid>-<n>.part`` (created exclusively; a leftover of an earlier
+        process with the same PID is skipped)."""
+        while True:
+            tmp = self.tmp_dir / f"{os.getpid()}-{next(self._counter)}.part"
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+            except FileExistsError:
+                continue
 
     def remove_stale_temp_files(self, pid: int | None = None) -> int:
         """Delete temp files left by a crash (they were never acknowledged); returns the count.
