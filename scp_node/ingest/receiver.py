@@ -354,6 +354,28 @@ def copier(path: Path, offset: int) -> Callable[[BinaryIO], None]:
     return write
 
 
+def instance_record(
+    header: Header, transfer_syntax: UID, path: Path, size: int, origin: Origin, received_at: float
+) -> InstanceRecord:
+    """The index row of one stored instance (as received, or as replayed from the journal)."""
+    return InstanceRecord(
+        sop_instance_uid=header.sop_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        study_uid=header.study_uid,
+        series_uid=header.series_uid,
+        transfer_syntax=str(transfer_syntax),
+        path=path,
+        size=size,
+        modality=header.modality,
+        patient_id=header.patient_id,
+        calling_ae=origin.calling_ae,
+        called_ae=origin.called_ae,
+        peer=origin.peer,
+        source=origin.source,
+        received_at=received_at,
+    )
+
+
 class Receiver:
     """Checks, spools and indexes instances; calls ``on_stored`` after each one is durable."""
 
@@ -556,22 +578,7 @@ class Receiver:
                     raise Rejected(STATUS_OUT_OF_RESOURCES, str(exc.strerror or exc)) from exc
                 except OSError as exc:
                     raise Rejected(STATUS_OUT_OF_RESOURCES, f"spool write failed: {exc}") from exc
-                record = InstanceRecord(
-                    sop_instance_uid=header.sop_instance_uid,
-                    sop_class_uid=header.sop_class_uid,
-                    study_uid=header.study_uid,
-                    series_uid=header.series_uid,
-                    transfer_syntax=str(transfer_syntax),
-                    path=path,
-                    size=size,
-                    modality=header.modality,
-                    patient_id=header.patient_id,
-                    calling_ae=origin.calling_ae,
-                    called_ae=origin.called_ae,
-                    peer=origin.peer,
-                    source=origin.source,
-                    received_at=received_at,
-                )
+                record = instance_record(header, transfer_syntax, path, size, origin, received_at)
                 try:
                     new = self.index.add(
                         record,
@@ -670,22 +677,7 @@ class Receiver:
                 peer=str(meta.get("peer", "")),
                 source=str(meta.get("source", "dimse")),
             )
-            record = InstanceRecord(
-                sop_instance_uid=header.sop_instance_uid,
-                sop_class_uid=header.sop_class_uid,
-                study_uid=header.study_uid,
-                series_uid=header.series_uid,
-                transfer_syntax=str(transfer_syntax),
-                path=path,
-                size=size,
-                modality=header.modality,
-                patient_id=header.patient_id,
-                calling_ae=origin.calling_ae,
-                called_ae=origin.called_ae,
-                peer=origin.peer,
-                source=origin.source,
-                received_at=entry.received_at,
-            )
+            record = instance_record(header, transfer_syntax, path, size, origin, entry.received_at)
             self.index.add(
                 record,
                 touch_study=header.is_study_input and origin.source != "result",
