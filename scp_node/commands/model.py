@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
         default=2,
         help="processes rendering the second generator's phantoms (same result for any count)",
     )
-    tr.add_argument("--steps", type=int, default=3000, help="optimizer steps (batch 16)")
+    tr.add_argument("--steps", type=int, default=3500, help="optimizer steps (batch 16)")
     tr.add_argument(
         "--epochs",
         type=float,

@@ -45,7 +45,7 @@ class TrainConfig:
     phantoms: int = 1000
     #: normal phantoms of the second, 3-D spin-echo generator (:mod:`.phantom3d`)
     phantoms_3d: int = 600
-    steps: int = 3000
+    steps: int = 3500
     batch: int = 16
     lr: float = 3e-3
     validation_per_variant: int = 20
