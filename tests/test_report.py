@@ -429,3 +429,13 @@ def test_patient_attributes_come_from_the_analysed_series_and_conflicts_are_flag
             groups(build_sr(result_for(truth), sources, ReportSettings()))["LSTV screen"]
         )
     )
+
+
+def test_negative_screen_states_that_it_does_not_exclude_lumbarization(study) -> None:
+    _paths, truth, sources = study
+    negative = build_sr(result_for(truth, lstv_suspected=False), sources, ReportSettings())
+    assert any(
+        "does not exclude lumbarization" in t for t in texts_of(groups(negative)["LSTV screen"])
+    )
+    positive = build_sr(result_for(truth), sources, ReportSettings())
+    assert not any("lumbarization" in t for t in texts_of(groups(positive)["LSTV screen"]))

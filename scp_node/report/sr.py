@@ -188,6 +188,14 @@ def _comment(text: str) -> hd.sr.TextContentItem:
     )
 
 
+#: What a negative screen cannot say (docs/model.md, "Third generator"): without a counting anchor
+#: in a lumbar field, a lumbarized S1 is usually counted as a normal spine one level lower.
+LUMBARIZATION_LIMITATION = (
+    "Limitation: a negative screen does not exclude lumbarization (an S1 with a mobile disc below "
+    "it can be counted as a normal spine one level lower on a lumbar-only field)"
+)
+
+
 def _verdict(result: StudyResult) -> str:
     """The study-level outcome in words (the first line a viewer shows for the group)."""
     if not result.assessable:
@@ -297,6 +305,8 @@ def _study_group(
         qualitative_evaluations=evaluations,
     )
     texts = [_verdict(result)] if result.applicable else []
+    if result.applicable and result.assessable and not result.lstv_suspected:
+        texts.append(LUMBARIZATION_LIMITATION)
     if not result.applicable:
         texts.append(f"Not applicable: {result.reason or 'no reason given'}")
     texts += [f"Warning: {w}" for w in result.warnings]
