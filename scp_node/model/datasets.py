@@ -81,14 +81,8 @@ def mobile_disc_map(
     """``[S, S]`` sum of Gaussians (peak 1) at every mobile disc of the phantom on the canonical
     grid: the target of the auxiliary "mobile discs" channel."""
     frame = slice_frames(series)[ph.disc(DISC_LEVELS[0]).slice_index]
-    idx = np.arange(grid.size, dtype=np.float32)
-    out = np.zeros((grid.size, grid.size), dtype=np.float32)
-    for xyz in ph.mobile_discs:
-        x, y = frame.patient_to_canonical(grid, np.asarray(xyz))
-        gx = np.exp(-((idx - x) ** 2) / (2 * sigma**2))
-        gy = np.exp(-((idx - y) ** 2) / (2 * sigma**2))
-        out += gy[:, None] * gx[None, :]
-    return out
+    points = [frame.patient_to_canonical(grid, np.asarray(xyz)) for xyz in ph.mobile_discs]
+    return _points_map(points, grid, sigma)
 
 
 def training_arrays(
@@ -141,6 +135,7 @@ def midline_volume(ms: phantom3d.MidlineSeries) -> SeriesVolume:
 def _points_map(
     points: list[tuple[float, float]], grid: CanonicalGrid, sigma: float = 1.5
 ) -> np.ndarray:
+    """``[S, S]`` sum of Gaussians (peak 1) at canonical (x, y) points."""
     idx = np.arange(grid.size, dtype=np.float32)
     out = np.zeros((grid.size, grid.size), dtype=np.float32)
     for x, y in points:

@@ -1293,6 +1293,19 @@ def in_fov(planes: list[Plane], xyz: list[float], margin: float) -> bool:
     return bool(m <= col <= p.cols - 1 - m and m <= row <= p.rows - 1 - m)
 
 
+def framed(spine: Spine, acq: Acquisition, discs: list[dict]) -> tuple[Acquisition, list[Plane]]:
+    """The sagittal stack with the lumbar discs in view, as a technologist would place it: the
+    drawn superior-inferior and anterior-posterior offsets shrink until every disc is 12 mm
+    inside the middle slice's field (at most 20 tries)."""
+    sag = sagittal_planes(spine, acq)
+    for _ in range(20):
+        if all(in_fov(sag, d["patient_xyz"], 12.0) for d in discs):
+            break
+        acq = replace(acq, si_offset=0.6 * acq.si_offset, ap_offset=0.6 * acq.ap_offset)
+        sag = sagittal_planes(spine, acq)
+    return acq, sag
+
+
 @dataclass
 class MidlineSeries:
     """The sagittal T2 slices nearest the midline of one phantom, for training and validation
@@ -1328,13 +1341,8 @@ def midline_series(
             rows=max(64, round(acq.rows * f)),
             cols=max(64, round(acq.cols * f)),
         )
-    sag = sagittal_planes(spine, acq)
     discs = truth_discs(spine)
-    for _ in range(20):  # keep the lumbar discs in view, as a technologist would
-        if all(in_fov(sag, d["patient_xyz"], 12.0) for d in discs):
-            break
-        acq = replace(acq, si_offset=0.6 * acq.si_offset, ap_offset=0.6 * acq.ap_offset)
-        sag = sagittal_planes(spine, acq)
+    acq, sag = framed(spine, acq, discs)
     mid_x = float(np.mean(spine.x_mid))
     centres = [
         p.origin + (p.row_dir * (p.cols - 1) + p.col_dir * (p.rows - 1)) * p.spacing / 2
@@ -1377,14 +1385,11 @@ def make_study(
     acq = draw_acquisition(set_name, rng)
     if acquisition is not None:
         acq = acquisition
-    sag = sagittal_planes(spine, acq)
     discs = truth_discs(spine)
-    if set_name != "coverage":
-        for _ in range(20):  # keep the lumbar discs in view, as a technologist would
-            if all(in_fov(sag, d["patient_xyz"], 12.0) for d in discs):
-                break
-            acq = replace(acq, si_offset=0.6 * acq.si_offset, ap_offset=0.6 * acq.ap_offset)
-            sag = sagittal_planes(spine, acq)
+    if set_name == "coverage":
+        sag = sagittal_planes(spine, acq)
+    else:
+        acq, sag = framed(spine, acq, discs)
     centre, normal = fov_centre(spine, acq), sag[0].normal
     for disc in discs:  # signed distance of each disc centre from the central sagittal plane
         disc["offset_from_centre_plane_mm"] = round(
