@@ -19,17 +19,23 @@ from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[at
 
 from scp_node.ingest.spool_check import check_spool
 from scp_node.node import Node
+from tests.association_answer import request
 from tests.conftest import node_settings, storescu
 from tests.dicom_factory import mr_dataset, write_mr
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-def associate(port: int, calling: str = "PACS", called: str = "LSTV_NODE"):
+def associate_seen(port: int, calling: str = "PACS", called: str = "LSTV_NODE"):
+    """The association and the A-ASSOCIATE-RJ seen (:mod:`tests.association_answer`)."""
     ae = AE(ae_title=calling)
     ae.add_requested_context(MRImageStorage, [EXPLICIT_LE])
     ae.add_requested_context(Verification)
-    return ae.associate("127.0.0.1", port, ae_title=called)
+    return request(ae, port, called)
+
+
+def associate(port: int, calling: str = "PACS", called: str = "LSTV_NODE"):
+    return associate_seen(port, calling, called)[0]
 
 
 def store_file(port: int, path: Path) -> int:
@@ -118,15 +124,11 @@ def test_unknown_calling_ae_is_rejected_with_reason(tmp_path, caplog):
     node.start()
     try:
         with caplog.at_level(logging.WARNING):
-            assoc = associate(settings.dicom.port, calling="STRANGER")
-        assert assoc.is_rejected
+            assoc, rejected = associate_seen(settings.dicom.port, calling="STRANGER")
+        assert not assoc.is_established
         # PS3.8 §9.3.4: result 1 (rejected-permanent), source 1 (service-user),
         # reason 3 (calling-AE-title-not-recognized)
-        assert (
-            assoc.acceptor.primitive.result,
-            assoc.acceptor.primitive.result_source,
-            assoc.acceptor.primitive.diagnostic,
-        ) == (1, 1, 3)
+        assert rejected.answer == (1, 1, 3)
         assert "STRANGER" in caplog.text and "rejected" in caplog.text
         assert_still_serving(node, tmp_path)
     finally:
@@ -134,9 +136,9 @@ def test_unknown_calling_ae_is_rejected_with_reason(tmp_path, caplog):
 
 
 def test_wrong_called_ae_is_rejected_with_reason(running_node, settings):
-    assoc = associate(settings.dicom.port, called="NOT_THE_NODE")
-    assert assoc.is_rejected
-    assert assoc.acceptor.primitive.diagnostic == 7  # called-AE-title-not-recognized
+    assoc, rejected = associate_seen(settings.dicom.port, called="NOT_THE_NODE")
+    assert not assoc.is_established
+    assert rejected.answer == (1, 1, 7)  # called-AE-title-not-recognized
 
 
 def test_truncated_dataset_is_refused(running_node, settings, tmp_path):
@@ -216,11 +218,10 @@ def test_max_associations_rejects_the_extra_one(tmp_path):
     try:
         first = associate(settings.dicom.port)
         assert first.is_established
-        second = associate(settings.dicom.port)
-        assert second.is_rejected
+        second, rejected = associate_seen(settings.dicom.port)
+        assert not second.is_established
         # rejected-transient (2), service-provider presentation (3), local-limit-exceeded (2)
-        primitive = second.acceptor.primitive
-        assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+        assert rejected.answer == (2, 3, 2)
         first.release()
     finally:
         node.stop()

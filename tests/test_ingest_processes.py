@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from scp_node.audit.trail import default_paths
 from scp_node.config import load_settings
+from tests.association_answer import request
 from tests.audit_rules import parse
 from tests.conftest import (
     dcmtk,
@@ -145,10 +146,10 @@ def test_max_associations_hold_across_processes(tmp_path: Path) -> None:
             held.append(assoc)
         # whichever process the kernel hands them to, a third and later one is rejected
         for _ in range(6):
-            extra = ae.associate("127.0.0.1", node.port, ae_title="LSTV_NODE")
-            assert extra.is_rejected
-            primitive = extra.acceptor.primitive
-            assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+            extra, rejected = request(ae, node.port)
+            assert not extra.is_established
+            # rejected-transient (2), service-provider presentation (3), local-limit-exceeded (2)
+            assert rejected.answer == (2, 3, 2)
         held.pop().release()
         # the slot is free once the node's association thread has ended (a moment after the
         # A-RELEASE-RP): a sender that tries again gets in, whichever process it reaches

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from scp_node.config import Destination
@@ -80,20 +81,23 @@ def tls_problem(dest: Destination) -> str | None:
 
 
 class _RejectListener:
-    """Keeps the A-ASSOCIATE-RJ primitive (result, source, reason) when the peer rejects us."""
+    """Keeps what the peer answered: whether any PDU came back, and the A-ASSOCIATE-RJ's result,
+    source and reason (PS3.8 §9.3.4) when it rejected us.
+
+    It listens to decoded PDUs in the DUL thread, not to primitives in the requesting thread:
+    pynetdicom 3.0.4 reports a fast reject (the peer sends A-ASSOCIATE-RJ and closes before the
+    requesting thread looks) as an abort, but the PDU was received and decoded all the same.
+    """
 
     def __init__(self) -> None:
         self.reason = ""
         self.answered = False
 
     def __call__(self, event: Any) -> None:
-        primitive = event.primitive
         self.answered = True
-        if getattr(primitive, "result", None) in (0x01, 0x02):
-            self.reason = (
-                f"{primitive.result_str}, source: {primitive.source_str}, "
-                f"reason: {primitive.reason_str}"
-            )
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            pdu = event.pdu
+            self.reason = f"{pdu.result_str}, source: {pdu.source_str}, reason: {pdu.reason_str}"
 
 
 def associate(
@@ -118,12 +122,12 @@ def associate(
         ae_title=dest.ae_title,
         tls_args=tls_args,
         ext_neg=list(ext_neg) or None,
-        evt_handlers=[(evt.EVT_ACSE_RECV, listener)],
+        evt_handlers=[(evt.EVT_PDU_RECV, listener)],
     )
     if assoc.is_established:
         return assoc, ""
     where = f"{dest.ae_title}@{dest.host}:{dest.port}"
-    if assoc.is_rejected:
+    if assoc.is_rejected or listener.reason:
         error = f"association rejected by {where}: {listener.reason or 'no reason given'}"
     elif assoc.is_aborted and listener.answered:
         error = f"association with {where} aborted (no acceptable presentation context?)"

@@ -14,6 +14,7 @@ import httpx
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from tests.association_answer import request
 from tests.conftest import node_settings, run_node
 from tests.dicom_factory import mr_dataset
 from tests.hostile.raw_pdu import associate
@@ -26,8 +27,8 @@ def test_wrong_called_ae_is_logged_as_asked(tmp_path: Path, caplog) -> None:
     with run_node(settings):
         ae = AE(ae_title="PACS")
         ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", settings.dicom.port, ae_title="NOT_THE_NODE")
-        assert assoc.is_rejected
+        assoc, rejected = request(ae, settings.dicom.port, called="NOT_THE_NODE")
+        assert not assoc.is_established and rejected.answer == (1, 1, 7)
     lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
     assert lines and "called=NOT_THE_NODE" in lines[0], lines
 
