@@ -254,7 +254,14 @@ class SeriesRules(Section):
     """How the sagittal T2 series is chosen among a study's series."""
 
     description_include: list[str] = Field(default_factory=lambda: ["t2", "T2"])
-    description_exclude: list[str] = Field(default_factory=lambda: ["stir", "STIR", "t1", "T1"])
+    description_exclude: list[str] = Field(
+        default_factory=lambda: ["stir", "STIR", "tirm", "TIRM", "t1", "T1"]
+    )
+    # whole words (split at anything not a letter or digit) of a fat-suppressed or Dixon T2:
+    # chosen only when no plain T2 is there (the localizer reads plain T2)
+    description_deprefer: list[str] = Field(
+        default_factory=lambda: ["fs", "fatsat", "spair", "spir", "dixon", "water", "fat", "opp"]
+    )
     max_normal_deviation_deg: float = 20.0
     min_slices: int = 3
 

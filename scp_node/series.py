@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,8 +150,22 @@ def deviation_from_sagittal_deg(orientation: Sequence[float]) -> float:
     return math.degrees(math.acos(min(1.0, abs(float(n[0])))))
 
 
+def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
+    """Whether a series says it is fat-suppressed or a Dixon image: Scan Options FS (fat
+    saturation, PS3.3 C.8.3.1.1.4) or a whole word of ``rules.description_deprefer`` in its
+    lower-cased names (whole words: "fs" is not the "FS" inside GE's "FRFSE")."""
+    options = ds.get("ScanOptions", "")
+    options = [options] if isinstance(options, str) else list(options)
+    if any(str(option).strip().upper() == "FS" for option in options):
+        return True
+    words = set(re.split(r"[^a-z0-9]+", lowered_text))
+    return any(word.lower() in words for word in rules.description_deprefer)
+
+
 def t2_score(ds: Dataset, rules: SeriesRules) -> int:
-    """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time).
+    """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time), one
+    less for a fat-suppressed or Dixon series (:func:`fat_suppressed`), so a plain T2 is chosen
+    first.
 
     Text: Series Description, Protocol Name, Sequence Name (Pulse Sequence Name of Enhanced MR,
     PS3.3 C.8.13.4). Echo time: Echo Time, or the longest Effective Echo Time of the frames (MR
@@ -164,6 +179,8 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     score = 0
     if any(word.lower() in lowered for word in rules.description_include):
         score += 2
+    if fat_suppressed(ds, lowered, rules):
+        score -= 1
     if is_multiframe(ds):
         echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]
         echo = max((e for e in echoes if e is not None), default=None)

@@ -351,3 +351,31 @@ def test_dual_echo_multiframe_keeps_the_longest_echo(
     assert vol.warnings == [
         "6 image(s) with shorter echo times (20 ms) left out; kept echo time 100 ms"
     ]
+
+
+@pytest.mark.parametrize(
+    ("plain", "suppressed", "options"),
+    [
+        ("t2_tse_sag_384", "t2_tse_sag_fs", ""),
+        ("Sag T2 FRFSE", "Sag T2 FRFSE", "FS"),  # Scan Options FS (PS3.3 C.8.3.1.1.4)
+        ("T2W_TSE SAG", "T2W_TSE_SPAIR sag", ""),
+        ("t2_tse_sag", "t2_tse_dixon_sag_W", ""),
+    ],
+)
+def test_plain_t2_is_chosen_over_a_fat_suppressed_one(
+    tmp_path: Path, phantom_dir, plain: str, suppressed: str, options: str
+) -> None:
+    """Whichever comes first, the plain T2 wins; GE's "FRFSE" alone is not "FS"; a STIR-like
+    Siemens TIRM is never a candidate."""
+    folder, _ = phantom_dir
+    extra = {"ScanOptions": options} if options else {}
+    fat = _copy_series(folder, tmp_path, "fs", SeriesDescription=suppressed, **extra)
+    tirm = _copy_series(folder, tmp_path, "ir", SeriesDescription="t2_tirm_sag")
+    want = _copy_series(folder, tmp_path, "t2", SeriesDescription=plain)
+    headers = {name: dcmread(files[0]) for name, files in (("fs", fat), ("t2", want))}
+    assert t2_score(headers["t2"], RULES) > t2_score(headers["fs"], RULES) > 0
+    for order in ([*fat, *tirm, *want], [*want, *tirm, *fat]):
+        vol = select_and_load(order, RULES).volume
+        assert vol is not None and vol.series_instance_uid == headers["t2"].SeriesInstanceUID
+    only_fat = select_and_load([*tirm, *fat], RULES).volume  # no plain T2: the FS one
+    assert only_fat is not None and only_fat.series_instance_uid == headers["fs"].SeriesInstanceUID

@@ -100,6 +100,10 @@ MEANINGS: dict[str, str] = {
         "words in Series Description / Sequence / Protocol Name that mark a T2 series"
     ),
     "SeriesRules.description_exclude": "words that exclude a series (checked first)",
+    "SeriesRules.description_deprefer": (
+        "whole words of a fat-suppressed or Dixon T2 (also Scan Options FS): chosen only when "
+        "no plain T2 is there"
+    ),
     "SeriesRules.max_normal_deviation_deg": (
         "largest angle between the slice normal and the L-R axis for a sagittal series, degrees"
     ),
