@@ -74,6 +74,20 @@ def _shadow_reason(destinations: Sequence[str]) -> str:
     return "shadow mode: result kept, not sent" + where
 
 
+def _read_highdicom_standard() -> None:
+    """highdicom reads its copy of the standard's IOD and module tables (JSON, ~1.3 s here) when
+    it builds its first SR; read them at start-up, not in the first study (its time to result).
+    These loaders are private to highdicom (0.28, cached): a version without them is skipped."""
+    try:
+        from highdicom import _standard_utils as standard
+    except ImportError:
+        return
+    for name in ("get_sop_class_iod_map", "get_iod_module_map", "get_module_attribute_map"):
+        loader = getattr(standard, name, None)
+        if callable(loader):
+            loader()
+
+
 class ModelWorker:
     """Claims ``complete`` jobs one at a time: analyse → report → outbox."""
 
@@ -138,6 +152,8 @@ class ModelWorker:
         started = time.perf_counter()
         import scp_node.report.sr  # noqa: F401 - imported for its cost
         from scp_node.codecs import capabilities
+
+        _read_highdicom_standard()
 
         capabilities()
         warm = getattr(self.engine, "warm_up", None)
