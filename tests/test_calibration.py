@@ -222,3 +222,25 @@ def test_calibrate_on_site_normals_then_screen_with_it(
                 tmp_path / "refused", pipeline={"enabled": True}, model={"calibration": str(other)}
             )
         )
+
+
+def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site: Path) -> None:
+    """The evidence rule (a score over the threshold with a normal-looking L5-S1 is "not
+    assessable") depends on the threshold, so calibration must not apply it: it would drop
+    exactly the high-scoring normals the new threshold has to stay above."""
+    from scp_node.analysis import analyze_study
+    from scp_node.model.calibration import calibrate_site, find_studies
+    from scp_node.model.engine import LocalizerEngine
+
+    settings = load_settings(model={"device": "cpu", "lstv_threshold": -100.0})
+    engine = LocalizerEngine.from_settings(settings.model)
+    studies, _ = find_studies([site])
+    held_back = [
+        result.not_assessable_reason
+        for result in (analyze_study(paths, settings, engine) for paths in studies.values())
+        if "no anatomical evidence" in result.not_assessable_reason
+    ]
+    assert held_back, "no normal here trips the evidence rule: the test would prove nothing"
+    data = calibrate_site([site], settings, engine, force=True)
+    assert data["studies"]["not_assessable"] == 0 and data["studies"]["used"] == 5
+    assert engine.require_evidence, "the engine is handed back as it came"

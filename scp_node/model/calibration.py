@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from scp_node.config import ModelSettings, Settings
     from scp_node.model.engine import LocalizerEngine
+    from scp_node.result import StudyResult
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,21 @@ def find_studies(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], int]:
     return studies, skipped
 
 
+def _screen_without_evidence_rule(
+    paths: list[Path], settings: Settings, engine: LocalizerEngine
+) -> StudyResult:
+    """The screen of one study with the quality gate only: the evidence rule
+    (:func:`.uncertainty.uncorroborated`) depends on the threshold being chosen, so it would
+    drop exactly the high-scoring normals the threshold must stay above."""
+    from scp_node.analysis import analyze_study
+
+    before, engine.require_evidence = engine.require_evidence, False
+    try:
+        return analyze_study(paths, settings, engine)
+    finally:
+        engine.require_evidence = before
+
+
 def calibrate_site(
     dirs: Sequence[Path],
     settings: Settings,
@@ -265,7 +281,6 @@ def calibrate_site(
 ) -> dict[str, Any]:
     """Run the screen on every study under ``dirs`` and return the calibration file's content."""
     from scp_node import __version__
-    from scp_node.analysis import analyze_study
 
     if not 0.0 < specificity < 1.0:
         raise CalibrationError(f"target specificity must be in (0, 1), not {specificity}")
@@ -273,7 +288,7 @@ def calibrate_site(
     scores: list[float] = []
     not_applicable = not_assessable = 0
     for i, (_uid, paths) in enumerate(sorted(studies.items()), start=1):
-        result = analyze_study(paths, settings, engine)
+        result = _screen_without_evidence_rule(paths, settings, engine)
         if not result.applicable:
             not_applicable += 1
             log.info("normal %d/%d: not applicable: %s", i, len(studies), result.reason)

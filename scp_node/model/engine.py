@@ -84,6 +84,11 @@ class LocalizerEngine:
             spacing_mm=float(canonical.get("spacing_mm", 320.0 / weights.config.input_size)),
         )
         self.quality = unc.QualityLimits.from_metadata(weights.metadata.get("quality"))
+        #: a score over the threshold needs anatomical evidence to be a finding
+        #: (:func:`.uncertainty.uncorroborated`). Choosing a threshold turns it off: the rule
+        #: depends on the threshold, so the threshold comes from the scores of every study the
+        #: quality gate passes.
+        self.require_evidence = True
         self.levels: tuple[str, ...] = tuple(weights.metadata.get("levels", DISC_LEVELS))
         self.model = weights.build().to(self.device)
         enable_mc_dropout(self.model)
@@ -302,7 +307,7 @@ class LocalizerEngine:
         junction = unc.junction_implausible(points_mm)
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")
-        if not reason and score >= self.threshold:
+        if not reason and score >= self.threshold and self.require_evidence:
             reason = unc.uncorroborated(evidence)
         assessable = not reason
         suspected = assessable and score >= self.threshold

@@ -264,6 +264,7 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
     meta = dict(loaded.metadata)
     engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
     engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
+    engine.require_evidence = False  # the threshold is chosen here: quality gate only
     results, labels = validation_results(engine, per_variant, workers)
     ref = np.array([_reference_uncertainty(r) for r in results])
     limit = max(0.3, 1.5 * float(np.percentile(ref, 99)))
