@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,16 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from scp_node.config import Settings, load_settings
+from tests.ports import free_port
 
 if TYPE_CHECKING:
     from scp_node.node import Node
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _is_python_script(path: Path) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,16 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ports import free_port
 from tests.processes import stop_process
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Orthanc:
@@ -41,10 +35,10 @@ class Orthanc:
     def __init__(self, root: Path, aet: str = "ORTHANC", **extra_config: Any) -> None:
         if not Path(ORTHANC_BIN).exists():
             pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
-        self.root = Path(root) / f"orthanc-{_free_port()}"
+        self.root = Path(root) / f"orthanc-{free_port()}"
         self.aet = aet
-        self.dicom_port = _free_port()
-        self.http_port = _free_port()
+        self.dicom_port = free_port()
+        self.http_port = free_port()
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.root / "orthanc.log"

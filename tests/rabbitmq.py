@@ -19,16 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.processes import stop_process
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -42,9 +37,9 @@ class RabbitMQ:
     def __init__(self, root: Path) -> None:
         if not Path(RABBITMQ_SERVER).exists() or not Path(EPMD).exists():
             pytest.skip("RabbitMQ is not installed (apt-get install rabbitmq-server)")
-        self.port = _free_port()
-        self.dist_port = _free_port()
-        self.epmd_port = _free_port()
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
         self.root = Path(root) / f"rabbitmq-{self.port}"
         self.name = f"scptest{self.port}@localhost"
         self.process: subprocess.Popen[bytes] | None = None
