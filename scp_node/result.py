@@ -69,6 +69,9 @@ class StudyResult:
     #: study's upper discs (None for weights without that channel).
     junction_disc_signal: float | None = None
     below_disc_signal: float | None = None
+    #: The L4-L5 -> L5-S1 distance over the median distance between the levels above (~1 in a
+    #: normal spine; a short lowest segment is a sign of sacralization). None = not measured.
+    junction_gap_ratio: float | None = None
     assessable: bool = True
     not_assessable_reason: str = ""
     calibration: str = ""

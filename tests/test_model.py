@@ -173,3 +173,17 @@ def test_multiframe_study_findings_name_their_frame(
         frame = mf.PerFrameFunctionalGroupsSequence[finding.frame_number - 1]
         position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
         assert position == pytest.approx(volume.positions[finding.slice_index])
+
+
+def test_junction_gap_ratio_is_measured_in_patient_mm(engine: LocalizerEngine) -> None:
+    """The reported ratio is the patient-space one (canonical mm map to patient mm affinely), on
+    a flipped series as on the original."""
+    ph = generate("sacralization", seed=SEEDS[1], slices=5, size=128)
+    for volume in (
+        datasets.phantom_series(ph),
+        datasets.phantom_series(variations.flip_anterior_posterior(ph)),
+    ):
+        res = engine.analyze(volume)
+        pts = np.array([f.patient_xyz for f in res.levels])
+        gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        assert res.junction_gap_ratio == pytest.approx(gaps[-1] / np.median(gaps[:-1]), abs=2e-3)

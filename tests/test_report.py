@@ -65,6 +65,7 @@ def result_for(truth: dict, model: ModelIdentity = MODEL, **changes: object) -> 
         lstv_threshold=0.5,
         lstv_suspected=True,
         needs_review=True,
+        junction_gap_ratio=0.87,
         model=model,
         warnings=("slice gap of 1 slice",),
     )
@@ -196,6 +197,7 @@ def test_sr_content_levels_values_units_and_references(study) -> None:
 
     screen = found["LSTV screen"]
     assert nums(screen)["LSTV score"] == (pytest.approx(0.72), "1")
+    assert nums(screen)["L4-L5 to L5-S1 distance ratio"] == (pytest.approx(0.87), "1")
     assert codes_of(screen)["LSTV suspected"] == "Yes"
     assert codes_of(screen)["Needs review"] == "Yes"
     assert codes_of(screen)["Screen applicable"] == "Yes"

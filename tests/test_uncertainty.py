@@ -226,3 +226,20 @@ def test_uncorroborated_needs_a_normal_junction_disc_and_nothing_below() -> None
     assert unc.uncorroborated(unc.DiscEvidence(junction=0.95, below=unc.EXTRA_DISC_BELOW)) == ""
     # weights without the mobile-discs channel: nothing to ask, nothing vetoed
     assert unc.uncorroborated(None) == ""
+
+
+def test_junction_gap_ratio_and_shortening_by_hand() -> None:
+    # discs 30 mm apart, the lowest segment 25 mm: the junction is a sixth shorter
+    short = [(0.0, 0.0), (0.0, 30.0), (0.0, 60.0), (0.0, 90.0), (0.0, 115.0)]
+    assert unc.junction_gap_ratio(short) == pytest.approx(25 / 30)
+    assert unc.junction_shortening(unc.junction_gap_ratio(short)) == pytest.approx(1 / 6)
+    # a longer lowest segment is not "negative shortening"; distances are along the spine's line
+    tilted = [(0.0, 0.0), (18.0, 24.0), (36.0, 48.0), (54.0, 72.0), (78.0, 104.0)]
+    assert unc.junction_gap_ratio(tilted) == pytest.approx(40 / 30)
+    assert unc.junction_shortening(unc.junction_gap_ratio(tilted)) == 0.0
+
+
+def test_a_short_lowest_segment_corroborates_a_finding() -> None:
+    normal_disc = unc.DiscEvidence(junction=0.95, below=0.0)
+    assert unc.uncorroborated(normal_disc, shortening=0.05)  # within normal variation
+    assert unc.uncorroborated(normal_disc, shortening=unc.SHORT_JUNCTION_EVIDENCE) == ""

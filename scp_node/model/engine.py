@@ -296,6 +296,7 @@ class LocalizerEngine:
                 disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
             )
         score = unc.lstv_score(stats, evidence)
+        gap_ratio = unc.junction_gap_ratio(points_mm)
         warnings = list(volume.warnings)
         field_mm = (
             self._field_mm(mask, stats[self.levels[0]], -1),
@@ -308,7 +309,7 @@ class LocalizerEngine:
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")
         if not reason and score >= self.threshold and self.require_evidence:
-            reason = unc.uncorroborated(evidence)
+            reason = unc.uncorroborated(evidence, unc.junction_shortening(gap_ratio))
         assessable = not reason
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
@@ -328,6 +329,7 @@ class LocalizerEngine:
             lstv_suspected=suspected,
             junction_disc_signal=None if evidence is None else round(evidence.junction, 4),
             below_disc_signal=None if evidence is None else round(evidence.below, 4),
+            junction_gap_ratio=round(gap_ratio, 4),
             needs_review=not assessable
             or bool(junction)
             or abs(score - self.threshold) <= self.review_margin,

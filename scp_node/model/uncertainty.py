@@ -158,11 +158,37 @@ def uncertainty_excess(stats: dict[str, LevelStats]) -> float:
 def lstv_score(stats: dict[str, LevelStats], evidence: DiscEvidence | None = None) -> float:
     """LSTV suspicion (higher = more suspicious): :func:`uncertainty_excess`, plus, for weights
     with the mobile-discs channel, the disc signal missing at L5-S1 and the extra disc signal
-    below it (:class:`DiscEvidence`), each relative to the same study's upper discs."""
+    below it (:class:`DiscEvidence`), each relative to the same study's upper discs.
+
+    The shortening of the lowest lumbar segment (:func:`junction_shortening`) is *not* a score
+    term: in the project's own phantoms normal spines with a narrowed, degenerate L5-S1 disc
+    shorten it as much as a rudimentary disc does (docs/model.md, "Tried and rejected"). It
+    only corroborates a score that is over the threshold anyway (:func:`uncorroborated`)."""
     score = uncertainty_excess(stats)
     if evidence is not None:
         score += evidence.missing + evidence.extra
     return float(score)
+
+
+def junction_gap_ratio(points_mm: Sequence[tuple[float, float]]) -> float:
+    """The L4-L5 -> L5-S1 distance over the median distance between the levels above it (L1-L2
+    .. L4-L5), points in mm in level order. About 1 in a normal spine (5th percentile 0.92 on the
+    validation phantoms of both training generators); a rudimentary L5-S1 disc under a
+    sacral-like L5 makes the lowest segment shorter (sacralization median 0.87-0.90), and so
+    does a narrowed, degenerate L5-S1 disc in a normal spine."""
+    pts = np.asarray(points_mm, dtype=np.float64)
+    if len(pts) < 3:
+        return 1.0
+    gaps = np.hypot(*np.diff(pts, axis=0).T)
+    med = float(np.median(gaps[:-1]))
+    return float(gaps[-1] / med) if med > 1e-9 else 1.0
+
+
+def junction_shortening(ratio: float) -> float:
+    """How much shorter the lowest lumbar segment is than those above (0 = not shorter; 0.15 =
+    15 % shorter), from :func:`junction_gap_ratio`. A distance between localized points in mm,
+    so it does not depend on the picture's contrast, only on the localization."""
+    return float(max(0.0, 1.0 - ratio))
 
 
 @dataclass(frozen=True)
@@ -313,21 +339,30 @@ def not_assessable_reason(
 #: L5-S1 at or above which a well-formed disc sits under it (:class:`DiscEvidence`).
 NORMAL_JUNCTION_DISC = 0.8
 EXTRA_DISC_BELOW = 0.5
+#: A lowest lumbar segment at least this much shorter than those above (:func:`junction_shortening`;
+#: a gap ratio under 0.9, below the normals' 5th percentile of 0.92) is anatomical evidence too.
+SHORT_JUNCTION_EVIDENCE = 0.1
 
 
-def uncorroborated(evidence: DiscEvidence | None) -> str:
+def uncorroborated(evidence: DiscEvidence | None, shortening: float = 0.0) -> str:
     """A reason when a score over the threshold has no anatomical evidence behind it: the L5-S1
-    disc is as disc-like as the upper discs and no well-formed disc lies below it. The localizer
+    disc is as disc-like as the upper discs, no well-formed disc lies below it and the lowest
+    lumbar segment is not short (``shortening``, :func:`junction_shortening`). The localizer
     then hesitates at a junction that looks normal, which is what an unfamiliar scanner or
     contrast does to it too: the screen says "not assessable", never "LSTV suspected", on
     uncertainty alone. Empty string when the evidence supports the finding (or there is no
     mobile-discs channel to ask)."""
     if evidence is None:
         return ""
-    if evidence.junction >= NORMAL_JUNCTION_DISC and evidence.below < EXTRA_DISC_BELOW:
+    if (
+        evidence.junction >= NORMAL_JUNCTION_DISC
+        and evidence.below < EXTRA_DISC_BELOW
+        and shortening < SHORT_JUNCTION_EVIDENCE
+    ):
         return (
             "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the "
-            f"discs above (disc signal {evidence.junction:.2f} of theirs, none below): "
+            f"discs above (disc signal {evidence.junction:.2f} of theirs, none below, lowest "
+            "segment not short): "
             "no anatomical evidence of a transitional vertebra"
         )
     return ""

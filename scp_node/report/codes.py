@@ -72,6 +72,8 @@ LSTV_THRESHOLD = _private("LSTVTHRESH", "LSTV threshold")
 #: Mobile-disc signal at L5-S1 and 15-65 mm below it, relative to the study's L1-L2..L3-L4 discs.
 JUNCTION_DISC_SIGNAL = _private("L5S1DISC", "L5-S1 disc signal")
 BELOW_DISC_SIGNAL = _private("BELOWDISC", "Disc signal below L5-S1")
+#: The L4-L5 -> L5-S1 distance over the median distance between the levels above it.
+JUNCTION_GAP_RATIO = _private("L5S1GAPRATIO", "L4-L5 to L5-S1 distance ratio")
 LSTV_SUSPECTED = _private("LSTVSUSPECTED", "LSTV suspected")
 NEEDS_REVIEW = _private("NEEDSREVIEW", "Needs review")
 SCREEN_APPLICABLE = _private("APPLICABLE", "Screen applicable")

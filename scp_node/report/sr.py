@@ -289,6 +289,9 @@ def _study_group(
         measurements += _measurement(
             codes.BELOW_DISC_SIGNAL, result.below_disc_signal, codes.UNIT_ONE, algorithm
         )
+        measurements += _measurement(
+            codes.JUNCTION_GAP_RATIO, result.junction_gap_ratio, codes.UNIT_ONE, algorithm
+        )
     evaluations.append(
         hd.sr.QualitativeEvaluation(codes.NEEDS_REVIEW, codes.yes_no(result.needs_review))
     )
