@@ -15,6 +15,7 @@ from scp_node.config import ModelSettings, Settings
 from scp_node.model import datasets, variations
 from scp_node.model.engine import LocalizerEngine
 from scp_node.model.evaluate import in_plane_errors
+from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.phantom import generate
 from scp_node.model.weights import WeightsError, load, reference_path, save
 from scp_node.phantom_dicom import write_phantom
@@ -187,3 +188,16 @@ def test_junction_gap_ratio_is_measured_in_patient_mm(engine: LocalizerEngine) -
         pts = np.array([f.patient_xyz for f in res.levels])
         gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
         assert res.junction_gap_ratio == pytest.approx(gaps[-1] / np.median(gaps[:-1]), abs=2e-3)
+
+
+def test_training_arrays_do_not_depend_on_the_worker_count() -> None:
+    """Training data from two processes is the same as from one (bit for bit), for both
+    generators: a training run's result must not depend on ``--workers``."""
+    grid = CanonicalGrid(size=64, spacing_mm=5.0)
+    one = datasets.training_arrays(2, grid, context=3)
+    two = datasets.training_arrays(2, grid, context=3, workers=2)
+    assert one[0].shape[0] == 6 and one[0].any()
+    for a, b in zip(one, two, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    empty = datasets.training_arrays(0, grid)
+    assert [a.shape[0] for a in empty] == [0, 0, 0]

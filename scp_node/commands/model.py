@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=2,
-        help="processes rendering the second generator's phantoms (same result for any count)",
+        help="processes rendering the training phantoms (same result for any count)",
     )
     tr.add_argument("--steps", type=int, default=3500, help="optimizer steps (batch 16)")
     tr.add_argument(

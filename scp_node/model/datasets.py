@@ -14,7 +14,8 @@ same canonical geometry as inference (:mod:`scp_node.model.geometry`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import multiprocessing
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -33,6 +34,12 @@ SPIN_ECHO_VALIDATION_SEED0 = 410_000_000
 
 #: Native matrices drawn for site-like phantoms (field of view 260-340 mm: 0.5-1.3 mm pixels).
 SITE_MATRICES = (256, 320, 384, 448, 512)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started fresh ("spawn"): a forked child of a process whose OpenMP
+    thread pool (torch) is already running can hang in its first torch operation."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def phantom_series(ph: Phantom) -> SeriesVolume:
@@ -85,31 +92,65 @@ def mobile_disc_map(
     return _points_map(points, grid, sigma)
 
 
+def _site_sample(
+    seed: int, grid: CanonicalGrid, context: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One normal phantom of the first generator: its ``context`` slices around the midline on
+    the canonical grid, their maps (validity mask, mobile-disc target) and level targets."""
+    rng = np.random.default_rng(seed)
+    ph = site_phantom("normal", seed, rng, midline_context=context)
+    series = phantom_series(ph)
+    idx = [k for k in range(ph.volume.shape[0]) if ph.volume[k].any()]
+    frames = slice_frames(series)
+    x, m = to_canonical(series.volume[idx], [frames[k] for k in idx], grid)
+    target = canonical_targets(ph, series, grid)
+    discs = np.broadcast_to(mobile_disc_map(ph, series, grid), m.shape[1:])
+    maps = np.concatenate([m.numpy(), np.stack([discs] * len(idx))], axis=1)
+    return x.numpy(), maps, np.stack([target] * len(idx))
+
+
 def training_arrays(
-    count: int, grid: CanonicalGrid, seed0: int = TRAIN_SEED0, context: int = 5
+    count: int,
+    grid: CanonicalGrid,
+    seed0: int = TRAIN_SEED0,
+    context: int = 5,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normal phantoms -> canonical inputs ``[N, 1, S, S]``, maps ``[N, 2, S, S]`` (validity mask,
     mobile-disc target) and level targets ``[N, 5, 2]`` (x, y canonical px).
 
-    Each phantom gives the ``context`` slices around the midline, all sharing its disc centres.
+    Each phantom gives the ``context`` slices around the midline, all sharing its disc centres;
+    each depends on its seed only, so ``workers`` processes give the same arrays as one.
     """
-    xs, ms, ys = [], [], []
-    for i in range(count):
-        rng = np.random.default_rng(seed0 + i)
-        ph = site_phantom("normal", seed0 + i, rng, midline_context=context)
-        series = phantom_series(ph)
-        idx = [k for k in range(ph.volume.shape[0]) if ph.volume[k].any()]
-        frames = slice_frames(series)
-        x, m = to_canonical(series.volume[idx], [frames[k] for k in idx], grid)
-        target = canonical_targets(ph, series, grid)
-        discs = np.broadcast_to(mobile_disc_map(ph, series, grid), m.shape[1:])
-        xs.append(x.numpy())
-        ms.append(np.concatenate([m.numpy(), np.stack([discs] * len(idx))], axis=1))
-        ys.extend([target] * len(idx))
+    return _sample_arrays(_site_sample, count, grid, seed0, context, workers)
+
+
+def _sample_arrays(
+    sample: Callable[[int, CanonicalGrid, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    count: int,
+    grid: CanonicalGrid,
+    seed0: int,
+    context: int,
+    workers: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sample`` for seeds ``seed0 .. seed0 + count - 1``, in order, stacked."""
+    if count == 0:
+        size = grid.size
+        return (
+            np.zeros((0, 1, size, size), np.float32),
+            np.zeros((0, 2, size, size), np.float32),
+            np.zeros((0, len(DISC_LEVELS), 2), np.float32),
+        )
+    seeds = [seed0 + i for i in range(count)]
+    if workers > 1:
+        with _pool(workers) as pool:
+            parts = list(pool.map(sample, seeds, [grid] * count, [context] * count))
+    else:
+        parts = [sample(s, grid, context) for s in seeds]
     return (
-        np.concatenate(xs).astype(np.float32),
-        np.concatenate(ms).astype(np.float32),
-        np.stack(ys),
+        np.concatenate([p[0] for p in parts]).astype(np.float32),
+        np.concatenate([p[1] for p in parts]).astype(np.float32),
+        np.concatenate([p[2] for p in parts]).astype(np.float32),
     )
 
 
@@ -173,24 +214,7 @@ def spin_echo_training_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normal phantoms of the second generator in :func:`training_arrays`' format; each depends
     on its seed only, so ``workers`` processes give the same arrays as one."""
-    seeds = [seed0 + i for i in range(count)]
-    if count == 0:
-        size = grid.size
-        return (
-            np.zeros((0, 1, size, size), np.float32),
-            np.zeros((0, 2, size, size), np.float32),
-            np.zeros((0, len(DISC_LEVELS), 2), np.float32),
-        )
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_spin_echo_sample, seeds, [grid] * count, [context] * count))
-    else:
-        parts = [_spin_echo_sample(s, grid, context) for s in seeds]
-    return (
-        np.concatenate([p[0] for p in parts]).astype(np.float32),
-        np.concatenate([p[1] for p in parts]).astype(np.float32),
-        np.concatenate([p[2] for p in parts]).astype(np.float32),
-    )
+    return _sample_arrays(_spin_echo_sample, count, grid, seed0, context, workers)
 
 
 #: Slices of a second-generator validation series: enough for the engine's mid-sagittal search.
@@ -206,7 +230,7 @@ def spin_echo_validation_series(
 ) -> Iterator[phantom3d.MidlineSeries]:
     """Second-generator validation series for (seed, variant) jobs, in order."""
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with _pool(workers) as pool:
             yield from pool.map(_validation_series, jobs)
     else:
         yield from map(_validation_series, jobs)

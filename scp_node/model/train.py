@@ -170,7 +170,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         base=8, depth=4, dropout=0.15, input_size=GRID.size, levels=len(DISC_LEVELS) + 1
     )
     t0 = time.perf_counter()
-    first = datasets.training_arrays(cfg.phantoms, GRID)
+    first = datasets.training_arrays(cfg.phantoms, GRID, workers=cfg.workers)
     second = datasets.spin_echo_training_arrays(cfg.phantoms_3d, GRID, workers=cfg.workers)
     x_np, m_np, y_np = (np.concatenate(pair) for pair in zip(first, second, strict=True))
     t_data = time.perf_counter() - t0
