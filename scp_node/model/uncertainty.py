@@ -176,12 +176,26 @@ def junction_gap_ratio(points_mm: Sequence[tuple[float, float]]) -> float:
     validation phantoms of both training generators); a rudimentary L5-S1 disc under a
     sacral-like L5 makes the lowest segment shorter (sacralization median 0.87-0.90), and so
     does a narrowed, degenerate L5-S1 disc in a normal spine."""
+    gaps = _junction_gap(points_mm)
+    if gaps is None:
+        return 1.0
+    junction, above = gaps
+    return junction / above if above > 1e-9 else 1.0
+
+
+def _junction_gap(points_mm: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """(L4-L5 -> L5-S1 distance, median distance between the levels above), or None with fewer
+    than three points."""
     pts = np.asarray(points_mm, dtype=np.float64)
     if len(pts) < 3:
-        return 1.0
+        return None
     gaps = np.hypot(*np.diff(pts, axis=0).T)
-    med = float(np.median(gaps[:-1]))
-    return float(gaps[-1] / med) if med > 1e-9 else 1.0
+    return float(gaps[-1]), float(np.median(gaps[:-1]))
+
+
+def _l5s1_above_l4l5(points_mm: Sequence[tuple[float, float]]) -> bool:
+    """L5-S1 placed at or above L4-L5 (y grows towards the feet)."""
+    return bool(points_mm[-1][1] <= points_mm[-2][1])
 
 
 def junction_shortening(ratio: float) -> float:
@@ -379,16 +393,15 @@ def junction_miscounted(points_mm: Sequence[tuple[float, float]]) -> str:
     """A reason when L5-S1 was placed above L4-L5 or more than :data:`JUNCTION_MAX_RATIO` times
     the median gap above it further down: a counting error at the junction, which the score would
     read as transitional anatomy (a confident wrong answer). Empty string = plausible."""
-    pts = np.asarray(points_mm, dtype=np.float64)
-    if len(pts) < 3:
+    gaps = _junction_gap(points_mm)
+    if gaps is None:
         return ""
-    if pts[-1, 1] <= pts[-2, 1]:
+    if _l5s1_above_l4l5(points_mm):
         return "L5-S1 found above L4-L5"
-    gaps = np.hypot(*np.diff(pts, axis=0).T)
-    med = float(np.median(gaps[:-1]))
-    if gaps[-1] > JUNCTION_MAX_RATIO * med:
+    junction, med = gaps
+    if junction > JUNCTION_MAX_RATIO * med:
         return (
-            f"L5-S1 {gaps[-1]:.0f} mm below L4-L5 against {med:.0f} mm between the levels above "
+            f"L5-S1 {junction:.0f} mm below L4-L5 against {med:.0f} mm between the levels above "
             "(a segment too low?)"
         )
     return ""
@@ -399,15 +412,14 @@ def junction_implausible(points_mm: Sequence[tuple[float, float]]) -> str:
     L4-L5 level, or shorter than half / longer than twice the median gap above. A short junction
     is a reason for review, not a gate: it is what a rudimentary L5-S1 disc can look like (a long
     one is also a gate, :func:`junction_miscounted`)."""
-    pts = np.asarray(points_mm, dtype=np.float64)
-    if len(pts) < 3:
+    gaps = _junction_gap(points_mm)
+    if gaps is None:
         return ""
-    gaps = np.hypot(*np.diff(pts, axis=0).T)
-    if pts[-1, 1] <= pts[-2, 1]:
+    if _l5s1_above_l4l5(points_mm):
         return "L5-S1 found above L4-L5"
-    med = float(np.median(gaps[:-1]))
-    if gaps[-1] < 0.5 * med or gaps[-1] > 2.0 * med:
-        return f"L4-L5 to L5-S1 distance {gaps[-1]:.0f} mm against {med:.0f} mm above"
+    junction, med = gaps
+    if junction < 0.5 * med or junction > 2.0 * med:
+        return f"L4-L5 to L5-S1 distance {junction:.0f} mm against {med:.0f} mm above"
     return ""
 
 
