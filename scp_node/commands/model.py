@@ -64,6 +64,12 @@ def register(subparsers: Any) -> None:
         help="normal training phantoms of the second (3-D spin-echo) generator",
     )
     tr.add_argument(
+        "--phantoms-rigid",
+        type=int,
+        default=0,
+        help="normal training phantoms of the third (rigid-body) generator",
+    )
+    tr.add_argument(
         "--workers",
         type=int,
         default=2,
@@ -195,7 +201,10 @@ def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     steps = args.steps
     if args.epochs is not None:
-        steps = max(1, math.ceil(args.epochs * (args.phantoms + args.phantoms_3d) * 3 / 16))
+        steps = math.ceil(
+            args.epochs * (args.phantoms + args.phantoms_3d + args.phantoms_rigid) * 5 / 16
+        )
+        steps = max(1, steps)
     reference = reference_path()
     if args.overwrite_reference:
         out = reference
@@ -217,6 +226,7 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             phantoms=args.phantoms,
             phantoms_3d=args.phantoms_3d,
+            phantoms_rigid=args.phantoms_rigid,
             workers=args.workers,
             steps=steps,
             validation_per_variant=args.validation,

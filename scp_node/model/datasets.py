@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from scp_node.model import phantom3d, variations
+from scp_node.model import phantom3d, phantom_rigid, variations
 from scp_node.model.geometry import CanonicalGrid, slice_frames, to_canonical
 from scp_node.model.phantom import Phantom, generate
 from scp_node.result import DISC_LEVELS
@@ -31,6 +31,8 @@ VALIDATION_SEED0 = 200_000
 EVALUATION_SEED0 = 300_000
 SPIN_ECHO_TRAIN_SEED0 = 400_000_000
 SPIN_ECHO_VALIDATION_SEED0 = 410_000_000
+RIGID_TRAIN_SEED0 = 420_000_000
+RIGID_VALIDATION_SEED0 = 430_000_000
 
 #: Native matrices drawn for site-like phantoms (field of view 260-340 mm: 0.5-1.3 mm pixels).
 SITE_MATRICES = (256, 320, 384, 448, 512)
@@ -187,10 +189,41 @@ def _points_map(
     return out
 
 
+def rigid_midline(seed: int, variant: str = "normal", slices: int = 5) -> phantom3d.MidlineSeries:
+    """A third-generator phantom (:func:`.phantom_rigid.midline_t2`) in the second generator's
+    midline format, so that both go through one path to the canonical grid."""
+    t2 = phantom_rigid.midline_t2(seed, variant, slices=slices)
+    rows, cols = t2.images.shape[1:]
+    planes = [
+        phantom3d.Plane(p, t2.row_dir, t2.col_dir, t2.spacing, rows, cols) for p in t2.positions
+    ]
+    return phantom3d.MidlineSeries(
+        variant=variant,
+        seed=seed,
+        images=t2.images,
+        planes=planes,
+        slice_step=t2.slice_step,
+        discs=t2.discs,
+        mobile_discs=t2.mobile_discs,
+    )
+
+
 def _spin_echo_sample(
     seed: int, grid: CanonicalGrid, context: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ms = phantom3d.midline_series(seed, "normal", slices=context)
+    return _midline_sample(phantom3d.midline_series(seed, "normal", slices=context), grid)
+
+
+def _rigid_sample(
+    seed: int, grid: CanonicalGrid, context: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _midline_sample(rigid_midline(seed, "normal", slices=context), grid)
+
+
+def _midline_sample(
+    ms: phantom3d.MidlineSeries, grid: CanonicalGrid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One midline series as training samples: canonical inputs, maps and level targets."""
     series = midline_volume(ms)
     frames = slice_frames(series)
     x, m = to_canonical(ms.images, frames, grid)
@@ -217,18 +250,33 @@ def spin_echo_training_arrays(
     return _sample_arrays(_spin_echo_sample, count, grid, seed0, context, workers)
 
 
+def rigid_training_arrays(
+    count: int,
+    grid: CanonicalGrid,
+    seed0: int = RIGID_TRAIN_SEED0,
+    context: int = 5,
+    workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal phantoms of the third, rigid-body generator in :func:`training_arrays`' format."""
+    return _sample_arrays(_rigid_sample, count, grid, seed0, context, workers)
+
+
 #: Slices of a second-generator validation series: enough for the engine's mid-sagittal search.
 VALIDATION_SLICES = 9
 
 
-def _validation_series(job: tuple[int, str]) -> phantom3d.MidlineSeries:
-    return phantom3d.midline_series(job[0], job[1], slices=VALIDATION_SLICES)
+def _validation_series(job: tuple[str, int, str]) -> phantom3d.MidlineSeries:
+    generator, seed, variant = job
+    if generator == "rigid":
+        return rigid_midline(seed, variant, slices=VALIDATION_SLICES)
+    return phantom3d.midline_series(seed, variant, slices=VALIDATION_SLICES)
 
 
-def spin_echo_validation_series(
-    jobs: list[tuple[int, str]], workers: int = 1
+def midline_validation_series(
+    jobs: list[tuple[str, int, str]], workers: int = 1
 ) -> Iterator[phantom3d.MidlineSeries]:
-    """Second-generator validation series for (seed, variant) jobs, in order."""
+    """Validation series of the second (``"spin-echo"``) and third (``"rigid"``) generators
+    for (generator, seed, variant) jobs, in order."""
     if workers > 1:
         with _pool(workers) as pool:
             yield from pool.map(_validation_series, jobs)

@@ -45,12 +45,14 @@ class TrainConfig:
     phantoms: int = 1000
     #: normal phantoms of the second, 3-D spin-echo generator (:mod:`.phantom3d`)
     phantoms_3d: int = 600
+    #: normal phantoms of the third, rigid-body generator (:mod:`.phantom_rigid`)
+    phantoms_rigid: int = 0
     steps: int = 3500
     batch: int = 16
     lr: float = 3e-3
     validation_per_variant: int = 20
     threads: int = 1
-    #: processes that render the second generator's phantoms (the arrays do not depend on it)
+    #: processes that render the phantoms (the arrays do not depend on it)
     workers: int = 2
 
 
@@ -172,12 +174,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     first = datasets.training_arrays(cfg.phantoms, GRID, workers=cfg.workers)
     second = datasets.spin_echo_training_arrays(cfg.phantoms_3d, GRID, workers=cfg.workers)
-    x_np, m_np, y_np = (np.concatenate(pair) for pair in zip(first, second, strict=True))
+    third = datasets.rigid_training_arrays(cfg.phantoms_rigid, GRID, workers=cfg.workers)
+    x_np, m_np, y_np = (np.concatenate(parts) for parts in zip(first, second, third, strict=True))
     t_data = time.perf_counter() - t0
     log.info(
-        "training data: %d + %d samples (two generators) in %.0f s",
+        "training data: %d + %d + %d samples (three generators) in %.0f s",
         len(first[0]),
         len(second[0]),
+        len(third[0]),
         t_data,
     )
     x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -228,6 +232,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "seed0": datasets.TRAIN_SEED0,
             "phantoms_3d": cfg.phantoms_3d,
             "seed0_3d": datasets.SPIN_ECHO_TRAIN_SEED0,
+            "phantoms_rigid": cfg.phantoms_rigid,
+            "seed0_rigid": datasets.RIGID_TRAIN_SEED0,
             "steps": cfg.steps,
             "batch": cfg.batch,
             "lr": cfg.lr,
@@ -250,9 +256,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[str, Any]:
     """Choose the LSTV threshold and the quality gate's limit on validation phantoms (disjoint
-    seeds, all three variants, site-like geometry and acquisition, from both generators) for the
-    weights in ``src``, and write them with the threshold, the limits and the score formula to
-    ``out``.
+    seeds, all three variants, site-like geometry and acquisition, from the three generators)
+    for the weights in ``src``, and write them with the threshold, the limits and the score
+    formula to ``out``.
 
     The reference-uncertainty limit is 1.5 x the 99th percentile seen on validation studies (at
     least 0.3): images the model reads as well as its own data pass with room to spare. The
@@ -289,6 +295,7 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
         "normals": 2 * per_variant,
         "seed0": datasets.VALIDATION_SEED0,
         "seed0_3d": datasets.SPIN_ECHO_VALIDATION_SEED0,
+        "seed0_rigid": datasets.RIGID_VALIDATION_SEED0,
         "rule": f"specificity {TARGET_SPECIFICITY} on assessable normals; reference 1.5 x p99",
         "auroc": round(auroc(scores[assessable], labels[assessable]), 4),
         "sensitivity": round(sens, 4),
@@ -316,7 +323,7 @@ def _reference_uncertainty(result: StudyResult) -> float:
 def validation_results(
     engine: LocalizerEngine, per_variant: int, workers: int = 1
 ) -> tuple[list[StudyResult], np.ndarray]:
-    """Results and labels (1 = LSTV) on site-like validation phantoms of both generators
+    """Results and labels (1 = LSTV) on site-like validation phantoms of the three generators
     (``per_variant`` of each LSTV variant and twice as many normals from each)."""
     results, labels = [], []
     variants = ("normal", "lumbarization", "sacralization")
@@ -328,11 +335,15 @@ def validation_results(
             results.append(engine.analyze(datasets.phantom_series(ph)))
             labels.append(0 if variant == "normal" else 1)
     jobs = [
-        (datasets.SPIN_ECHO_VALIDATION_SEED0 + 1000 * variants.index(v) + i, v)
+        (generator, seed0 + 1000 * variants.index(v) + i, v)
+        for generator, seed0 in (
+            ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0),
+            ("rigid", datasets.RIGID_VALIDATION_SEED0),
+        )
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
     ]
-    for ms in datasets.spin_echo_validation_series(jobs, workers):
+    for ms in datasets.midline_validation_series(jobs, workers):
         results.append(engine.analyze(datasets.midline_volume(ms)))
         labels.append(0 if ms.variant == "normal" else 1)
     return results, np.array(labels)
