@@ -271,7 +271,8 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
     engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
     engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
     engine.require_evidence = False  # the threshold is chosen here: quality gate only
-    results, labels = validation_results(engine, per_variant, workers)
+    rigid = int(meta.get("training", {}).get("phantoms_rigid", 0)) > 0
+    results, labels = validation_results(engine, per_variant, workers, rigid=rigid)
     ref = np.array([_reference_uncertainty(r) for r in results])
     limit = max(0.3, 1.5 * float(np.percentile(ref, 99)))
     engine.quality = QualityLimits(max_reference_uncertainty=limit)
@@ -295,7 +296,7 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
         "normals": 2 * per_variant,
         "seed0": datasets.VALIDATION_SEED0,
         "seed0_3d": datasets.SPIN_ECHO_VALIDATION_SEED0,
-        "seed0_rigid": datasets.RIGID_VALIDATION_SEED0,
+        **({"seed0_rigid": datasets.RIGID_VALIDATION_SEED0} if rigid else {}),
         "rule": f"specificity {TARGET_SPECIFICITY} on assessable normals; reference 1.5 x p99",
         "auroc": round(auroc(scores[assessable], labels[assessable]), 4),
         "sensitivity": round(sens, 4),
@@ -321,10 +322,12 @@ def _reference_uncertainty(result: StudyResult) -> float:
 
 
 def validation_results(
-    engine: LocalizerEngine, per_variant: int, workers: int = 1
+    engine: LocalizerEngine, per_variant: int, workers: int = 1, rigid: bool = True
 ) -> tuple[list[StudyResult], np.ndarray]:
-    """Results and labels (1 = LSTV) on site-like validation phantoms of the three generators
-    (``per_variant`` of each LSTV variant and twice as many normals from each)."""
+    """Results and labels (1 = LSTV) on site-like validation phantoms of the generators the
+    weights were trained on (``per_variant`` of each LSTV variant and twice as many normals from
+    each; the rigid-body generator only when ``rigid``, so weights trained without it keep the
+    threshold their training command chose)."""
     results, labels = [], []
     variants = ("normal", "lumbarization", "sacralization")
     for variant in variants:
@@ -338,7 +341,7 @@ def validation_results(
         (generator, seed0 + 1000 * variants.index(v) + i, v)
         for generator, seed0 in (
             ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0),
-            ("rigid", datasets.RIGID_VALIDATION_SEED0),
+            *((("rigid", datasets.RIGID_VALIDATION_SEED0),) if rigid else ()),
         )
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
