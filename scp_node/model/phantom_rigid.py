@@ -1625,6 +1625,36 @@ def receive_chain(rng: np.random.Generator) -> tuple[dict[str, Any], float]:
     return coil, apod
 
 
+def pulse_sequence(
+    rng: np.random.Generator,
+    *,
+    tr: tuple[float, float],
+    te: tuple[float, float],
+    field: float,
+    snr: float,
+    coil: dict[str, Any],
+    apod: float,
+    nsub: int = 1,
+    snr_scale: tuple[float, float] | None = None,
+    etl: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One spin-echo series' parameters: TR and TE (ms) drawn from their ranges, the
+    examination's SNR (times a drawn scale), and the echo-train length when the series has one
+    (drawn in that order, so a study's random stream is fixed by its seed)."""
+    seq: dict[str, Any] = {"tr": float(rng.uniform(*tr)), "te": float(rng.uniform(*te))}
+    seq.update(field=field, snr=snr if snr_scale is None else snr * rng.uniform(*snr_scale))
+    seq.update(nsub=nsub, apod=apod)
+    if etl is not None:
+        seq["etl"] = int(rng.integers(*etl))
+    return {**seq, **coil}
+
+
+def _series_summary(seq: dict[str, Any]) -> dict[str, Any]:
+    """What ``truth.json`` records of one series."""
+    keys = ("description", "series_number")
+    return {"tr": round(seq["tr"]), "te": round(seq["te"], 1), **{k: seq[k] for k in keys}}
+
+
 @dataclass
 class MidlineT2:
     """The sagittal T2 slices nearest the midline of one patient (no DICOM files): images in
@@ -1656,15 +1686,9 @@ def midline_t2(
     field_t = float(rng.choice([1.5, 3.0], p=[0.55, 0.45]))
     snr = float(np.exp(rng.uniform(math.log(8), math.log(60))))
     coil, apod = receive_chain(rng)
-    seq = {
-        "tr": float(rng.uniform(2500, 5000)),
-        "te": float(rng.uniform(80, 120)),
-        "field": field_t,
-        "snr": snr,
-        "nsub": 3,
-        "apod": apod,
-        **coil,
-    }
+    seq = pulse_sequence(
+        rng, tr=(2500, 5000), te=(80, 120), field=field_t, snr=snr, coil=coil, apod=apod, nsub=3
+    )
     images = np.stack(render_series(pt, geo, seq, rng))
     scale = float(rng.uniform(600, 3000)) / (float(np.percentile(images, 99.7)) or 1.0)
     shift = np.asarray(geo["shift"], dtype=float)
@@ -1721,36 +1745,16 @@ def generate_study(
     field_t = float(rng.choice([1.5, 3.0], p=[0.55, 0.45]))
     snr = float(np.exp(rng.uniform(math.log(8), math.log(60))))
     coil, apod = receive_chain(rng)
-    seq_t2: dict[str, Any] = {
-        "tr": float(rng.uniform(2500, 5000)),
-        "te": float(rng.uniform(80, 120)),
-        "field": field_t,
-        "snr": snr,
-        "nsub": 3,
-        "apod": apod,
-        "etl": int(rng.integers(12, 28)),
-        **coil,
-    }
-    seq_t1: dict[str, Any] = {
-        "tr": float(rng.uniform(400, 750)),
-        "te": float(rng.uniform(8, 15)),
-        "field": field_t,
-        "snr": snr * rng.uniform(0.8, 1.3),
-        "nsub": 1,
-        "apod": apod,
-        "etl": int(rng.integers(2, 5)),
-        **coil,
-    }
-    seq_ax: dict[str, Any] = {
-        "tr": float(rng.uniform(3000, 5500)),
-        "te": float(rng.uniform(85, 115)),
-        "field": field_t,
-        "snr": snr * rng.uniform(0.7, 1.2),
-        "nsub": 1,
-        "apod": 0.0,
-        "etl": int(rng.integers(12, 24)),
-        **coil,
-    }
+    common: dict[str, Any] = {"field": field_t, "snr": snr, "coil": coil}
+    seq_t2 = pulse_sequence(
+        rng, tr=(2500, 5000), te=(80, 120), nsub=3, apod=apod, etl=(12, 28), **common
+    )
+    seq_t1 = pulse_sequence(
+        rng, tr=(400, 750), te=(8, 15), snr_scale=(0.8, 1.3), apod=apod, etl=(2, 5), **common
+    )
+    seq_ax = pulse_sequence(
+        rng, tr=(3000, 5500), te=(85, 115), snr_scale=(0.7, 1.2), apod=0.0, etl=(12, 24), **common
+    )
     study_uid = uid(seed, index, "study")
     for_uid = uid(seed, index, "for")
     folder = out / f"third-{index:03d}"
@@ -1824,23 +1828,9 @@ def generate_study(
         "coil": {kk: v for kk, v in coil.items() if kk != "ghost"},
         "sag": {kk: v for kk, v in sag.items() if kk not in ("ipp", "order", "shift")},
         "axial": {kk: v for kk, v in ax.items() if kk not in ("ipp", "order", "shift")},
-        "t2": {
-            "tr": round(seq_t2["tr"]),
-            "te": round(seq_t2["te"], 1),
-            "description": seq_t2["description"],
-            "series_number": seq_t2["series_number"],
-        },
-        "t1": {
-            "tr": round(seq_t1["tr"]),
-            "te": round(seq_t1["te"], 1),
-            "description": seq_t1["description"],
-            "series_number": seq_t1["series_number"],
-        },
-        "ax": {
-            "tr": round(seq_ax["tr"]),
-            "te": round(seq_ax["te"], 1),
-            "description": seq_ax["description"],
-            "series_number": seq_ax["series_number"],
+        **{
+            name: _series_summary(seq)
+            for name, seq in (("t2", seq_t2), ("t1", seq_t1), ("ax", seq_ax))
         },
         "patient_offset_mm": [round(float(v), 2) for v in shift],
         "render_s": round(render_s, 2),
