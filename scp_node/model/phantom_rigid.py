@@ -1641,9 +1641,14 @@ def pulse_sequence(
     """One spin-echo series' parameters: TR and TE (ms) drawn from their ranges, the
     examination's SNR (times a drawn scale), and the echo-train length when the series has one
     (drawn in that order, so a study's random stream is fixed by its seed)."""
-    seq: dict[str, Any] = {"tr": float(rng.uniform(*tr)), "te": float(rng.uniform(*te))}
-    seq.update(field=field, snr=snr if snr_scale is None else snr * rng.uniform(*snr_scale))
-    seq.update(nsub=nsub, apod=apod)
+    seq: dict[str, Any] = {
+        "tr": float(rng.uniform(*tr)),
+        "te": float(rng.uniform(*te)),
+        "field": field,
+        "snr": snr if snr_scale is None else snr * rng.uniform(*snr_scale),
+        "nsub": nsub,
+        "apod": apod,
+    }
     if etl is not None:
         seq["etl"] = int(rng.integers(*etl))
     return {**seq, **coil}

@@ -322,7 +322,7 @@ def _reference_uncertainty(result: StudyResult) -> float:
 
 
 def validation_results(
-    engine: LocalizerEngine, per_variant: int, workers: int = 1, rigid: bool = True
+    engine: LocalizerEngine, per_variant: int, workers: int = 1, rigid: bool = False
 ) -> tuple[list[StudyResult], np.ndarray]:
     """Results and labels (1 = LSTV) on site-like validation phantoms of the generators the
     weights were trained on (``per_variant`` of each LSTV variant and twice as many normals from
@@ -337,12 +337,12 @@ def validation_results(
             ph = datasets.site_phantom(variant, seed, np.random.default_rng([seed, 1]))
             results.append(engine.analyze(datasets.phantom_series(ph)))
             labels.append(0 if variant == "normal" else 1)
+    generators = [("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0)]
+    if rigid:
+        generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0))
     jobs = [
         (generator, seed0 + 1000 * variants.index(v) + i, v)
-        for generator, seed0 in (
-            ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0),
-            *((("rigid", datasets.RIGID_VALIDATION_SEED0),) if rigid else ()),
-        )
+        for generator, seed0 in generators
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
     ]
