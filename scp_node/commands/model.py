@@ -122,6 +122,12 @@ def register(subparsers: Any) -> None:
     )
     ca.add_argument("--validation", type=int, default=20, help="phantoms per LSTV variant")
     ca.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes rendering the validation phantoms (same result for any count)",
+    )
+    ca.add_argument(
         "--normals",
         type=Path,
         nargs="+",
@@ -245,7 +251,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return 2
     from scp_node.model.train import calibrate
 
-    meta = calibrate(args.weights, args.out or args.weights, args.validation)
+    meta = calibrate(args.weights, args.out or args.weights, args.validation, args.workers)
     print(f"threshold {meta['lstv_threshold']} (validation AUROC {meta['validation']['auroc']})")
     return 0
 

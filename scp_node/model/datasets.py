@@ -272,13 +272,22 @@ def _validation_series(job: tuple[str, int, str]) -> phantom3d.MidlineSeries:
     return phantom3d.midline_series(seed, variant, slices=VALIDATION_SLICES)
 
 
-def midline_validation_series(
+def _validation_volume(job: tuple[str, int, str]) -> SeriesVolume:
+    generator, seed, variant = job
+    if generator == "first":
+        return phantom_series(site_phantom(variant, seed, np.random.default_rng([seed, 1])))
+    return midline_volume(_validation_series(job))
+
+
+def validation_volumes(
     jobs: list[tuple[str, int, str]], workers: int = 1
-) -> Iterator[phantom3d.MidlineSeries]:
-    """Validation series of the second (``"spin-echo"``) and third (``"rigid"``) generators
-    for (generator, seed, variant) jobs, in order."""
+) -> Iterator[SeriesVolume]:
+    """Validation series for (generator, seed, variant) jobs, in order: ``"first"`` (a whole
+    site-like study of :mod:`.phantom`), ``"spin-echo"`` or ``"rigid"`` (midline series of the
+    second and third generators). Each depends on its job only, so ``workers`` processes render
+    them while the caller analyses the ones before, with the same result as one process."""
     if workers > 1:
         with _pool(workers) as pool:
-            yield from pool.map(_validation_series, jobs)
+            yield from pool.map(_validation_volume, jobs)
     else:
-        yield from map(_validation_series, jobs)
+        yield from map(_validation_volume, jobs)

@@ -8,7 +8,10 @@ Loss: cross-entropy between each level's spatial softmax and a normalised Gaussi
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +167,91 @@ def augment(
     return _intensity(x, m[:, :1], gen), m, y
 
 
+def training_batch(
+    x_all: torch.Tensor,
+    m_all: torch.Tensor,
+    y_all: torch.Tensor,
+    batch: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One augmented batch drawn with ``gen``: inputs and the targets of every output channel
+    (a Gaussian per level, then the mobile-disc map)."""
+    idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+    xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
+    size = xb.shape[-1]
+    return xb, torch.cat([gaussian_targets(yb, size), _normalised(mb[:, 1:])], 1)
+
+
+class BatchPrefetcher:
+    """The training batches, made on a background thread while the model trains on the previous
+    one (the second CPU core is otherwise idle).
+
+    The batches depend only on their own generator (seeded with ``seed``), never on the model or
+    the global RNG that dropout draws from, and each thread runs its torch operations on itself
+    with the same intra-op thread count, so the weights are bit-identical to making every batch
+    in the training loop.
+    """
+
+    def __init__(
+        self,
+        x_all: torch.Tensor,
+        m_all: torch.Tensor,
+        y_all: torch.Tensor,
+        batch: int,
+        steps: int,
+        seed: int,
+        depth: int = 4,
+    ) -> None:
+        self._queue: queue.Queue[tuple[torch.Tensor, torch.Tensor] | BaseException] = queue.Queue(
+            maxsize=depth
+        )
+        self._stop = threading.Event()
+        self._steps = steps
+        self._threads = torch.get_num_threads()
+        args = (x_all, m_all, y_all, batch, steps, seed)
+        self._thread = threading.Thread(target=self._produce, args=args, daemon=True)
+        self._thread.start()
+
+    def _produce(
+        self,
+        x_all: torch.Tensor,
+        m_all: torch.Tensor,
+        y_all: torch.Tensor,
+        batch: int,
+        steps: int,
+        seed: int,
+    ) -> None:
+        torch.set_num_threads(self._threads)  # OpenMP's thread count is per thread
+        gen = torch.Generator().manual_seed(seed)
+        try:
+            for _ in range(steps):
+                if not self._put(training_batch(x_all, m_all, y_all, batch, gen)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the training loop, raised there
+            self._put(exc)
+
+    def _put(self, item: tuple[torch.Tensor, torch.Tensor] | BaseException) -> bool:
+        """Queue ``item``; False once the training loop has stopped taking batches."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            for _ in range(self._steps):
+                item = self._queue.get()
+                if isinstance(item, BaseException):
+                    raise RuntimeError("making a training batch failed") from item
+                yield item
+        finally:
+            self._stop.set()
+            self._thread.join()
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, choose the threshold on validation phantoms, save; returns the metadata written."""
     torch.set_num_threads(cfg.threads)
@@ -191,13 +279,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
     )
-    gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     losses = []
-    for step in range(cfg.steps):
-        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
-        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
-        target = torch.cat([gaussian_targets(yb, net_cfg.input_size), _normalised(mb[:, 1:])], 1)
+    batches = BatchPrefetcher(x_all, m_all, y_all, cfg.batch, cfg.steps, cfg.seed)
+    for step, (xb, target) in enumerate(batches):
         logits = model(xb)
         logp = torch.log_softmax(logits.flatten(2), dim=-1)
         loss = -(target.flatten(2) * logp).sum(-1).mean()
@@ -328,25 +413,19 @@ def validation_results(
     weights were trained on (``per_variant`` of each LSTV variant and twice as many normals from
     each; the rigid-body generator only when ``rigid``, so weights trained without it keep the
     threshold their training command chose)."""
-    results, labels = [], []
     variants = ("normal", "lumbarization", "sacralization")
-    for variant in variants:
-        n = per_variant * (2 if variant == "normal" else 1)
-        for i in range(n):
-            seed = datasets.VALIDATION_SEED0 + i
-            ph = datasets.site_phantom(variant, seed, np.random.default_rng([seed, 1]))
-            results.append(engine.analyze(datasets.phantom_series(ph)))
-            labels.append(0 if variant == "normal" else 1)
-    generators = [("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0)]
+    generators = [
+        ("first", datasets.VALIDATION_SEED0),
+        ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0),
+    ]
     if rigid:
         generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0))
     jobs = [
-        (generator, seed0 + 1000 * variants.index(v) + i, v)
+        (generator, seed0 + (0 if generator == "first" else 1000 * variants.index(v)) + i, v)
         for generator, seed0 in generators
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
     ]
-    for ms in datasets.midline_validation_series(jobs, workers):
-        results.append(engine.analyze(datasets.midline_volume(ms)))
-        labels.append(0 if ms.variant == "normal" else 1)
+    results = [engine.analyze(v) for v in datasets.validation_volumes(jobs, workers)]
+    labels = [0 if variant == "normal" else 1 for _, _, variant in jobs]
     return results, np.array(labels)
