@@ -8,10 +8,7 @@ Loss: cross-entropy between each level's spatial softmax and a normalised Gaussi
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,91 +164,6 @@ def augment(
     return _intensity(x, m[:, :1], gen), m, y
 
 
-def training_batch(
-    x_all: torch.Tensor,
-    m_all: torch.Tensor,
-    y_all: torch.Tensor,
-    batch: int,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One augmented batch drawn with ``gen``: inputs and the targets of every output channel
-    (a Gaussian per level, then the mobile-disc map)."""
-    idx = torch.randint(0, len(x_all), (batch,), generator=gen)
-    xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
-    size = xb.shape[-1]
-    return xb, torch.cat([gaussian_targets(yb, size), _normalised(mb[:, 1:])], 1)
-
-
-class BatchPrefetcher:
-    """The training batches, made on a background thread while the model trains on the previous
-    one (the second CPU core is otherwise idle).
-
-    The batches depend only on their own generator (seeded with ``seed``), never on the model or
-    the global RNG that dropout draws from, and each thread runs its torch operations on itself
-    with the same intra-op thread count, so the weights are bit-identical to making every batch
-    in the training loop.
-    """
-
-    def __init__(
-        self,
-        x_all: torch.Tensor,
-        m_all: torch.Tensor,
-        y_all: torch.Tensor,
-        batch: int,
-        steps: int,
-        seed: int,
-        depth: int = 4,
-    ) -> None:
-        self._queue: queue.Queue[tuple[torch.Tensor, torch.Tensor] | BaseException] = queue.Queue(
-            maxsize=depth
-        )
-        self._stop = threading.Event()
-        self._steps = steps
-        self._threads = torch.get_num_threads()
-        args = (x_all, m_all, y_all, batch, steps, seed)
-        self._thread = threading.Thread(target=self._produce, args=args, daemon=True)
-        self._thread.start()
-
-    def _produce(
-        self,
-        x_all: torch.Tensor,
-        m_all: torch.Tensor,
-        y_all: torch.Tensor,
-        batch: int,
-        steps: int,
-        seed: int,
-    ) -> None:
-        torch.set_num_threads(self._threads)  # OpenMP's thread count is per thread
-        gen = torch.Generator().manual_seed(seed)
-        try:
-            for _ in range(steps):
-                if not self._put(training_batch(x_all, m_all, y_all, batch, gen)):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the training loop, raised there
-            self._put(exc)
-
-    def _put(self, item: tuple[torch.Tensor, torch.Tensor] | BaseException) -> bool:
-        """Queue ``item``; False once the training loop has stopped taking batches."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        try:
-            for _ in range(self._steps):
-                item = self._queue.get()
-                if isinstance(item, BaseException):
-                    raise RuntimeError("making a training batch failed") from item
-                yield item
-        finally:
-            self._stop.set()
-            self._thread.join()
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, choose the threshold on validation phantoms, save; returns the metadata written."""
     torch.set_num_threads(cfg.threads)
@@ -279,10 +191,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
     )
+    gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     losses = []
-    batches = BatchPrefetcher(x_all, m_all, y_all, cfg.batch, cfg.steps, cfg.seed)
-    for step, (xb, target) in enumerate(batches):
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
+        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
+        target = torch.cat([gaussian_targets(yb, net_cfg.input_size), _normalised(mb[:, 1:])], 1)
         logits = model(xb)
         logp = torch.log_softmax(logits.flatten(2), dim=-1)
         loss = -(target.flatten(2) * logp).sum(-1).mean()
