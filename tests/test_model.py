@@ -201,3 +201,20 @@ def test_training_arrays_do_not_depend_on_the_worker_count() -> None:
         assert a.dtype == b.dtype and np.array_equal(a, b)
     empty = datasets.training_arrays(0, grid)
     assert [a.shape[0] for a in empty] == [0, 0, 0]
+
+
+def test_validation_volumes_do_not_depend_on_the_worker_count() -> None:
+    """The threshold's validation series rendered by two processes are the ones one process
+    renders (bit for bit), for each generator: ``model calibrate --workers`` must not change it."""
+    jobs = [
+        ("first", datasets.VALIDATION_SEED0, "sacralization"),
+        ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0, "normal"),
+        ("rigid", datasets.RIGID_VALIDATION_SEED0, "lumbarization"),
+    ]
+    one = list(datasets.validation_volumes(jobs, workers=1))
+    two = list(datasets.validation_volumes(jobs, workers=2))
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two, strict=True):
+        assert a.volume.any() and np.array_equal(a.volume, b.volume)
+        assert a.positions == b.positions and a.pixel_spacing == b.pixel_spacing
+    assert one[0].volume.shape != one[1].volume.shape  # a whole study, then a midline series
