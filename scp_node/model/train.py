@@ -335,6 +335,7 @@ def validation_results(
     ]
     if rigid:
         generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0))
+    # the first generator mixes the variant into each phantom's RNG, so its variants share seeds
     jobs = [
         (generator, seed0 + (0 if generator == "first" else 1000 * variants.index(v)) + i, v)
         for generator, seed0 in generators
