@@ -265,18 +265,13 @@ def rigid_training_arrays(
 VALIDATION_SLICES = 9
 
 
-def _validation_series(job: tuple[str, int, str]) -> phantom3d.MidlineSeries:
-    generator, seed, variant = job
-    if generator == "rigid":
-        return rigid_midline(seed, variant, slices=VALIDATION_SLICES)
-    return phantom3d.midline_series(seed, variant, slices=VALIDATION_SLICES)
-
-
 def _validation_volume(job: tuple[str, int, str]) -> SeriesVolume:
     generator, seed, variant = job
     if generator == "first":
         return phantom_series(site_phantom(variant, seed, np.random.default_rng([seed, 1])))
-    return midline_volume(_validation_series(job))
+    if generator == "rigid":
+        return midline_volume(rigid_midline(seed, variant, slices=VALIDATION_SLICES))
+    return midline_volume(phantom3d.midline_series(seed, variant, slices=VALIDATION_SLICES))
 
 
 def validation_volumes(

@@ -329,16 +329,17 @@ def validation_results(
     each; the rigid-body generator only when ``rigid``, so weights trained without it keep the
     threshold their training command chose)."""
     variants = ("normal", "lumbarization", "sacralization")
+    # (generator, first seed, seed stride per variant): the first generator mixes the variant
+    # into each phantom's RNG, so its variants share seeds
     generators = [
-        ("first", datasets.VALIDATION_SEED0),
-        ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0),
+        ("first", datasets.VALIDATION_SEED0, 0),
+        ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0, 1000),
     ]
     if rigid:
-        generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0))
-    # the first generator mixes the variant into each phantom's RNG, so its variants share seeds
+        generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0, 1000))
     jobs = [
-        (generator, seed0 + (0 if generator == "first" else 1000 * variants.index(v)) + i, v)
-        for generator, seed0 in generators
+        (generator, seed0 + stride * variants.index(v) + i, v)
+        for generator, seed0, stride in generators
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
     ]
