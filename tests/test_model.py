@@ -17,6 +17,7 @@ from scp_node.model.engine import LocalizerEngine
 from scp_node.model.evaluate import in_plane_errors
 from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.phantom import generate
+from scp_node.model.train import TrainConfig, calibrate, train, validation_results
 from scp_node.model.weights import WeightsError, load, reference_path, save
 from scp_node.phantom_dicom import write_phantom
 from scp_node.result import DISC_LEVELS
@@ -218,3 +219,44 @@ def test_validation_volumes_do_not_depend_on_the_worker_count() -> None:
         assert a.volume.any() and np.array_equal(a.volume, b.volume)
         assert a.positions == b.positions and a.pixel_spacing == b.pixel_spacing
     assert one[0].volume.shape != one[1].volume.shape  # a whole study, then a midline series
+
+
+def test_validation_render_started_early_gives_the_same_series_in_order() -> None:
+    """Training starts rendering the validation series before its steps (on the core one torch
+    thread leaves free); taken later they are those :func:`validation_volumes` gives, in job
+    order, and a render of other jobs is refused rather than paired with the wrong labels."""
+    jobs = [
+        ("spin-echo", datasets.SPIN_ECHO_VALIDATION_SEED0 + 1000, "lumbarization"),
+        ("first", datasets.VALIDATION_SEED0 + 1, "normal"),
+    ]
+    with datasets.ValidationRender(jobs, processes=1) as render:
+        early = list(render)
+        assert list(render) == []  # each series is handed out once, then let go
+    later = list(datasets.validation_volumes(jobs, workers=1))
+    assert [v.volume.shape for v in early] == [v.volume.shape for v in later]
+    for a, b in zip(early, later, strict=True):
+        assert np.array_equal(a.volume, b.volume) and a.positions == b.positions
+    engine = LocalizerEngine.from_settings(ModelSettings(device="cpu", mc_samples=2))
+    with (
+        datasets.ValidationRender(jobs) as other,
+        pytest.raises(ValueError, match="not this validation set"),
+    ):
+        validation_results(engine, 1, render=other)
+
+
+def test_training_command_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
+    """`model train` at a tiny scale: data from both generators, steps, then the threshold on
+    validation series rendered in the background during the steps; re-choosing the threshold
+    of the saved weights afterwards (series rendered afresh, in this process) gives the same
+    threshold, quality limit and validation figures."""
+    out = tmp_path / "tiny.pt"
+    cfg = TrainConfig(
+        out=out, phantoms=2, phantoms_3d=1, steps=3, validation_per_variant=1, workers=2
+    )
+    meta = train(cfg)
+    saved = load(out).metadata
+    assert meta["training"]["steps"] == 3 and meta["validation"]["normals"] == 2
+    assert not out.with_suffix(".unvalidated.pt").exists()
+    again = calibrate(out, tmp_path / "again.pt", 1, workers=1)
+    for key in ("lstv_threshold", "quality", "validation"):
+        assert again[key] == saved[key] == meta[key], key

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
@@ -261,11 +261,15 @@ def rigid_training_arrays(
     return _sample_arrays(_rigid_sample, count, grid, seed0, context, workers)
 
 
+#: A validation job: (generator, seed, variant).
+ValidationJob = tuple[str, int, str]
+
+
 #: Slices of a second-generator validation series: enough for the engine's mid-sagittal search.
 VALIDATION_SLICES = 9
 
 
-def _validation_volume(job: tuple[str, int, str]) -> SeriesVolume:
+def _validation_volume(job: ValidationJob) -> SeriesVolume:
     generator, seed, variant = job
     if generator == "first":
         return phantom_series(site_phantom(variant, seed, np.random.default_rng([seed, 1])))
@@ -274,15 +278,43 @@ def _validation_volume(job: tuple[str, int, str]) -> SeriesVolume:
     return midline_volume(phantom3d.midline_series(seed, variant, slices=VALIDATION_SLICES))
 
 
-def validation_volumes(
-    jobs: list[tuple[str, int, str]], workers: int = 1
-) -> Iterator[SeriesVolume]:
+class ValidationRender:
+    """Validation series for :data:`ValidationJob` s, handed out in job order by iterating.
+
+    With ``processes`` >= 1, worker processes start rendering them when the context is entered
+    (for instance on the core that one-thread training leaves idle, so they are ready when the
+    trained model is); with 0 each is rendered in this process when it is asked for. Each
+    series depends on its job only, so both give the same series."""
+
+    def __init__(self, jobs: list[ValidationJob], processes: int = 0) -> None:
+        self.jobs = list(jobs)
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Future[SeriesVolume]] = []
+
+    def __enter__(self) -> ValidationRender:
+        if self.processes >= 1:
+            self._pool = _pool(self.processes)
+            self._futures = [self._pool.submit(_validation_volume, job) for job in self.jobs]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __iter__(self) -> Iterator[SeriesVolume]:
+        if self._pool is None:
+            yield from map(_validation_volume, self.jobs)
+        else:
+            while self._futures:  # each series let go once handed out
+                yield self._futures.pop(0).result()
+
+
+def validation_volumes(jobs: list[ValidationJob], workers: int = 1) -> Iterator[SeriesVolume]:
     """Validation series for (generator, seed, variant) jobs, in order: ``"first"`` (a whole
     site-like study of :mod:`.phantom`), ``"spin-echo"`` or ``"rigid"`` (midline series of the
-    second and third generators). Each depends on its job only, so ``workers`` processes render
-    them while the caller analyses the ones before, with the same result as one process."""
-    if workers > 1:
-        with _pool(workers) as pool:
-            yield from pool.map(_validation_volume, jobs)
-    else:
-        yield from map(_validation_volume, jobs)
+    second and third generators). With ``workers`` > 1, that many processes render them while
+    the caller analyses the ones before, with the same result as one process."""
+    with ValidationRender(jobs, workers if workers > 1 else 0) as render:
+        yield from render

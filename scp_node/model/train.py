@@ -187,35 +187,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     x_all, y_all = torch.from_numpy(x_np), torch.from_numpy(y_np)
     m_all = torch.from_numpy(m_np.astype(np.float16))
     model = HeatmapUNet(net_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
-    losses = []
-    for step in range(cfg.steps):
-        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
-        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
-        target = torch.cat([gaussian_targets(yb, net_cfg.input_size), _normalised(mb[:, 1:])], 1)
-        logits = model(xb)
-        logp = torch.log_softmax(logits.flatten(2), dim=-1)
-        loss = -(target.flatten(2) * logp).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if step % 100 == 0 or step == cfg.steps - 1:
-            log.info(
-                "step %d/%d loss %.3f (%.0f s)",
-                step,
-                cfg.steps,
-                float(np.mean(losses[-100:])),
-                time.perf_counter() - t0,
-            )
-    t_train = time.perf_counter() - t0
-    meta: dict[str, Any] = {
+    # the validation phantoms are rendered on the cores the training threads leave free, so
+    # that they are ready when the trained model is (same series as rendering them afterwards)
+    background = cfg.workers - cfg.threads
+    jobs = validation_jobs(cfg.validation_per_variant, rigid=cfg.phantoms_rigid > 0)
+    with datasets.ValidationRender(jobs, max(background, 0)) as render:
+        losses = _fit(model, (x_all, m_all, y_all), cfg, t0)
+        tmp = cfg.out.with_suffix(".unvalidated.pt")
+        weights.save(tmp, model, _metadata(cfg, losses, time.perf_counter() - t0))
+        meta = calibrate(
+            tmp,
+            cfg.out,
+            cfg.validation_per_variant,
+            cfg.workers,
+            render if background > 0 else None,
+        )
+    tmp.unlink(missing_ok=True)
+    meta["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
+    log.info("threshold %.4f; total %.0f s", meta["lstv_threshold"], time.perf_counter() - t0)
+    return meta
+
+
+def _metadata(cfg: TrainConfig, losses: list[float], seconds: float) -> dict[str, Any]:
+    """The weights metadata of a training run (threshold and quality limits come later)."""
+    return {
         "name": "lstv-localizer",
         "version": "1.0.0",
         "levels": list(DISC_LEVELS),
@@ -240,21 +235,61 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "sigma_px": SIGMA,
             "threads": cfg.threads,
             "final_loss": float(np.mean(losses[-100:])),
-            "seconds": round(t_train, 1),
+            "seconds": round(seconds, 1),
         },
         "score": SCORE_FORMULA,
         "lstv_threshold": 0.0,
     }
-    tmp = cfg.out.with_suffix(".unvalidated.pt")
-    weights.save(tmp, model, meta)
-    meta = calibrate(tmp, cfg.out, cfg.validation_per_variant, cfg.workers)
-    tmp.unlink(missing_ok=True)
-    meta["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
-    log.info("threshold %.4f; total %.0f s", meta["lstv_threshold"], time.perf_counter() - t0)
-    return meta
 
 
-def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[str, Any]:
+def _fit(
+    model: HeatmapUNet,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    t0: float,
+) -> list[float]:
+    """``cfg.steps`` AdamW steps (one-cycle lr) on augmented batches of (inputs, maps, level
+    targets): cross-entropy of each output's spatial softmax against its normalised target."""
+    x_all, m_all, y_all = data
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    losses: list[float] = []
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
+        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
+        target = torch.cat(
+            [gaussian_targets(yb, model.config.input_size), _normalised(mb[:, 1:])], 1
+        )
+        logits = model(xb)
+        logp = torch.log_softmax(logits.flatten(2), dim=-1)
+        loss = -(target.flatten(2) * logp).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if step % 100 == 0 or step == cfg.steps - 1:
+            log.info(
+                "step %d/%d loss %.3f (%.0f s)",
+                step,
+                cfg.steps,
+                float(np.mean(losses[-100:])),
+                time.perf_counter() - t0,
+            )
+    return losses
+
+
+def calibrate(
+    src: Path,
+    out: Path,
+    per_variant: int,
+    workers: int = 1,
+    render: datasets.ValidationRender | None = None,
+) -> dict[str, Any]:
     """Choose the LSTV threshold and the quality gate's limit on validation phantoms (disjoint
     seeds, all three variants, site-like geometry and acquisition, from the three generators)
     for the weights in ``src``, and write them with the threshold, the limits and the score
@@ -264,7 +299,8 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
     least 0.3): images the model reads as well as its own data pass with room to spare. The
     threshold follows the site-calibration rule (:func:`.calibration.choose_threshold`) for a
     specificity of :data:`TARGET_SPECIFICITY` on the assessable validation normals: a screen that
-    sends a false alarm into the PACS for many patients is worse than none.
+    sends a false alarm into the PACS for many patients is worse than none. ``render``: the
+    validation series already being rendered (see :func:`train`).
     """
     loaded = weights.load(src)
     meta = dict(loaded.metadata)
@@ -272,7 +308,7 @@ def calibrate(src: Path, out: Path, per_variant: int, workers: int = 1) -> dict[
     engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
     engine.require_evidence = False  # the threshold is chosen here: quality gate only
     rigid = int(meta.get("training", {}).get("phantoms_rigid", 0)) > 0
-    results, labels = validation_results(engine, per_variant, workers, rigid=rigid)
+    results, labels = validation_results(engine, per_variant, workers, rigid, render)
     ref = np.array([_reference_uncertainty(r) for r in results])
     limit = max(0.3, 1.5 * float(np.percentile(ref, 99)))
     engine.quality = QualityLimits(max_reference_uncertainty=limit)
@@ -321,13 +357,10 @@ def _reference_uncertainty(result: StudyResult) -> float:
     )
 
 
-def validation_results(
-    engine: LocalizerEngine, per_variant: int, workers: int = 1, rigid: bool = False
-) -> tuple[list[StudyResult], np.ndarray]:
-    """Results and labels (1 = LSTV) on site-like validation phantoms of the generators the
-    weights were trained on (``per_variant`` of each LSTV variant and twice as many normals from
-    each; the rigid-body generator only when ``rigid``, so weights trained without it keep the
-    threshold their training command chose)."""
+def validation_jobs(per_variant: int, rigid: bool = False) -> list[datasets.ValidationJob]:
+    """The validation phantoms of the generators the weights were trained on: ``per_variant`` of
+    each LSTV variant and twice as many normals from each (the rigid-body generator only when
+    ``rigid``, so weights trained without it keep the threshold their training command chose)."""
     variants = ("normal", "lumbarization", "sacralization")
     # (generator, first seed, seed stride per variant): the first generator mixes the variant
     # into each phantom's RNG, so its variants share seeds
@@ -337,12 +370,30 @@ def validation_results(
     ]
     if rigid:
         generators.append(("rigid", datasets.RIGID_VALIDATION_SEED0, 1000))
-    jobs = [
+    return [
         (generator, seed0 + stride * variants.index(v) + i, v)
         for generator, seed0, stride in generators
         for v in variants
         for i in range(per_variant * (2 if v == "normal" else 1))
     ]
-    results = [engine.analyze(v) for v in datasets.validation_volumes(jobs, workers)]
+
+
+def validation_results(
+    engine: LocalizerEngine,
+    per_variant: int,
+    workers: int = 1,
+    rigid: bool = False,
+    render: datasets.ValidationRender | None = None,
+) -> tuple[list[StudyResult], np.ndarray]:
+    """Results and labels (1 = LSTV) on the site-like phantoms of :func:`validation_jobs`,
+    rendered by ``workers`` processes, or taken from ``render`` (started earlier, same jobs)."""
+    jobs = validation_jobs(per_variant, rigid)
+    if render is None:
+        volumes = datasets.validation_volumes(jobs, workers)
+    elif render.jobs == jobs:
+        volumes = iter(render)
+    else:
+        raise ValueError("the pre-rendered validation series are not this validation set")
+    results = [engine.analyze(v) for v in volumes]
     labels = [0 if variant == "normal" else 1 for _, _, variant in jobs]
     return results, np.array(labels)
