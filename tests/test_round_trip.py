@@ -245,12 +245,13 @@ def test_storescu_sender_gets_the_sr_back_via_reply_to_sender(tmp_path):
         files = write_phantom(tmp_path / "study", variant="normal", seed=21, slices=10, size=256)
         result = storescu(node_port, files, calling="MODALITY")
         assert result.returncode == 0, result.stderr
-        received = wait_for(
-            lambda: [p for p in inbox.iterdir() if p.name.startswith("SR")],
-            what="SR at the storescp",
-        )
-        sr = dcmread(received[0])
-        assert sr.StudyInstanceUID == dcmread(files[0]).StudyInstanceUID
+        study_uid = dcmread(files[0]).StudyInstanceUID
+        # storescp writes the file before its C-STORE response, and the node marks the study
+        # delivered only on that response: reading earlier can meet a half-written file.
+        wait_for(lambda: node.outbox.study_delivered(study_uid), what="SR delivered to storescp")
+        received = [p for p in inbox.iterdir() if p.name.startswith("SR")]
+        assert len(received) == 1, sorted(p.name for p in inbox.iterdir())
+        assert dcmread(received[0]).StudyInstanceUID == study_uid
     finally:
         node.stop()
         storescp.terminate()
