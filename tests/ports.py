@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from pathlib import Path
 
 #: Where test servers listen: above the well-known and the common fixed service ports, below the
@@ -46,3 +47,30 @@ def free_port() -> int:
             _handed_out.add(port)
             return port
     raise RuntimeError(f"no free TCP port in {LOWEST}-{highest} on 127.0.0.1")
+
+
+def _listening_ports() -> set[int]:
+    """Ports in the LISTEN state (``0A``) in /proc/net/tcp and tcp6, without connecting."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def wait_listening(*ports: int, timeout: float = 15.0) -> None:
+    """Wait until a server listens on every one of ``ports`` (a DCMTK storescp just started).
+
+    Read from the kernel's socket tables rather than by connecting, so the server never sees a
+    stray connection (a TLS storescp would log a failed handshake)."""
+    deadline = time.monotonic() + timeout
+    while not set(ports) <= _listening_ports():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing listens on 127.0.0.1:{ports} after {timeout} s")
+        time.sleep(0.05)

@@ -21,6 +21,7 @@ from scp_node.store.index import InstanceIndex, InstanceRecord
 from scp_node.store.jobs import DELIVERED, DELIVERY_FAILED, QUEUED, JobStore
 from tests.conftest import dcmtk, dcmtk_env, free_port
 from tests.dicom_factory import write_mr
+from tests.ports import wait_listening
 
 
 def metric(name: str, **labels: str) -> float:
@@ -86,7 +87,7 @@ def test_dead_letters_fail_the_study_visibly_and_a_retry_recovers_it(tmp_path: P
         env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(0.5)
+        wait_listening(port)
         assert worker.outbox.retry(dead=True)  # what `scp-node outbox retry --dead` does
         monitor.tick()
         queued = jobs.get(study)

@@ -7,11 +7,11 @@ title); a STOW-RS destination probed with an authenticated QIDO-RS request (a re
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from scp_node.cli import main
 from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings, run_node
+from tests.ports import wait_listening
 from tests.test_egress_tls import make_certificate
 
 
@@ -49,7 +49,7 @@ timeout_s = 5
             env=dcmtk_env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        time.sleep(0.5)
+        wait_listening(port)
         assert main(["echo", "--config", str(config), "--to", "pacs"]) == 0
         said = capsys.readouterr().out
         assert "C-ECHO RESULTS_AE -> PACS@127.0.0.1" in said, said

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from pydicom import dcmread
@@ -12,6 +11,7 @@ from scp_node.config import Destination
 from scp_node.egress.dimse import send_files
 from tests.conftest import dcmtk, dcmtk_env, free_port
 from tests.dicom_factory import write_mr
+from tests.ports import wait_listening
 
 
 def make_certificate(folder: Path, san: str = "IP:127.0.0.1") -> tuple[Path, Path]:
@@ -36,7 +36,7 @@ def test_c_store_over_tls_and_refused_without_trust(tmp_path):
         env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(0.5)
+        wait_listening(port)
         sent = write_mr(tmp_path / "result.dcm", seed=8)
         sop_class = str(dcmread(sent).SOPClassUID)
         trusted = Destination(

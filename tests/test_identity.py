@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from pydicom import dcmread
@@ -18,6 +17,7 @@ from scp_node.egress.dimse import send_files
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tests.conftest import dcmtk, dcmtk_env, free_port
 from tests.dicom_factory import write_mr
+from tests.ports import wait_listening
 
 EXPECTED = (str(IMPLEMENTATION_CLASS_UID), IMPLEMENTATION_VERSION_NAME)
 
@@ -55,7 +55,7 @@ def test_result_delivery_sends_the_documented_identification(tmp_path):
             env=dcmtk_env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        time.sleep(0.5)
+        wait_listening(port)
         sent = write_mr(tmp_path / "result.dcm", seed=3)
         dest = Destination(ae_title="PACS", host="127.0.0.1", port=port)
         outcomes = send_files(dest, "LSTV_NODE", [(sent, str(dcmread(sent).SOPClassUID))])

@@ -4,11 +4,11 @@ accept both ways; a certificate that does not name the host is reported as exact
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from scp_node.cli import main
 from tests.conftest import dcmtk, dcmtk_env, free_port, node_settings, run_node
+from tests.ports import wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_HOST = "NAME=node.example.org SAN=DNS:node.example.org"
@@ -75,7 +75,7 @@ def test_recipe_certificates_work_both_ways_and_a_wrong_name_is_named(tmp_path, 
         storescp_tls(tmp_path, "other", wrong_port),
     )
     try:
-        time.sleep(0.5)
+        wait_listening(good_port, wrong_port)
         assert main(["echo", "--config", str(config), "--to", "pacs"]) == 0
         assert "status 0x0000 (Success)" in capsys.readouterr().out
         assert main(["echo", "--config", str(config), "--to", "wrong"]) == 1
