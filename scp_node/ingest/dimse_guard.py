@@ -228,6 +228,11 @@ class GuardedSocket(AssociationSocket):
 
     def close(self) -> None:
         super().close()
+        self.close_wake()
+
+    def close_wake(self) -> None:
+        """Close the wake socket pair (idempotent). Also done when the association's thread
+        ends: pynetdicom does not call :meth:`close` when the peer drops the connection."""
         for end in (self._wake_r, self._wake_w):
             end.close()
 
@@ -492,16 +497,18 @@ class GuardedRequestHandler(RequestHandler):
         fast_store_responses(assoc)  # Success C-STORE-RSPs encoded directly
         _wake_reactor(assoc)  # a decoded C-STORE is served at once, not after the next 1 ms nap
         slots, slot = self.server.slots, self._slot
-        if slots is not None and slot is not None:
-            run = assoc.run
+        run = assoc.run
 
-            def run_then_release() -> None:  # the association's thread: its slot ends with it
-                try:
-                    run()
-                finally:
+        def run_then_release() -> None:
+            """The association's thread: its slot and its wake pair end with it."""
+            try:
+                run()
+            finally:
+                guarded.close_wake()
+                if slots is not None and slot is not None:
                     slots.release(slot)
 
-            assoc.run = run_then_release  # type: ignore[method-assign]
+        assoc.run = run_then_release  # type: ignore[method-assign]
         return assoc
 
 
