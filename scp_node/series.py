@@ -162,24 +162,45 @@ def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
     return any(word.lower() in words for word in rules.description_deprefer)
 
 
+#: Weightings whose names together mark a name as the exam's, not one series' ("L-SPINE T1 T2").
+_EXAM_WEIGHTINGS = ("t1", "t2")
+
+
+def _names_t2(text: str, rules: SeriesRules) -> int | None:
+    """What one name says of a series: 1 a T2, -1 excluded (T1, STIR, TIRM, ...), 0 nothing
+    decisive (it names both T1 and T2: an exam's protocol), None nothing at all."""
+    lowered = text.lower()
+    if all(weighting in lowered for weighting in _EXAM_WEIGHTINGS):
+        return 0
+    if any(word.lower() in lowered for word in rules.description_exclude):
+        return -1
+    if any(word.lower() in lowered for word in rules.description_include):
+        return 1
+    return None
+
+
 def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     """How T2-like a series looks: -1 excluded, 0 unknown, >0 matched (text or echo time), one
     less for a fat-suppressed or Dixon series (:func:`fat_suppressed`), so a plain T2 is chosen
     first.
 
-    Text: Series Description, Protocol Name, Sequence Name (Pulse Sequence Name of Enhanced MR,
-    PS3.3 C.8.13.4). Echo time: Echo Time, or the longest Effective Echo Time of the frames (MR
-    Echo macro, PS3.3 C.8.13.5.2) of a multi-frame image.
+    Text: Series Description decides when it names a weighting; only when it is silent do the
+    Protocol Name and the Sequence Name (Pulse Sequence Name of Enhanced MR, PS3.3 C.8.13.4)
+    speak. Some scanners write the exam's protocol ("L-SPINE T1 T2") into Protocol Name of every
+    series, so a name that says both T1 and T2 decides nothing. Echo time: Echo Time, or the
+    longest Effective Echo Time of the frames (MR Echo macro, PS3.3 C.8.13.5.2) of a multi-frame
+    image.
     """
-    keys = ("SeriesDescription", "SequenceName", "PulseSequenceName", "ProtocolName")
-    text = " ".join(str(converted_value(ds, 0, key) or "") for key in keys)
-    lowered = text.lower()
-    if any(word.lower() in lowered for word in rules.description_exclude):
+    description = str(converted_value(ds, 0, "SeriesDescription") or "")
+    others = ("ProtocolName", "SequenceName", "PulseSequenceName")
+    other_text = " ".join(str(converted_value(ds, 0, key) or "") for key in others)
+    said = _names_t2(description, rules)
+    if not said:  # silent, or naming the exam: the other names may say more
+        said = _names_t2(other_text, rules)
+    if said == -1:
         return -1
-    score = 0
-    if any(word.lower() in lowered for word in rules.description_include):
-        score += 2
-    if fat_suppressed(ds, lowered, rules):
+    score = 2 if said == 1 else 0
+    if fat_suppressed(ds, f"{description} {other_text}".lower(), rules):
         score -= 1
     if is_multiframe(ds):
         echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]

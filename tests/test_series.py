@@ -379,3 +379,55 @@ def test_plain_t2_is_chosen_over_a_fat_suppressed_one(
         assert vol is not None and vol.series_instance_uid == headers["t2"].SeriesInstanceUID
     only_fat = select_and_load([*tirm, *fat], RULES).volume  # no plain T2: the FS one
     assert only_fat is not None and only_fat.series_instance_uid == headers["fs"].SeriesInstanceUID
+
+
+EXAM_PROTOCOL = "L-SPINE T1 T2 STIR"  # the exam's protocol, written into every series (GE does)
+
+
+@pytest.mark.parametrize(
+    ("t2_name", "t1_name", "stir_name"),
+    [
+        ("Sag T2 FRFSE", "Sag T1 FSE", "Sag STIR"),  # the descriptions say which is which
+        ("SAG FSE", "SAG FSE", "SAG IR"),  # they do not: the echo time does
+    ],
+)
+def test_an_exam_protocol_name_in_every_series_does_not_hide_the_t2(
+    tmp_path: Path, phantom_dir, t2_name: str, t1_name: str, stir_name: str
+) -> None:
+    """Protocol Name holding the exam's protocol ("... T1 T2 STIR") in every series said "T1"
+    and "STIR" of the T2 too, and excluded it: the study was "no sagittal T2 series"."""
+    folder, _ = phantom_dir
+    exam = {"ProtocolName": EXAM_PROTOCOL}
+    t1 = _copy_series(folder, tmp_path, "t1", SeriesDescription=t1_name, EchoTime="12", **exam)
+    stir = _copy_series(folder, tmp_path, "ir", SeriesDescription=stir_name, EchoTime="40", **exam)
+    axial = _copy_series(
+        folder, tmp_path, "ax", SeriesDescription="Ax T2 FRFSE",
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0], **exam,
+    )  # fmt: skip
+    t2 = _copy_series(folder, tmp_path, "t2", SeriesDescription=t2_name, EchoTime="102", **exam)
+    wanted = dcmread(t2[0]).SeriesInstanceUID
+    for order in ([*t1, *stir, *axial, *t2], [*t2, *axial, *stir, *t1]):
+        res = select_and_load(order, RULES)
+        assert res.volume is not None, res.reason
+        assert res.volume.series_instance_uid == wanted
+    assert t2_score(dcmread(t2[0]), RULES) > t2_score(dcmread(t1[0]), RULES)
+
+
+@pytest.mark.parametrize(
+    ("description", "protocol", "expected"),
+    [
+        ("t2_tse_sag", "t2_tse_sag", 3),  # Siemens: both names the series'
+        ("t2_tirm_sag", "t2_tirm_sag", -1),  # a T2 inversion recovery is not the localizer's T2
+        ("T1 SAG", "L-SPINE T1 T2", -1),  # the description decides
+        ("", "t2_tse_sag", 3),  # no description: the protocol speaks
+        ("", "L-SPINE T1 T2", 1),  # an exam's name says nothing; TE 100 ms does
+        ("SAG T2", "T1", 3),  # a protocol name never overrules the description
+    ],
+)
+def test_t2_score_reads_the_description_before_the_protocol(
+    phantom_dir, description: str, protocol: str, expected: int
+) -> None:
+    folder, _ = phantom_dir
+    ds = dcmread(_files(folder)[0])  # Echo Time 100 ms
+    ds.SeriesDescription, ds.ProtocolName = description, protocol
+    assert t2_score(ds, RULES) == expected

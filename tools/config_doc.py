@@ -97,9 +97,10 @@ MEANINGS: dict[str, str] = {
     "ModelSettings.max_batch": "largest batch of (slice, pass) inputs sent to the device at once",
     # SeriesRules
     "SeriesRules.description_include": (
-        "words in Series Description / Sequence / Protocol Name that mark a T2 series"
+        "words that mark a T2 series: in Series Description, or when that names no weighting in "
+        "Protocol / Sequence Name (a name with both T1 and T2 is the exam's and decides nothing)"
     ),
-    "SeriesRules.description_exclude": "words that exclude a series (checked first)",
+    "SeriesRules.description_exclude": "words that exclude a series (checked before the T2 words)",
     "SeriesRules.description_deprefer": (
         "whole words of a fat-suppressed or Dixon T2 (also Scan Options FS): chosen only when "
         "no plain T2 is there"
