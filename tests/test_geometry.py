@@ -71,8 +71,9 @@ def test_axial_plane_is_refused() -> None:
 
 
 def test_a_point_lands_in_the_same_canonical_place_whatever_the_storage() -> None:
-    """A spot 40 mm posterior and 30 mm below the field centre, stored four ways: anterior on
-    the left, anterior on the right, transposed, and at 0.5 mm instead of 1 mm pixels."""
+    """A spot 40 mm posterior and 30 mm below the field centre, stored five ways: anterior on
+    the left, anterior on the right, transposed, at 0.5 mm instead of 1 mm pixels, and as a
+    rectangular matrix of non-square pixels."""
     # 1 mm pixels, 200 x 200, anterior left: centre pixel (99.5, 99.5)
     a = _series(
         _bright_spot(200, 200, 130, 140), (0, 1, 0), (0, 0, -1), (1.0, 1.0), (0, -99.5, 99.5)
@@ -93,7 +94,15 @@ def test_a_point_lands_in_the_same_canonical_place_whatever_the_storage() -> Non
         (0.5, 0.5),
         (0, -99.75, 99.75),
     )
-    peaks = [_canonical_peak(s) for s in (a, b, c, d)]
+    # a rectangular matrix of non-square pixels: 250 rows of 0.8 mm, 400 columns of 0.5 mm
+    e = _series(
+        _bright_spot(250, 400, 124.5 + 30.5 / 0.8, 199.5 + 40.5 / 0.5, half=3),
+        (0, 1, 0),
+        (0, 0, -1),
+        (0.8, 0.5),  # Pixel Spacing: (between rows, between columns)
+        (0, -199.5 * 0.5, 124.5 * 0.8),
+    )
+    peaks = [_canonical_peak(s) for s in (a, b, c, d, e)]
     half = (GRID.size - 1) / 2
     expected = (half + 40.5 / GRID.spacing_mm, half + 30.5 / GRID.spacing_mm)
     for x, y in peaks:
@@ -111,6 +120,19 @@ def test_points_map_back_to_source_pixels() -> None:
             col, row = frame.canonical_to_source(GRID, x, y)
             assert math.isclose(col, disc.col, abs_tol=1e-6)
             assert math.isclose(row, disc.row, abs_tol=1e-6)
+
+
+def test_non_square_pixels_map_back_to_the_same_source_pixel() -> None:
+    """Source pixel -> patient (PS3.3 C.7.6.2.1.1) -> canonical -> source, on a rectangular
+    matrix of 0.8 x 0.5 mm pixels stored anterior on the right."""
+    series = _series(
+        np.ones((250, 400), np.float32), (0, -1, 0), (0, 0, -1), (0.8, 0.5), (0, 99.75, 99.6)
+    )
+    frame = slice_frames(series)[1]
+    for col, row in ((0.0, 0.0), (399.0, 249.0), (280.5, 162.6), (12.25, 200.0)):
+        xyz = np.asarray(series.pixel_to_patient(1, col, row))
+        back = frame.canonical_to_source(GRID, *frame.patient_to_canonical(GRID, xyz))
+        assert back == pytest.approx((col, row), abs=1e-6)
 
 
 def test_flipped_series_gives_the_same_canonical_targets() -> None:
