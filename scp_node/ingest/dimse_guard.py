@@ -232,7 +232,7 @@ class GuardedSocket(AssociationSocket):
 
     def close_wake(self) -> None:
         """Close the wake socket pair (idempotent). Also done when the association's thread
-        ends: pynetdicom does not call :meth:`close` when the peer drops the connection."""
+        ends: pynetdicom does not call :meth:`close` on every path an association ends by."""
         for end in (self._wake_r, self._wake_w):
             end.close()
 
