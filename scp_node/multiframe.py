@@ -152,6 +152,7 @@ class ImageFrame:
     echo_time: float | None = None
     rows: int | None = None
     columns: int | None = None
+    acquisition: int | None = None  # Acquisition Number / Frame Acquisition Number
 
     @property
     def label(self) -> str:
@@ -200,7 +201,18 @@ def frame_geometry(ds: Dataset, path: Path, frame_index: int | None) -> ImageFra
         echo_time=echo_time_ms(ds, frame_index),
         rows=_one_int(ds.get("Rows")),
         columns=_one_int(ds.get("Columns")),
+        acquisition=acquisition_number(ds, frame_index),
     )
+
+
+def acquisition_number(ds: Dataset, frame_index: int | None) -> int | None:
+    """Frame Acquisition Number of the Frame Content macro (PS3.3 C.7.6.16.2.2) of a frame, else
+    Acquisition Number (General Image, PS3.3 C.7.6.1; top level or Unassigned Converted)."""
+    keyword = "FrameAcquisitionNumber"
+    value = functional_group_value(ds, frame_index, "FrameContentSequence", keyword)
+    if value is None:
+        value = converted_value(ds, frame_index, "AcquisitionNumber")
+    return _one_int(value)
 
 
 def image_frames(ds: Dataset, path: Path) -> list[ImageFrame]:

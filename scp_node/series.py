@@ -365,7 +365,33 @@ def _plan(cand: _Candidate) -> tuple[list[ImageFrame], tuple[int, int] | None, l
         spacing = spacing or frame.pixel_spacing
         shape = shape or size
         fit.append(frame)
-    return fit, shape, warnings
+    fit, repeats = _one_acquisition(fit, cand.normal)
+    return fit, shape, warnings + repeats
+
+
+def _one_acquisition(
+    frames: list[ImageFrame], normal: np.ndarray
+) -> tuple[list[ImageFrame], list[str]]:
+    """Of a series that holds a repeated acquisition at the same slice positions (a rescan after
+    the patient moved, kept in the series), the frames of one acquisition: the one with the most
+    frames, the later (higher Acquisition Number) of equals, so a complete rescan is read. A series
+    whose acquisitions do not repeat positions (several packages of one stack), or whose repeats
+    carry no distinct numbers, is left as it is (:func:`_assemble` warns of duplicates)."""
+    numbers = {f.acquisition for f in frames if f.acquisition is not None}
+    if len(numbers) < 2 or any(f.acquisition is None for f in frames):
+        return frames, []
+    offsets = np.sort([float(np.asarray(f.position, dtype=np.float64) @ normal) for f in frames])
+    if not np.any(np.diff(offsets) < 1e-3):
+        return frames, []
+    counts = {n: sum(f.acquisition == n for f in frames) for n in numbers}
+    kept_number = max(numbers, key=lambda n: (counts[n], n))
+    kept = [f for f in frames if f.acquisition == kept_number]
+    others = ", ".join(str(n) for n in sorted(numbers - {kept_number}))
+    note = (
+        f"{len(frames) - len(kept)} image(s) of acquisition(s) {others} repeat the positions of "
+        f"acquisition {kept_number}; only acquisition {kept_number} is read"
+    )
+    return kept, [note]
 
 
 def _assemble(

@@ -431,3 +431,61 @@ def test_t2_score_reads_the_description_before_the_protocol(
     ds = dcmread(_files(folder)[0])  # Echo Time 100 ms
     ds.SeriesDescription, ds.ProtocolName = description, protocol
     assert t2_score(ds, RULES) == expected
+
+
+def _acquisition(folder: Path, out: Path, prefix: str, number: int) -> list[Path]:
+    """The phantom's slices again in the *same* series as acquisition ``number`` (new SOP
+    Instance UIDs, pixels shifted 7 rows as after the patient moved)."""
+    written = []
+    for p in _files(folder):
+        ds = dcmread(p)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.AcquisitionNumber = number
+        ds.PixelData = np.roll(ds.pixel_array, 7, axis=0).tobytes()
+        written.append(out / f"{prefix}_{p.name}")
+        ds.save_as(written[-1])
+    return written
+
+
+def test_a_rescan_kept_in_the_series_is_read_alone(tmp_path: Path, phantom_dir) -> None:
+    """A second acquisition at the same positions (Acquisition Number 2) in the same series:
+    the rescan is read, not both interleaved (which mixed two positions of the anatomy)."""
+    folder, ph = phantom_dir
+    rescan = _acquisition(folder, tmp_path, "rescan", 2)
+    res = select_and_load([*_files(folder), *rescan], RULES)
+    vol = res.volume
+    assert vol is not None, res.reason
+    wanted = {str(dcmread(p).SOPInstanceUID) for p in rescan}
+    assert set(vol.sop_instance_uids) == wanted and len(vol.sop_instance_uids) == 6
+    assert np.array_equal(vol.volume, np.roll(ph.volume, 7, axis=1).astype(np.float32))
+    assert any("only acquisition 2 is read" in w for w in vol.warnings), vol.warnings
+    assert not any("duplicate" in w for w in vol.warnings), vol.warnings
+
+
+def test_a_partial_rescan_does_not_replace_the_complete_acquisition(
+    tmp_path: Path, phantom_dir
+) -> None:
+    folder, _ = phantom_dir
+    partial = _acquisition(folder, tmp_path, "rescan", 2)[2:5]
+    vol = select_and_load([*_files(folder), *partial], RULES).volume
+    assert vol is not None
+    originals = [str(dcmread(p).SOPInstanceUID) for p in _files(folder)]
+    assert sorted(vol.sop_instance_uids) == sorted(originals)
+    assert any("only acquisition 1 is read" in w for w in vol.warnings), vol.warnings
+
+
+def test_acquisitions_at_different_positions_are_one_stack(tmp_path: Path, phantom_dir) -> None:
+    """Two packages of one stack (odd and even slices acquired apart, numbered 1 and 2) are
+    not a rescan: every slice is read."""
+    folder, ph = phantom_dir
+    files = []
+    for k, p in enumerate(_files(folder)):
+        ds = dcmread(p)
+        ds.AcquisitionNumber = 1 + k % 2
+        files.append(tmp_path / p.name)
+        ds.save_as(files[-1])
+    vol = select_and_load(files, RULES).volume
+    assert vol is not None and len(vol.sop_instance_uids) == 6
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert vol.warnings == []
