@@ -124,6 +124,7 @@ class _Candidate:
     deviation_deg: float
     t2_score: int
     notes: list[str] = field(default_factory=list)
+    other_region: bool = False  # named, or placed, as another station of the spine
 
 
 def decode_stored_pixels(ds: Dataset) -> np.ndarray:
@@ -210,6 +211,53 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     if echo is not None and echo >= 60.0:  # T2 weighting: long TE (ms)
         score += 1
     return score
+
+
+#: Body Part Examined values (PS3.16 CID 4031) of the spine above the lumbar region.
+_UPPER_BODY_PARTS = {"CSPINE", "TSPINE", "NECK", "CTSPINE"}
+#: Whole words of a name of a spine station above the lumbar one (English and German).
+_UPPER_REGION = re.compile(
+    r"(?<![a-z])([ct][\s_-]?spine|cervical|thoracic|dorsal|hws|bws)(?![a-z])"
+)
+#: A sagittal series centred this far above the study's lowest one is an upper station (mm).
+STATION_SEPARATION_MM = 150.0
+
+
+def names_upper_region(ds: Dataset) -> bool:
+    """Whether a series says it images the cervical or thoracic spine: Body Part Examined
+    (PS3.3 C.7.3.1) or its Series Description ("SAG T2 C-SPINE", "t2_tse_sag_HWS")."""
+    if str(ds.get("BodyPartExamined", "")).strip().upper() in _UPPER_BODY_PARTS:
+        return True
+    return bool(_UPPER_REGION.search(str(ds.get("SeriesDescription", "")).lower()))
+
+
+def _centre_z(frames: list[ImageFrame]) -> float | None:
+    """Mean head-foot coordinate (patient z, mm) of the frames' image centres."""
+    zs = []
+    for f in frames:
+        if f.position is None or f.orientation is None or f.pixel_spacing is None:
+            continue
+        half_cols = ((f.columns or 1) - 1) / 2.0 * f.pixel_spacing[1]
+        half_rows = ((f.rows or 1) - 1) / 2.0 * f.pixel_spacing[0]
+        zs.append(f.position[2] + f.orientation[2] * half_cols + f.orientation[5] * half_rows)
+    return float(np.mean(zs)) if zs else None
+
+
+def _mark_upper_stations(found: list[_Candidate], frames_of_reference: dict[str, str]) -> None:
+    """A multi-station spine exam (cervical, thoracic, lumbar sagittal T2 in one frame of
+    reference, PS3.3 C.7.4.1): a candidate centred more than :data:`STATION_SEPARATION_MM`
+    above the lowest one of its frame of reference is an upper station, not the lumbar spine."""
+    centres = {c.series_uid: _centre_z(c.frames) for c in found}
+    lowest: dict[str, float] = {}
+    for c in found:
+        z, ref = centres[c.series_uid], frames_of_reference.get(c.series_uid, "")
+        if z is not None and ref:
+            lowest[ref] = min(lowest.get(ref, z), z)
+    for c in found:
+        z, ref = centres[c.series_uid], frames_of_reference.get(c.series_uid, "")
+        if z is not None and ref in lowest and z - lowest[ref] > STATION_SEPARATION_MM:
+            c.other_region = True
+            c.notes.append(f"{z - lowest[ref]:.0f} mm above the lowest sagittal series")
 
 
 def _read_header(path: Path) -> Dataset | None:
@@ -302,6 +350,7 @@ def candidates(
             continue
         by_series[str(ds.get("SeriesInstanceUID", ""))].append((Path(path), ds))
     found: list[_Candidate] = []
+    frames_of_reference: dict[str, str] = {}
     for uid, headers in by_series.items():
         first = headers[0][1]
         desc = str(first.get("SeriesDescription", ""))
@@ -326,8 +375,21 @@ def candidates(
         if len(frames) < rules.min_slices:
             notes.append(f"series {uid} ({desc}): only {len(frames)} slices")
             continue
-        found.append(_Candidate(uid, frames, desc, orientation, normal, dev, score, echo_note))
-    found.sort(key=lambda c: (-c.t2_score, c.deviation_deg, -len(c.frames)))
+        cand = _Candidate(uid, frames, desc, orientation, normal, dev, score, echo_note)
+        cand.other_region = names_upper_region(first)
+        frames_of_reference[uid] = str(first.get("FrameOfReferenceUID", ""))
+        found.append(cand)
+    _mark_upper_stations(found, frames_of_reference)
+    # a T2 of the lumbar station before a plainer T2 of another station: anatomy first
+    found.sort(
+        key=lambda c: (
+            c.t2_score <= 0,
+            c.other_region,
+            -c.t2_score,
+            c.deviation_deg,
+            -len(c.frames),
+        )
+    )
     return found, study_uid, notes
 
 

@@ -489,3 +489,53 @@ def test_acquisitions_at_different_positions_are_one_stack(tmp_path: Path, phant
     assert vol is not None and len(vol.sop_instance_uids) == 6
     assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
     assert vol.warnings == []
+
+
+def _station(folder: Path, out: Path, prefix: str, up_mm: float, **changes: object) -> list[Path]:
+    """The phantom series as another station of a multi-station spine exam: ``up_mm`` higher
+    (head-ward, patient +z) in the same frame of reference."""
+    files = _copy_series(folder, out, prefix, **changes)
+    for path in files:
+        ds = dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + up_mm]
+        ds.save_as(path)
+    return files
+
+
+def test_the_lumbar_station_of_a_whole_spine_exam_is_read(tmp_path: Path, phantom_dir) -> None:
+    """Cervical, thoracic and lumbar sagittal T2 with the same names and slice counts: the
+    lowest station is the lumbar one, whatever order the files come in."""
+    folder, _ = phantom_dir
+    cervical = _station(folder, tmp_path, "c", 620.0, SeriesDescription="SAG T2 TSE")
+    thoracic = _station(folder, tmp_path, "t", 310.0, SeriesDescription="SAG T2 TSE")
+    lumbar = _station(folder, tmp_path, "l", 0.0, SeriesDescription="SAG T2 TSE")
+    wanted = dcmread(lumbar[0]).SeriesInstanceUID
+    for order in ([*cervical, *thoracic, *lumbar], [*lumbar, *thoracic, *cervical]):
+        vol = select_and_load(order, RULES).volume
+        assert vol is not None and vol.series_instance_uid == wanted
+
+
+@pytest.mark.parametrize(
+    "upper",
+    [
+        {"SeriesDescription": "SAG T2 C-SPINE"},
+        {"SeriesDescription": "t2_tse_sag_HWS"},
+        {"SeriesDescription": "SAG T2 TSE", "BodyPartExamined": "TSPINE"},
+    ],
+)
+def test_a_series_named_as_an_upper_station_is_not_read_as_the_lumbar_spine(
+    tmp_path: Path, phantom_dir, upper: dict[str, str]
+) -> None:
+    """Named cervical or thoracic (description or Body Part Examined) and placed like the
+    lumbar series (no geometric cue), even with a plainer T2 than the lumbar fat-saturated one."""
+    folder, _ = phantom_dir
+    other = _copy_series(folder, tmp_path, "up", FrameOfReferenceUID=generate_uid(), **upper)
+    lumbar = _copy_series(folder, tmp_path, "l", SeriesDescription="SAG T2 FS L-SPINE")
+    wanted = dcmread(lumbar[0]).SeriesInstanceUID
+    assert t2_score(dcmread(other[0]), RULES) > t2_score(dcmread(lumbar[0]), RULES)
+    for order in ([*other, *lumbar], [*lumbar, *other]):
+        vol = select_and_load(order, RULES).volume
+        assert vol is not None and vol.series_instance_uid == wanted
+    alone = select_and_load(other, RULES).volume  # the only sagittal T2: still read
+    assert alone is not None
