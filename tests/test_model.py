@@ -68,6 +68,32 @@ def test_flipped_series_gives_the_same_discs_mirrored_back(engine: LocalizerEngi
     assert abs(a.lstv_score - b.lstv_score) < 0.1
 
 
+def test_non_square_pixels_give_the_same_discs(engine: LocalizerEngine) -> None:
+    """The same series resampled to 1.6 x 1.0 and 1.0 x 1.6 times coarser rows x columns (a
+    rectangular matrix of non-square pixels, Pixel Spacing changed to match): the same disc
+    centres in patient space and the same verdict."""
+    ph = generate("normal", seed=SEEDS[0], slices=9, size=256)
+    volume = datasets.phantom_series(ph)
+    reference = engine.analyze(volume)
+    stack = torch.from_numpy(np.asarray(volume.volume, np.float32))[:, None]
+    for coarser_rows, coarser_cols in ((1.6, 1.0), (1.0, 1.6)):
+        size = (round(256 / coarser_rows), round(256 / coarser_cols))
+        resampled = torch.nn.functional.interpolate(
+            stack, size=size, mode="bilinear", align_corners=True
+        )  # the first and last pixel centres stay where they were
+        other = datasets.phantom_series(ph)
+        other.volume = resampled[:, 0].numpy()
+        other.pixel_spacing = (
+            volume.pixel_spacing[0] * 255 / (size[0] - 1),
+            volume.pixel_spacing[1] * 255 / (size[1] - 1),
+        )
+        res = engine.analyze(other)
+        assert res.assessable == reference.assessable
+        assert res.lstv_suspected == reference.lstv_suspected
+        for a, b in zip(reference.levels, res.levels, strict=True):
+            assert np.linalg.norm(np.subtract(a.patient_xyz, b.patient_xyz)) < 2.5, (a, b)
+
+
 def test_field_without_s1_is_not_assessable(engine: LocalizerEngine) -> None:
     """A field that stops above the sacrum cannot show the junction: not assessable, never
     'LSTV suspected'."""
