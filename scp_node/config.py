@@ -240,7 +240,9 @@ class ModelSettings(Section):
         0.1, description="needs review when |score - threshold| <= this (score units)"
     )
     context_slices: int = Field(
-        3, description="sagittal slices analysed around the detected mid-sagittal slice"
+        3,
+        description="sagittal slices analysed around the detected mid-sagittal slice (about 4 mm "
+        "apart: every n-th partition of a thin-slice 3-D series)",
     )
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 

@@ -94,6 +94,22 @@ def test_non_square_pixels_give_the_same_discs(engine: LocalizerEngine) -> None:
             assert np.linalg.norm(np.subtract(a.patient_xyz, b.patient_xyz)) < 2.5, (a, b)
 
 
+def test_context_slices_are_about_4_mm_apart(engine: LocalizerEngine) -> None:
+    """The network was trained on neighbouring slices 3-5 mm apart: a 2-D series gives its
+    consecutive slices (as before), thin 3-D partitions every n-th one; the mid-sagittal slice
+    is always among them and all lie inside the series."""
+    assert engine.context_slices == 3
+    assert engine.context(7, 15, 4.0) == [6, 7, 8]
+    assert engine.context(0, 15, 3.0) == [0, 1, 2]
+    assert engine.context(14, 15, 5.5) == [12, 13, 14]
+    assert engine.context(20, 41, 1.0) == [16, 20, 24]
+    assert engine.context(4, 9, 2.0) == [2, 4, 6]
+    assert engine.context(1, 41, 1.0) == [1, 5, 9]
+    assert engine.context(40, 41, 1.0) == [32, 36, 40]
+    assert engine.context(1, 3, 1.0) == [0, 1, 2]  # too few partitions for 4 mm: closer
+    assert engine.context(0, 2, 1.0) == [0, 1]
+
+
 def test_field_without_s1_is_not_assessable(engine: LocalizerEngine) -> None:
     """A field that stops above the sacrum cannot show the junction: not assessable, never
     'LSTV suspected'."""

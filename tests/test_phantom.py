@@ -13,7 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from scp_node.codecs import decode_pixels
-from scp_node.model.phantom import generate
+from scp_node.model.phantom import Phantom, generate
 from scp_node.phantom_dicom import write_phantom, write_phantom_series
 from scp_node.result import DISC_LEVELS
 
@@ -25,6 +25,22 @@ def test_phantom_is_deterministic_per_seed() -> None:
     assert np.array_equal(a.volume, b.volume)
     assert a.discs == b.discs
     assert not np.array_equal(a.volume, c.volume)
+
+
+def test_thin_slices_image_the_same_spine() -> None:
+    """``slice_thickness_mm``: contiguous thin partitions (a 3-D acquisition) of the same spine
+    (the series' placement is drawn after the slices' noise, so only the discs' positions
+    relative to each other are compared)."""
+    two_d = generate("normal", seed=5, slices=15, size=128)
+    thin = generate("normal", seed=5, slices=41, size=128, slice_thickness_mm=1.0)
+    assert (thin.slice_thickness, thin.slice_spacing) == (1.0, 1.0)
+    assert two_d.slice_spacing >= 3.0
+
+    def in_plane(ph: Phantom) -> np.ndarray:
+        points = np.array([d.patient_xyz[1:] for d in ph.discs])
+        return points - points[0]
+
+    assert np.allclose(in_plane(two_d), in_plane(thin), atol=1e-6)
 
 
 @pytest.mark.parametrize(

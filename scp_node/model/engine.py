@@ -3,13 +3,13 @@ series.
 
 Every slice is put onto the canonical grid from its DICOM geometry (:mod:`.geometry`). One
 deterministic pass over all slices finds the mid-sagittal slice (where the reference levels are
-sharpest); that slice and its neighbours (``context_slices``) are then each run ``mc_samples``
-times with dropout on, all (slice, pass) pairs batched. Per level, the K*T probability maps are
-the samples for the mean map (coordinates, peak confidence, entropies) and for the MC terms
-(predictive entropy, MI). Points are mapped back to source pixels of the mid-sagittal slice. A
-quality gate (:func:`.uncertainty.not_assessable_reason`) decides whether the screen is
-assessable at all. On CPU, dropout masks come from a fixed seed, so the same input gives the same
-result; on CUDA, bf16 autocast is used when ``amp`` is on.
+sharpest); that slice and its neighbours (``context_slices``, about 4 mm apart) are then each
+run ``mc_samples`` times with dropout on, all (slice, pass) pairs batched. Per level, the K*T
+probability maps are the samples for the mean map (coordinates, peak confidence, entropies) and
+for the MC terms (predictive entropy, MI). Points are mapped back to source pixels of the
+mid-sagittal slice. A quality gate (:func:`.uncertainty.not_assessable_reason`) decides whether
+the screen is assessable at all. On CPU, dropout masks come from a fixed seed, so the same input
+gives the same result; on CUDA, bf16 autocast is used when ``amp`` is on.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: How far from the centre of the slice stack the mid-sagittal slice is looked for (mm).
 MIDLINE_SEARCH_MM = 12.0
+#: Distance between the context slices (mm): the middle of the training series' slice spacings.
+CONTEXT_SPACING_MM = 4.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -214,10 +216,17 @@ class LocalizerEngine:
         ]
         return near[int(np.argmax(merit))]
 
-    def context(self, centre: int, n_slices: int) -> list[int]:
-        """``context_slices`` consecutive slice indices around ``centre``, inside the series."""
-        lo = min(max(0, centre - self.context_slices // 2), max(0, n_slices - self.context_slices))
-        return list(range(lo, min(n_slices, lo + self.context_slices)))
+    def context(self, centre: int, n_slices: int, slice_spacing_mm: float = 0.0) -> list[int]:
+        """``context_slices`` slice indices with ``centre`` among them, inside the series, about
+        :data:`CONTEXT_SPACING_MM` apart: consecutive slices of a 2-D series (3-5 mm, as the
+        network was trained on), every n-th thin partition of a 3-D one."""
+        count = min(self.context_slices, n_slices)
+        step = max(1, round(CONTEXT_SPACING_MM / slice_spacing_mm)) if slice_spacing_mm > 0 else 1
+        while step > 1 and centre // step + (n_slices - 1 - centre) // step + 1 < count:
+            step -= 1  # too few slices on this grid around the centre
+        below, above = centre // step, (n_slices - 1 - centre) // step
+        before = min(below, max(count // 2, count - 1 - above))
+        return [centre + step * (k - before) for k in range(count)]
 
     def _field_mm(self, mask: np.ndarray, st: unc.LevelStats, direction: int) -> float:
         """How far (mm) the imaged field reaches from a level's point straight up (-1) or down
@@ -256,7 +265,7 @@ class LocalizerEngine:
         spent = (canonical.decode_s, canonical.canonical_s)
         near, _distance = self.midline_candidates(frames)
         centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
-        indices = self.context(centre, len(frames))
+        indices = self.context(centre, len(frames), volume.slice_spacing)
         maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}

@@ -71,6 +71,7 @@ STRESS_ROWS: dict[str, PhantomMaker] = {
     "pixel spacing 1.1 mm (272 px)": _plain(size=272, spacing_mm=1.1),
     "11 slices": _plain(slices=11),
     "19 slices": _plain(slices=19),
+    "3-D thin slices (1 mm, 41 partitions)": _plain(slices=41, slice_thickness_mm=1.0),
     "high noise (sigma 0.12, SNR ~8)": _plain(acquisition={"noise_sigma": 0.12}),
     "strong bias field (x1.6)": _plain(acquisition={"bias_strength": 1.6}),
     "rotation 15 deg": _rotated,

@@ -391,6 +391,7 @@ def generate(
     midline_context: int = 0,
     spacing_mm: float | None = None,
     acquisition: dict[str, float] | None = None,
+    slice_thickness_mm: float | None = None,
 ) -> Phantom:
     """A phantom series; deterministic for (variant, seed, slices, size, spacing, acquisition).
 
@@ -399,6 +400,9 @@ def generate(
     speed. ``spacing_mm`` fixes the pixel spacing (field of view = size x spacing) instead of
     drawing the field of view. ``acquisition`` overrides drawn acquisition parameters by name (see
     :func:`_draw_acquisition`), e.g. ``{"noise_sigma": 0.1}`` for a stress test.
+    ``slice_thickness_mm`` replaces the drawn slice thickness and gap by contiguous slices of that
+    thickness (a 3-D acquisition's thin partitions); the spine and the acquisition drawn for the
+    seed stay the same.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -413,6 +417,8 @@ def generate(
     spacing = fov / size
     thickness = float(rng.choice([3.0, 3.5, 4.0, 4.5]))
     gap = float(rng.choice([0.0, 0.3, 0.5]))
+    if slice_thickness_mm is not None:  # contiguous thin slices, as a 3-D acquisition's
+        thickness, gap = float(slice_thickness_mm), 0.0
     slice_spacing = thickness + gap
     scale = float(rng.uniform(0.82, 1.2))
     slope = math.radians(float(rng.uniform(30.0, 45.0)))
