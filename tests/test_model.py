@@ -68,6 +68,24 @@ def test_flipped_series_gives_the_same_discs_mirrored_back(engine: LocalizerEngi
     assert abs(a.lstv_score - b.lstv_score) < 0.1
 
 
+def test_transposed_storage_gives_the_same_result(engine: LocalizerEngine) -> None:
+    """Rows running posterior and columns to the feet (Image Orientation (Patient) triplets and
+    Pixel Spacing swapped, pixels transposed): the same score and disc centres, and each point's
+    source pixel (column, row) transposed too."""
+    ph = generate("normal", seed=SEEDS[1], slices=9, size=256)
+    stored = datasets.phantom_series(ph)
+    transposed = datasets.phantom_series(ph)
+    transposed.volume = np.ascontiguousarray(np.transpose(np.asarray(stored.volume), (0, 2, 1)))
+    transposed.row_direction = stored.column_direction
+    transposed.column_direction = stored.row_direction
+    transposed.pixel_spacing = (stored.pixel_spacing[1], stored.pixel_spacing[0])
+    a, b = engine.analyze(stored), engine.analyze(transposed)
+    assert b.lstv_score == pytest.approx(a.lstv_score, abs=1e-4)
+    for fa, fb in zip(a.levels, b.levels, strict=True):
+        assert np.linalg.norm(np.subtract(fa.patient_xyz, fb.patient_xyz)) < 0.05
+        assert fb.pixel_xy == pytest.approx(fa.pixel_xy[::-1], abs=0.05)
+
+
 def test_non_square_pixels_give_the_same_discs(engine: LocalizerEngine) -> None:
     """The same series resampled to 1.6 x 1.0 and 1.0 x 1.6 times coarser rows x columns (a
     rectangular matrix of non-square pixels, Pixel Spacing changed to match): the same disc
