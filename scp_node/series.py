@@ -431,6 +431,15 @@ def _plan(cand: _Candidate) -> tuple[list[ImageFrame], tuple[int, int] | None, l
     return fit, shape, warnings + repeats
 
 
+#: Slices closer than this along the slice normal are at the same position (mm).
+SAME_POSITION_MM = 1e-3
+
+
+def along_normal(frame: ImageFrame, normal: np.ndarray) -> float:
+    """Where a frame lies along the stack: Image Position (Patient) projected on the normal."""
+    return float(np.asarray(frame.position, dtype=np.float64) @ normal)
+
+
 def _one_acquisition(
     frames: list[ImageFrame], normal: np.ndarray
 ) -> tuple[list[ImageFrame], list[str]]:
@@ -442,8 +451,8 @@ def _one_acquisition(
     numbers = {f.acquisition for f in frames if f.acquisition is not None}
     if len(numbers) < 2 or any(f.acquisition is None for f in frames):
         return frames, []
-    offsets = np.sort([float(np.asarray(f.position, dtype=np.float64) @ normal) for f in frames])
-    if not np.any(np.diff(offsets) < 1e-3):
+    offsets = np.sort([along_normal(f, normal) for f in frames])
+    if not np.any(np.diff(offsets) < SAME_POSITION_MM):
         return frames, []
     counts = {n: sum(f.acquisition == n for f in frames) for n in numbers}
     kept_number = max(numbers, key=lambda n: (counts[n], n))
@@ -474,7 +483,7 @@ def _assemble(
             warnings,
         )
     entries = sorted(
-        ((float(np.asarray(f.position, dtype=np.float64) @ cand.normal), f) for f in frames),
+        ((along_normal(f, cand.normal), f) for f in frames),
         key=lambda e: e[0],
     )
     dists = np.array([e[0] for e in entries])
@@ -482,7 +491,7 @@ def _assemble(
     first = entries[0][1]
     thickness = first.spacing_between_slices or first.slice_thickness or 0.0
     spacing_mm = float(np.median(steps)) if len(steps) else thickness
-    if np.any(steps < 1e-3):
+    if np.any(steps < SAME_POSITION_MM):
         warnings.append("duplicate slice positions")
     elif spacing_mm > 0 and np.any(np.abs(steps - spacing_mm) > 0.1 * spacing_mm):
         gaps = int(np.sum(steps > 1.5 * spacing_mm))
