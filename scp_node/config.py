@@ -264,6 +264,19 @@ class SeriesRules(Section):
     description_deprefer: list[str] = Field(
         default_factory=lambda: ["fs", "fatsat", "spair", "spir", "dixon", "water", "fat", "opp"]
     )
+    # whole words of a localizer's (scout's) name; Image Type LOCALIZER says it too: never read
+    localizer_words: list[str] = Field(
+        default_factory=lambda: [
+            "localizer",
+            "localiser",
+            "loc",
+            "scout",
+            "survey",
+            "smartsurvey",
+            "tripilot",
+            "3pl",
+        ]
+    )
     max_normal_deviation_deg: float = 20.0
     min_slices: int = 3
 

@@ -153,6 +153,7 @@ class ImageFrame:
     rows: int | None = None
     columns: int | None = None
     acquisition: int | None = None  # Acquisition Number / Frame Acquisition Number
+    stack: str | None = None  # Stack ID of the Frame Content macro (PS3.3 C.7.6.16.2.2)
 
     @property
     def label(self) -> str:
@@ -202,7 +203,19 @@ def frame_geometry(ds: Dataset, path: Path, frame_index: int | None) -> ImageFra
         rows=_one_int(ds.get("Rows")),
         columns=_one_int(ds.get("Columns")),
         acquisition=acquisition_number(ds, frame_index),
+        stack=stack_id(ds, frame_index),
     )
+
+
+def stack_id(ds: Dataset, frame_index: int | None) -> str | None:
+    """Stack ID of the Frame Content macro (PS3.3 C.7.6.16.2.2): frames of one instance with
+    different Stack IDs are different stacks (e.g. two stations, or two orientations)."""
+    if frame_index is None:
+        return None
+    value = functional_group_value(ds, frame_index, "FrameContentSequence", "StackID")
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 def acquisition_number(ds: Dataset, frame_index: int | None) -> int | None:

@@ -125,6 +125,8 @@ class _Candidate:
     t2_score: int
     notes: list[str] = field(default_factory=list)
     other_region: bool = False  # named, or placed, as another station of the spine
+    derived: bool = False  # Image Type DERIVED: a reformat or computed image
+    dixon_rank: int = 0  # 0 not Dixon or its in-phase image, then water, opposed-phase
 
 
 def decode_stored_pixels(ds: Dataset) -> np.ndarray:
@@ -151,6 +153,25 @@ def deviation_from_sagittal_deg(orientation: Sequence[float]) -> float:
     return math.degrees(math.acos(min(1.0, abs(float(n[0])))))
 
 
+def _words(text: str) -> set[str]:
+    """The lower-cased whole words of a name (split at anything not a letter or digit)."""
+    return set(re.split(r"[^a-z0-9]+", text.lower())) - {""}
+
+
+def _names(ds: Dataset) -> tuple[str, str]:
+    """(Series Description, the other names: Protocol, Sequence, Pulse Sequence Name)."""
+    description = str(converted_value(ds, 0, "SeriesDescription") or "")
+    others = ("ProtocolName", "SequenceName", "PulseSequenceName")
+    return description, " ".join(str(converted_value(ds, 0, key) or "") for key in others)
+
+
+def _image_type(ds: Dataset) -> list[str]:
+    """Image Type (PS3.3 C.7.6.1.1.2) values, upper-case; [] when absent."""
+    value = converted_value(ds, 0, "ImageType") or []
+    values = [value] if isinstance(value, str) else list(value)
+    return [str(v).strip().upper() for v in values]
+
+
 def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
     """Whether a series says it is fat-suppressed or a Dixon image: Scan Options FS (fat
     saturation, PS3.3 C.8.3.1.1.4) or a whole word of ``rules.description_deprefer`` in its
@@ -159,8 +180,87 @@ def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
     options = [options] if isinstance(options, str) else list(options)
     if any(str(option).strip().upper() == "FS" for option in options):
         return True
-    words = set(re.split(r"[^a-z0-9]+", lowered_text))
+    words = _words(lowered_text)
     return any(word.lower() in words for word in rules.description_deprefer)
+
+
+#: Words (of a name or of Image Type) marking one image of a Dixon set: Siemens "..._dixon_W"
+#: (Image Type DERIVED\PRIMARY\DIXON\WATER), GE FLEX ("WATER: Sag T2 FLEX"), GE IDEAL, Philips
+#: mDIXON (Image Type ...\W, \F, \IP, \OP).
+_DIXON_MARKS = {"dixon", "mdixon", "flex", "ideal"}
+#: The image of a Dixon set each word names, best first for a localizer trained on plain T2: the
+#: in-phase image is a plain T2, the water image a fat-suppressed one, the opposed-phase image
+#: has dark fat-water boundaries, and the fat image shows no T2 anatomy worth reading.
+DIXON_IMAGES: dict[str, tuple[str, ...]] = {
+    "in-phase": ("in", "ip", "inphase", "in_phase"),
+    "water": ("w", "water"),
+    "opposed-phase": ("opp", "op", "out", "outphase", "oop", "opposed", "out_phase", "opp_phase"),
+    "fat": ("f", "fat"),
+}
+
+
+def dixon_image(ds: Dataset) -> str | None:
+    """Which image of a Dixon set a series is (a key of :data:`DIXON_IMAGES`), or None when it
+    is not marked as a Dixon image (by a name or by Image Type)."""
+    description, others = _names(ds)
+    words = _words(f"{description} {others}")
+    image_type = [v.lower() for v in _image_type(ds)]
+    types = set(image_type[2:])  # values 3 on: value 1-2 are ORIGINAL/DERIVED, PRIMARY/SECONDARY
+    if not (words & _DIXON_MARKS or "dixon" in types or types & {"w", "f", "ip", "op"}):
+        return None
+    for image, names in DIXON_IMAGES.items():
+        if types & set(names) or words & set(names):
+            return image
+    return None
+
+
+def is_localizer(ds: Dataset, rules: SeriesRules) -> bool:
+    """A scout/localizer series: Image Type value 3 LOCALIZER (PS3.3 C.7.6.1.1.2, C.8.13.1.1.1)
+    or a whole word of ``rules.localizer_words`` in its names ("3-plane loc", "Survey")."""
+    if "LOCALIZER" in _image_type(ds)[2:]:
+        return True
+    description, others = _names(ds)
+    words = _words(f"{description} {others}")
+    return any(word.lower() in words for word in rules.localizer_words)
+
+
+def is_derived(ds: Dataset) -> bool:
+    """Image Type value 1 DERIVED (PS3.3 C.7.6.1.1.2): a reformat (MPR) or another image computed
+    from the acquired ones; read only when no original acquisition is there."""
+    image_type = _image_type(ds)
+    return bool(image_type) and image_type[0] == "DERIVED"
+
+
+#: Echo time (ms) from which an MR image is T2-weighted; a series whose names say nothing of
+#: its weighting and whose echo is shorter (T1, proton density, a gradient-echo scout) is not
+#: read as the T2.
+T2_MIN_ECHO_MS = 60.0
+
+
+def series_echo_ms(ds: Dataset) -> float | None:
+    """Echo Time, or the longest Effective Echo Time of the frames of a multi-frame image."""
+    if is_multiframe(ds):
+        echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]
+        return max((e for e in echoes if e is not None), default=None)
+    return echo_time_ms(ds)
+
+
+def why_not_t2(ds: Dataset, rules: SeriesRules) -> str:
+    """Why a series is never read as the sagittal T2 ("" when it may be): a localizer, a name
+    that excludes it (:func:`t2_score`), the fat image of a Dixon set, or a short echo time with
+    names that say nothing of the weighting."""
+    if is_localizer(ds, rules):
+        return "a localizer"
+    if t2_score(ds, rules) < 0:
+        return "excluded by description rules"
+    if dixon_image(ds) == "fat":
+        return "the fat image of a Dixon set"
+    description, others = _names(ds)
+    echo = series_echo_ms(ds)
+    named = _names_t2(description, rules) or _names_t2(others, rules)
+    if not named and echo is not None and echo < T2_MIN_ECHO_MS:
+        return f"echo time {echo:g} ms and no name saying T2: not T2-weighted"
+    return ""
 
 
 #: Weightings whose names together mark a name as the exam's, not one series' ("L-SPINE T1 T2").
@@ -192,9 +292,7 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     longest Effective Echo Time of the frames (MR Echo macro, PS3.3 C.8.13.5.2) of a multi-frame
     image.
     """
-    description = str(converted_value(ds, 0, "SeriesDescription") or "")
-    others = ("ProtocolName", "SequenceName", "PulseSequenceName")
-    other_text = " ".join(str(converted_value(ds, 0, key) or "") for key in others)
+    description, other_text = _names(ds)
     said = _names_t2(description, rules)
     if not said:  # silent, or naming the exam: the other names may say more
         said = _names_t2(other_text, rules)
@@ -203,12 +301,8 @@ def t2_score(ds: Dataset, rules: SeriesRules) -> int:
     score = 2 if said == 1 else 0
     if fat_suppressed(ds, f"{description} {other_text}".lower(), rules):
         score -= 1
-    if is_multiframe(ds):
-        echoes = [echo_time_ms(ds, i) for i in range(number_of_frames(ds))]
-        echo = max((e for e in echoes if e is not None), default=None)
-    else:
-        echo = echo_time_ms(ds)
-    if echo is not None and echo >= 60.0:  # T2 weighting: long TE (ms)
+    echo = series_echo_ms(ds)
+    if echo is not None and echo >= T2_MIN_ECHO_MS:  # T2 weighting: long TE (ms)
         score += 1
     return score
 
@@ -243,18 +337,19 @@ def _centre_z(frames: list[ImageFrame]) -> float | None:
     return float(np.mean(zs)) if zs else None
 
 
-def _mark_upper_stations(found: list[_Candidate], frames_of_reference: dict[str, str]) -> None:
+def _mark_upper_stations(found: list[_Candidate], frames_of_reference: dict[int, str]) -> None:
     """A multi-station spine exam (cervical, thoracic, lumbar sagittal T2 in one frame of
     reference, PS3.3 C.7.4.1): a candidate centred more than :data:`STATION_SEPARATION_MM`
-    above the lowest one of its frame of reference is an upper station, not the lumbar spine."""
-    centres = {c.series_uid: _centre_z(c.frames) for c in found}
+    above the lowest one of its frame of reference is an upper station, not the lumbar spine.
+    ``frames_of_reference``: each candidate's (by ``id``) Frame of Reference UID."""
+    centres = {id(c): _centre_z(c.frames) for c in found}
     lowest: dict[str, float] = {}
     for c in found:
-        z, ref = centres[c.series_uid], frames_of_reference.get(c.series_uid, "")
+        z, ref = centres[id(c)], frames_of_reference.get(id(c), "")
         if z is not None and ref:
             lowest[ref] = min(lowest.get(ref, z), z)
     for c in found:
-        z, ref = centres[c.series_uid], frames_of_reference.get(c.series_uid, "")
+        z, ref = centres[id(c)], frames_of_reference.get(id(c), "")
         if z is not None and ref in lowest and z - lowest[ref] > STATION_SEPARATION_MM:
             c.other_region = True
             c.notes.append(f"{z - lowest[ref]:.0f} mm above the lowest sagittal series")
@@ -329,6 +424,36 @@ def _main_orientation(frames: Sequence[ImageFrame]) -> tuple[float, ...] | None:
     return max(groups, key=lambda g: g[1])[0]
 
 
+def _stacks(frames: list[ImageFrame]) -> list[tuple[str, list[ImageFrame]]]:
+    """A series' frames split by Stack ID (PS3.3 C.7.6.16.2.2) when its multi-frame images hold
+    several stacks, each with a note naming it; otherwise ``[("", frames)]``."""
+    ids = list(dict.fromkeys(f.stack for f in frames))
+    if len(ids) < 2:
+        return [("", frames)]
+    return [
+        (
+            f" (stack {sid or 'without Stack ID'} of {len(ids)})",
+            [f for f in frames if f.stack == sid],
+        )
+        for sid in ids
+    ]
+
+
+def _without_repeats(frames: list[ImageFrame]) -> tuple[list[ImageFrame], list[str]]:
+    """The frames with each instance frame once (the same SOP Instance UID received twice, e.g.
+    sent again under another file name), and a note when some were repeats."""
+    seen: set[tuple[str, int | None]] = set()
+    unique: list[ImageFrame] = []
+    for frame in frames:
+        key = (frame.sop_instance_uid, frame.frame_number)
+        if key not in seen:
+            seen.add(key)
+            unique.append(frame)
+    if len(unique) == len(frames):
+        return frames, []
+    return unique, [f"{len(frames) - len(unique)} repeated instance(s) read once"]
+
+
 def candidates(
     paths: Iterable[Path], rules: SeriesRules
 ) -> tuple[list[_Candidate], str, list[str]]:
@@ -350,12 +475,14 @@ def candidates(
             continue
         by_series[str(ds.get("SeriesInstanceUID", ""))].append((Path(path), ds))
     found: list[_Candidate] = []
-    frames_of_reference: dict[str, str] = {}
+    frames_of_reference: dict[int, str] = {}
     for uid, headers in by_series.items():
         first = headers[0][1]
         desc = str(first.get("SeriesDescription", ""))
         frames = [frame for path, ds in headers for frame in image_frames(ds, path)]
+        frames, repeat_note = _without_repeats(frames)
         frames, echo_note = _longest_echo(frames)
+        echo_note = repeat_note + echo_note
         orientation = _main_orientation(frames)
         try:
             if orientation is None:
@@ -368,24 +495,34 @@ def candidates(
         if dev > rules.max_normal_deviation_deg:
             notes.append(f"series {uid} ({desc}): not sagittal ({dev:.0f} deg from L-R normal)")
             continue
+        why = why_not_t2(first, rules)
+        if why:
+            notes.append(f"series {uid} ({desc}): {why}")
+            continue
         score = t2_score(first, rules)
-        if score < 0:
-            notes.append(f"series {uid} ({desc}): excluded by description rules")
-            continue
-        if len(frames) < rules.min_slices:
-            notes.append(f"series {uid} ({desc}): only {len(frames)} slices")
-            continue
-        cand = _Candidate(uid, frames, desc, orientation, normal, dev, score, echo_note)
-        cand.other_region = names_upper_region(first)
-        frames_of_reference[uid] = str(first.get("FrameOfReferenceUID", ""))
-        found.append(cand)
+        dixon = dixon_image(first)
+        for stack_note, stack in _stacks(frames):
+            if len(stack) < rules.min_slices:
+                notes.append(f"series {uid} ({desc}): only {len(stack)} slices{stack_note}")
+                continue
+            cand = _Candidate(uid, stack, desc, orientation, normal, dev, score, list(echo_note))
+            if stack_note:
+                cand.notes.append(f"read{stack_note}")
+            cand.other_region = names_upper_region(first)
+            cand.derived = is_derived(first)
+            cand.dixon_rank = list(DIXON_IMAGES).index(dixon) if dixon else 0
+            frames_of_reference[id(cand)] = str(first.get("FrameOfReferenceUID", ""))
+            found.append(cand)
     _mark_upper_stations(found, frames_of_reference)
-    # a T2 of the lumbar station before a plainer T2 of another station: anatomy first
+    # a T2 of the lumbar station before a plainer T2 of another station: anatomy first; an
+    # acquired series before a reformat of it, a Dixon set's in-phase image before its water image
     found.sort(
         key=lambda c: (
             c.t2_score <= 0,
             c.other_region,
             -c.t2_score,
+            c.derived,
+            c.dixon_rank,
             c.deviation_deg,
             -len(c.frames),
         )
@@ -409,13 +546,32 @@ def _check_frame(frame: ImageFrame, cand: _Candidate, spacing: tuple[float, floa
     return ""
 
 
+def _common_grid(
+    cand: _Candidate,
+) -> tuple[tuple[float, float] | None, tuple[int, int] | None]:
+    """The (Pixel Spacing, (Rows, Columns)) most of the candidate's well-oriented frames share,
+    the first frame's of equals: the stack's grid, whatever frame comes first."""
+    counts: dict[tuple[tuple[float, float] | None, tuple[int, int]], int] = {}
+    for frame in cand.frames:
+        if _check_frame(frame, cand, None):
+            continue
+        spacing = frame.pixel_spacing
+        key = (
+            None if spacing is None else (round(spacing[0], 4), round(spacing[1], 4)),
+            (frame.rows or 0, frame.columns or 0),
+        )
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None, None
+    return max(counts, key=lambda k: counts[k])  # the first of equal counts
+
+
 def _plan(cand: _Candidate) -> tuple[list[ImageFrame], tuple[int, int] | None, list[str]]:
     """Header checks: the frames that fit the candidate's stack (in its order), the image size
-    (Rows, Columns of the first), and a warning for each frame left out."""
+    (Rows, Columns most frames share), and a warning for each frame left out."""
     warnings: list[str] = list(cand.notes)
     fit: list[ImageFrame] = []
-    spacing: tuple[float, float] | None = None
-    shape: tuple[int, int] | None = None
+    spacing, shape = _common_grid(cand)
     for frame in cand.frames:
         problem = _check_frame(frame, cand, spacing)
         size = (frame.rows or 0, frame.columns or 0)
@@ -424,8 +580,6 @@ def _plan(cand: _Candidate) -> tuple[list[ImageFrame], tuple[int, int] | None, l
         if problem:
             warnings.append(f"{named(frame)} dropped: {problem}"[:300])
             continue
-        spacing = spacing or frame.pixel_spacing
-        shape = shape or size
         fit.append(frame)
     fit, repeats = _one_acquisition(fit, cand.normal)
     return fit, shape, warnings + repeats
@@ -488,6 +642,16 @@ def _assemble(
     )
     dists = np.array([e[0] for e in entries])
     steps = np.diff(dists)
+    positions = 1 + int(np.sum(steps >= SAME_POSITION_MM))
+    if positions < rules.min_slices:
+        return SelectionResult(
+            None,
+            f"series {cand.series_uid}: its {len(frames)} slices lie at {positions} "
+            f"position(s) along the slice normal (need {rules.min_slices}; Image Position "
+            "(Patient) repeated?)",
+            study_uid,
+            warnings,
+        )
     first = entries[0][1]
     thickness = first.spacing_between_slices or first.slice_thickness or 0.0
     spacing_mm = float(np.median(steps)) if len(steps) else thickness

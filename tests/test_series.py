@@ -539,3 +539,195 @@ def test_a_series_named_as_an_upper_station_is_not_read_as_the_lumbar_spine(
         assert vol is not None and vol.series_instance_uid == wanted
     alone = select_and_load(other, RULES).volume  # the only sagittal T2: still read
     assert alone is not None
+
+
+def _dixon_set(folder: Path, out: Path, images: list[str], **changes: object) -> dict[str, str]:
+    """The phantom as the images of a Siemens-style Dixon set ("t2_tse_dixon_sag_W", Image Type
+    DERIVED\\PRIMARY\\DIXON\\WATER): Series Instance UID of each image, by its suffix."""
+    image_type = {"W": "WATER", "F": "FAT", "in": "IN_PHASE", "opp": "OPP_PHASE"}
+    uids = {}
+    for suffix in images:
+        files = _copy_series(
+            folder,
+            out,
+            f"dixon_{suffix}",
+            SeriesDescription=f"t2_tse_dixon_sag_{suffix}",
+            ImageType=["DERIVED", "PRIMARY", "DIXON", image_type[suffix]],
+            **changes,
+        )
+        uids[suffix] = str(dcmread(files[0]).SeriesInstanceUID)
+    return uids
+
+
+@pytest.mark.parametrize(
+    ("images", "wanted"),
+    [
+        (["F", "opp", "W", "in"], "in"),  # the in-phase image is a plain T2
+        (["F", "opp", "W"], "W"),  # then the water image (fat-suppressed T2)
+        (["F", "opp"], "opp"),
+    ],
+)
+def test_the_dixon_image_read_is_never_the_fat_image(
+    tmp_path: Path, phantom_dir, images: list[str], wanted: str
+) -> None:
+    """A Dixon set as the only sagittal T2: every image got the same Dixon penalty, so the
+    first in file order was read, the fat-only image as often as any."""
+    folder, _ = phantom_dir
+    uids = _dixon_set(folder, tmp_path, images)
+    files = sorted(tmp_path.glob("*.dcm"))
+    for order in (files, files[::-1]):
+        res = select_and_load(order, RULES)
+        assert res.volume is not None and res.volume.series_instance_uid == uids[wanted]
+
+
+def test_a_fat_only_dixon_image_is_not_read(tmp_path: Path, phantom_dir) -> None:
+    """Said by the name alone (GE FLEX "FAT: ...") or by Image Type alone (Philips mDIXON F)."""
+    folder, _ = phantom_dir
+    by_name = _copy_series(folder, tmp_path, "ge", SeriesDescription="FAT: Sag T2 FLEX")
+    by_type = _copy_series(
+        folder,
+        tmp_path,
+        "ph",
+        SeriesDescription="sT2W mDIXON",
+        ImageType=["ORIGINAL", "PRIMARY", "F", "F"],
+    )
+    for files in (by_name, by_type):
+        res = select_and_load(files, RULES)
+        assert res.volume is None and "the fat image of a Dixon set" in res.reason
+
+
+def test_the_acquired_series_is_read_before_a_reformat_of_it(tmp_path: Path, phantom_dir) -> None:
+    """A sagittal MPR (Image Type DERIVED) with more, thinner slices came first on slice count."""
+    folder, _ = phantom_dir
+    original = _copy_series(folder, tmp_path, "orig", SeriesDescription="SAG T2 TSE")
+    mpr = _copy_series(
+        folder,
+        tmp_path,
+        "mpr",
+        SeriesDescription="SAG T2 TSE MPR",
+        ImageType=["DERIVED", "SECONDARY", "MPR"],
+    )
+    for k, path in enumerate(list(mpr)):  # twice the slices: each copied half-way to the next
+        ds = dcmread(path)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImagePositionPatient[0] = float(ds.ImagePositionPatient[0]) + 0.5 * float(
+            ds.SpacingBetweenSlices or ds.SliceThickness
+        )
+        mpr.append(tmp_path / f"mpr_half_{k}.dcm")
+        ds.save_as(mpr[-1])
+    wanted = dcmread(original[0]).SeriesInstanceUID
+    for order in ([*mpr, *original], [*original, *mpr]):
+        vol = select_and_load(order, RULES).volume
+        assert vol is not None and vol.series_instance_uid == wanted
+    alone = select_and_load(mpr, RULES).volume  # the only sagittal T2: still read
+    assert alone is not None and len(alone.sop_instance_uids) == 12
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        (
+            {"SeriesDescription": "3-plane loc", "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"]},
+            "a localizer",
+        ),
+        (
+            {"SeriesDescription": "SAG", "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+            "a localizer",
+        ),
+        ({"SeriesDescription": "SmartSurvey", "ProtocolName": ""}, "a localizer"),
+        ({"SeriesDescription": "SAG FSE", "ProtocolName": "", "EchoTime": "12"}, "echo time 12 ms"),
+    ],
+)
+def test_a_localizer_or_a_short_echo_series_is_not_read_as_the_t2(
+    tmp_path: Path, phantom_dir, changes: dict[str, object], why: str
+) -> None:
+    """A study whose only sagittal images are a scout, or a series with a short echo and names
+    that say nothing of its weighting, beside an axial T2: these were screened as the T2."""
+    folder, _ = phantom_dir
+    sagittal = _copy_series(folder, tmp_path, "sag", **changes)
+    axial = _copy_series(
+        folder,
+        tmp_path,
+        "ax",
+        SeriesDescription="T2 AX",
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+    )
+    res = select_and_load([*sagittal, *axial], RULES)
+    assert res.volume is None and "no sagittal T2 series" in res.reason and why in res.reason
+    named = _copy_series(folder, tmp_path, "t2", SeriesDescription="SAG T2 TSE", EchoTime="12")
+    res = select_and_load([*sagittal, *axial, *named], RULES)  # a name saying T2 still decides
+    assert res.volume is not None
+    assert res.volume.series_instance_uid == dcmread(named[0]).SeriesInstanceUID
+
+
+def test_the_stack_grid_is_the_one_most_slices_share(tmp_path: Path, phantom_dir) -> None:
+    """Two slices at half the matrix (twice the pixel spacing) that come first: the other four
+    were dropped as misfits and the two read as the series."""
+    folder, ph = phantom_dir
+    files = []
+    for k, path in enumerate(_files(folder)):
+        ds = dcmread(path)
+        if k in (1, 4):
+            small = ds.pixel_array[::2, ::2]
+            ds.Rows, ds.Columns = small.shape
+            ds.PixelSpacing = [2 * float(v) for v in ds.PixelSpacing]
+            ds.PixelData = np.ascontiguousarray(small).tobytes()
+        files.append(tmp_path / (f"a_{k}.dcm" if k in (1, 4) else f"b_{k}.dcm"))
+        ds.save_as(files[-1])
+    vol = select_and_load(sorted(files), RULES).volume
+    assert vol is not None
+    assert np.array_equal(vol.volume, ph.volume[[0, 2, 3, 5]].astype(np.float32))
+    assert sum("dropped" in w for w in vol.warnings) == 2, vol.warnings
+
+
+def test_slices_that_all_share_one_position_are_not_a_stack(tmp_path: Path, phantom_dir) -> None:
+    """Image Position (Patient) copied into every slice (a broken converter): the series was read
+    with a "duplicate slice positions" warning and screened."""
+    folder, _ = phantom_dir
+    files = _copy_series(folder, tmp_path, "same")
+    first = dcmread(files[0]).ImagePositionPatient
+    for path in files:
+        ds = dcmread(path)
+        ds.ImagePositionPatient = first
+        ds.save_as(path)
+    res = select_and_load(files, RULES)
+    assert res.volume is None and "lie at 1 position(s)" in res.reason
+
+
+def test_an_instance_received_twice_is_read_once(tmp_path: Path, phantom_dir) -> None:
+    folder, ph = phantom_dir
+    files = _files(folder)
+    again = tmp_path / "again.dcm"
+    again.write_bytes(files[2].read_bytes())
+    vol = select_and_load([*files, again], RULES).volume
+    assert vol is not None and np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert "duplicate slice positions" not in vol.warnings
+    assert "1 repeated instance(s) read once" in vol.warnings
+
+
+def test_two_stacks_in_one_multiframe_instance_are_two_candidates(
+    tmp_path: Path, phantom_dir, multiframe
+) -> None:
+    """Stack ID 1 the lumbar stack, Stack ID 2 the same frames 300 mm higher: the two were merged
+    into one 12-slice "stack" with duplicate positions."""
+    _, ph = phantom_dir
+    _, mf = multiframe
+    ds = _subset(mf, [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6])
+    for i, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        item = copy.deepcopy(item)
+        content = item.FrameContentSequence[0] if "FrameContentSequence" in item else Dataset()
+        content.StackID = "1" if i < 6 else "2"
+        item.FrameContentSequence = [content]
+        if i >= 6:
+            position = item.PlanePositionSequence[0]
+            x, y, z = (float(v) for v in position.ImagePositionPatient)
+            position.ImagePositionPatient = [x, y, z + 300.0]
+        ds.PerFrameFunctionalGroupsSequence[i] = item
+    ds.save_as(tmp_path / "stacks.dcm")
+    vol = select_and_load([tmp_path / "stacks.dcm"], RULES).volume
+    assert vol is not None and len(vol.frame_numbers) == 6
+    assert sorted(vol.frame_numbers) == [1, 2, 3, 4, 5, 6]  # stack 1's frames
+    assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
+    assert "duplicate slice positions" not in vol.warnings
+    assert any("stack 1 of 2" in w for w in vol.warnings), vol.warnings

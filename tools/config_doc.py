@@ -105,6 +105,10 @@ MEANINGS: dict[str, str] = {
         "whole words of a fat-suppressed or Dixon T2 (also Scan Options FS): chosen only when "
         "no plain T2 is there"
     ),
+    "SeriesRules.localizer_words": (
+        "whole words of a localizer's (scout's) name; such a series (or one with Image Type "
+        "LOCALIZER) is never read as the T2"
+    ),
     "SeriesRules.max_normal_deviation_deg": (
         "largest angle between the slice normal and the L-R axis for a sagittal series, degrees"
     ),

@@ -22,7 +22,7 @@ import httpx
 from pydicom.dataset import Dataset
 
 from scp_node.config import ClusterSettings, SeriesRules
-from scp_node.series import deviation_from_sagittal_deg, t2_score
+from scp_node.series import deviation_from_sagittal_deg, why_not_t2
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def is_candidate(series: Dataset, rules: SeriesRules) -> bool:
     """False when the series' QIDO attributes already rule it out as the sagittal T2 series."""
     if str(series.get("Modality", "MR") or "MR") != "MR":
         return False
-    if t2_score(series, rules) < 0:
+    if why_not_t2(series, rules):
         return False
     orientation = series.get("ImageOrientationPatient")
     if orientation is not None and len(orientation) == 6:
