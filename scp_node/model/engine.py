@@ -266,6 +266,7 @@ class LocalizerEngine:
         near, _distance = self.midline_candidates(frames)
         centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
         indices = self.context(centre, len(frames), volume.slice_spacing)
+        indices.sort(key=lambda k: -float(frames[k].origin[0]))  # left to right, however stored
         maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}
