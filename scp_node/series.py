@@ -631,7 +631,7 @@ def _assemble(
     if len(frames) < rules.min_slices:
         return SelectionResult(
             None,
-            f"series {cand.series_uid}: only {len(frames)} decodable slices "
+            f"series {cand.series_uid}: only {len(frames)} decodable slices with a position "
             f"(need {rules.min_slices})",
             study_uid,
             warnings,
