@@ -539,6 +539,8 @@ def _check_frame(frame: ImageFrame, cand: _Candidate, spacing: tuple[float, floa
         return f"orientation differs from the series by {angle:.1f} deg"
     if frame.position is None:
         return "no ImagePositionPatient"
+    if frame.pixel_spacing is None:  # Type 1 in MR (PS3.3 C.7.6.2): no physical size without it
+        return "no PixelSpacing"
     if spacing is not None and frame.pixel_spacing is not None:
         ratio = np.asarray(frame.pixel_spacing) / np.maximum(np.asarray(spacing), 1e-9)
         if np.any(np.abs(ratio - 1.0) > SPACING_TOLERANCE):
@@ -631,8 +633,7 @@ def _assemble(
     if len(frames) < rules.min_slices:
         return SelectionResult(
             None,
-            f"series {cand.series_uid}: only {len(frames)} decodable slices with a position "
-            f"(need {rules.min_slices})",
+            f"series {cand.series_uid}: only {len(frames)} usable slices (need {rules.min_slices})",
             study_uid,
             warnings,
         )
@@ -665,9 +666,8 @@ def _assemble(
         warnings.append(msg)
     iop = cand.orientation
     ps = first.pixel_spacing
-    if ps is None:
-        warnings.append("no PixelSpacing: assuming 1 mm")
-        ps = (1.0, 1.0)
+    if ps is None:  # not after _plan, which leaves such frames out
+        return SelectionResult(None, f"series {cand.series_uid}: no PixelSpacing", study_uid)
     ordered = [e[1] for e in entries]
     vol = SeriesVolume(
         study_instance_uid=study_uid,

@@ -105,7 +105,7 @@ def test_too_few_decodable_slices_is_not_applicable(tmp_path: Path, phantom_dir)
         files.append(target)
     res = select_and_load(files, RULES)
     assert res.volume is None
-    assert "decodable slices" in res.reason
+    assert "usable slices" in res.reason
 
 
 def test_t1_excluded_monochrome1_inverted_and_rescaled(tmp_path: Path, phantom_dir) -> None:
@@ -731,3 +731,17 @@ def test_two_stacks_in_one_multiframe_instance_are_two_candidates(
     assert np.array_equal(vol.volume, ph.volume.astype(np.float32))
     assert "duplicate slice positions" not in vol.warnings
     assert any("stack 1 of 2" in w for w in vol.warnings), vol.warnings
+
+
+def test_slices_without_pixel_spacing_are_not_read(tmp_path: Path, phantom_dir) -> None:
+    """Pixel Spacing is Type 1 in MR (PS3.3 C.7.6.2): without it there is no physical size, and
+    the screen (gaps in mm, a canonical grid in mm) was run on an assumed 1 mm."""
+    folder, _ = phantom_dir
+    files = _copy_series(folder, tmp_path, "nops")
+    for path in files:
+        ds = dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    res = select_and_load(files, RULES)
+    assert res.volume is None and "only 0 usable slices" in res.reason
+    assert any("no PixelSpacing" in w for w in res.warnings), res.warnings
