@@ -6,7 +6,8 @@
 #
 # Steps, each with its own time limit so that the whole run stays under ~7 minutes:
 #   1. the GPU and torch (nvidia-smi, torch.cuda);
-#   2. bench/gpu_inference.py: eager vs torch.compile, fp32 vs bf16, CUDA-event timing;
+#   2. bench/gpu_inference.py: eager vs torch.compile, fp32 vs bf16, CUDA-event timing; then
+#      bench/device_agreement.py: the same phantoms on CPU and GPU give the same scores;
 #   3. bench/bench_analysis.py on the 200-slice series: peak RSS and the decode/canonical/model split
 #      with the model on the GPU (model.device = auto);
 #   4. bench/bench_pipeline.py: the end-to-end time from study completion to the SR in a real
@@ -35,6 +36,7 @@ step gpu 30 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --f
   '"$PY"' -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda,
   \"available\", torch.cuda.is_available())"'
 step gpu_inference 150 "$PY" bench/gpu_inference.py --repeats 30
+step device_agreement 90 "$PY" bench/device_agreement.py --studies 12 --amp
 step bench_analysis 90 "$PY" bench/bench_analysis.py --rounds 1 --cases series \
   --work "$OUT_DIR/mem"
 if [ -x /usr/sbin/Orthanc ] && [ -x /usr/bin/storescu ]; then

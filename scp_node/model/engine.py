@@ -8,8 +8,9 @@ run ``mc_samples`` times with dropout on, all (slice, pass) pairs batched. Per l
 probability maps are the samples for the mean map (coordinates, peak confidence, entropies) and
 for the MC terms (predictive entropy, MI). Points are mapped back to source pixels of the
 mid-sagittal slice. A quality gate (:func:`.uncertainty.not_assessable_reason`) decides whether
-the screen is assessable at all. On CPU, dropout masks come from a fixed seed, so the same input
-gives the same result; on CUDA, bf16 autocast is used when ``amp`` is on.
+the screen is assessable at all. The dropout masks are drawn on the CPU from a fixed seed for every
+(slice, pass) at once, so the same input meets the same subnetworks on any device and batch size;
+on CUDA, bf16 autocast is used when ``amp`` is on.
 """
 
 from __future__ import annotations
@@ -166,20 +167,34 @@ class LocalizerEngine:
                     encoded = self.encode(inputs)
                 if encoded is None:
                     batch = inputs.repeat_interleave(t, dim=0)
+                masks = self.dropout_masks(k * t) if mc and encoded is not None else None
                 for start in range(0, k * t, self.max_batch):
+                    end = min(k * t, start + self.max_batch)
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                         if encoded is None:
-                            chunk = batch[start : start + self.max_batch]
+                            chunk = batch[start:end]
                             logits = self.model(chunk.to(self.device, non_blocking=True))
                         else:
-                            rows = torch.arange(start, min(k * t, start + self.max_batch)) // t
+                            rows = torch.arange(start, end) // t
                             part = encoded.take(rows.to(encoded.bottom.device))
-                            logits = self.model.decode(part.bottom, part.skips)
+                            drops = None
+                            if masks is not None:
+                                drops = [m[start:end].to(self.device) for m in masks]
+                            logits = self.model.decode(part.bottom, part.skips, drops)
                     out.append(spatial_softmax(logits).float().cpu())
         finally:
             set_dropout(self.model, True)
         maps = torch.cat(out).numpy()
         return maps.reshape(k, t, *maps.shape[1:])
+
+    def dropout_masks(self, rows: int) -> list[torch.Tensor] | None:
+        """The Monte-Carlo dropout masks of ``rows`` (input, pass) pairs: drawn on the CPU from
+        ``seed``, so the passes are the same subnetworks on every device and batch size, the
+        ones the threshold was chosen with; None for a network that draws its own."""
+        make = getattr(self.model, "dropout_masks", None)
+        if make is None:
+            return None
+        return list(make(rows, torch.Generator().manual_seed(self.seed)))
 
     def warm_up(self) -> None:
         """One deterministic and one MC pass on a blank input of the study's batch shape, so that

@@ -50,6 +50,8 @@ class HeatmapUNet(nn.Module):
         super().__init__()
         self.config = config
         widths = [config.base * m for m in (1, 2, 4, 6, 8, 8, 8)[: config.depth + 1]]
+        #: channels at each dropout of :meth:`decode`, in the order they are applied
+        self.dropout_channels = widths[::-1]
         self.down = nn.ModuleList()
         cin = config.in_channels
         for w in widths:
@@ -78,15 +80,38 @@ class HeatmapUNet(nn.Module):
                 x = self.pool(x)
         return x, skips
 
-    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """The expanding path from :meth:`encode`'s output to the logits (dropout here)."""
+    def decode(
+        self,
+        x: torch.Tensor,
+        skips: list[torch.Tensor],
+        masks: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The expanding path from :meth:`encode`'s output to the logits (dropout here).
+
+        ``masks``: given dropout masks ``[N, C, 1, 1]`` (0 or 1 / (1 - p), one per entry of
+        :attr:`dropout_channels`) applied instead of the dropout layers' own random draws."""
         skips = list(skips)
-        x = self.drop(x)
+        drops = iter(masks) if masks is not None else None
+
+        def drop(features: torch.Tensor) -> torch.Tensor:
+            return self.drop(features) if drops is None else features * next(drops)
+
+        x = drop(x)
         for up, merge in zip(self.up, self.merge, strict=True):
             x = up(x)
             x = merge(torch.cat([x, skips.pop()], dim=1))
-            x = self.drop(x)
+            x = drop(x)
         return self.head(x)
+
+    def dropout_masks(self, rows: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Channel dropout masks for ``rows`` inputs, drawn on the CPU from ``generator`` the
+        way :class:`torch.nn.Dropout2d` draws them (Bernoulli(1 - p) scaled by 1 / (1 - p)),
+        layer by layer: the same masks whatever device the network runs on."""
+        keep = 1.0 - self.drop.p
+        return [
+            torch.empty(rows, c, 1, 1).bernoulli_(keep, generator=generator).div_(keep)
+            for c in self.dropout_channels
+        ]
 
 
 def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
