@@ -186,15 +186,20 @@ def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
 
 #: Words (of a name or of Image Type) marking one image of a Dixon set: Siemens "..._dixon_W"
 #: (Image Type DERIVED\PRIMARY\DIXON\WATER), GE FLEX ("WATER: Sag T2 FLEX"), GE IDEAL, Philips
-#: mDIXON (Image Type ...\W, \F, \IP, \OP).
+#: mDIXON (Image Type ...\W, \F, \IP, \OP), Enhanced MR (Image Type value 4, the derived pixel
+#: contrast, WATER or FAT; PS3.3 C.8.16.1).
 _DIXON_MARKS = {"dixon", "mdixon", "flex", "ideal"}
+_DIXON_TYPES = {"dixon", "w", "f", "ip", "op", "water", "fat", "in_phase", "out_phase", "opp_phase"}
 #: The image of a Dixon set each word names, best first for a localizer trained on plain T2: the
 #: in-phase image is a plain T2, the water image a fat-suppressed one, the opposed-phase image
 #: has dark fat-water boundaries, and the fat image shows no T2 anatomy worth reading.
 DIXON_IMAGES: dict[str, tuple[str, ...]] = {
     "in-phase": ("in", "ip", "inphase", "in_phase"),
     "water": ("w", "water"),
-    "opposed-phase": ("opp", "op", "out", "outphase", "oop", "opposed", "out_phase", "opp_phase"),
+    "opposed-phase": (
+        *("opp", "op", "out", "outphase", "oop", "opposed"),
+        *("out_phase", "opp_phase", "out_of_phase"),
+    ),
     "fat": ("f", "fat"),
 }
 
@@ -206,11 +211,13 @@ def dixon_image(ds: Dataset) -> str | None:
     words = _words(f"{description} {others}")
     image_type = [v.lower() for v in _image_type(ds)]
     types = set(image_type[2:])  # values 3 on: value 1-2 are ORIGINAL/DERIVED, PRIMARY/SECONDARY
-    if not (words & _DIXON_MARKS or "dixon" in types or types & {"w", "f", "ip", "op"}):
+    marked_by_type = bool(types & _DIXON_TYPES)
+    if not (words & _DIXON_MARKS or marked_by_type):
         return None
-    for image, names in DIXON_IMAGES.items():
-        if types & set(names) or words & set(names):
-            return image
+    for said in (types, words):  # Image Type first: it is written by the scanner
+        for image, names in DIXON_IMAGES.items():
+            if said & set(names):
+                return image
     return None
 
 

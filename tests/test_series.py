@@ -581,7 +581,8 @@ def test_the_dixon_image_read_is_never_the_fat_image(
 
 
 def test_a_fat_only_dixon_image_is_not_read(tmp_path: Path, phantom_dir) -> None:
-    """Said by the name alone (GE FLEX "FAT: ...") or by Image Type alone (Philips mDIXON F)."""
+    """Said by the name alone (GE FLEX "FAT: ..."), or by Image Type alone (Philips mDIXON F; the
+    derived pixel contrast FAT, value 4, of an Enhanced MR image, PS3.3 C.8.16.1)."""
     folder, _ = phantom_dir
     by_name = _copy_series(folder, tmp_path, "ge", SeriesDescription="FAT: Sag T2 FLEX")
     by_type = _copy_series(
@@ -591,7 +592,14 @@ def test_a_fat_only_dixon_image_is_not_read(tmp_path: Path, phantom_dir) -> None
         SeriesDescription="sT2W mDIXON",
         ImageType=["ORIGINAL", "PRIMARY", "F", "F"],
     )
-    for files in (by_name, by_type):
+    enhanced = _copy_series(
+        folder,
+        tmp_path,
+        "en",
+        SeriesDescription="SAG T2",
+        ImageType=["DERIVED", "PRIMARY", "SPINE", "FAT"],
+    )
+    for files in (by_name, by_type, enhanced):
         res = select_and_load(files, RULES)
         assert res.volume is None and "the fat image of a Dixon set" in res.reason
 
