@@ -242,7 +242,8 @@ class ModelSettings(Section):
     context_slices: int = Field(
         3,
         description="sagittal slices analysed around the detected mid-sagittal slice (about 4 mm "
-        "apart: every n-th partition of a thin-slice 3-D series)",
+        "apart: every n-th partition of a thin-slice 3-D series); like mc_samples, the threshold "
+        "holds only for the value it was chosen with (the weights': 3)",
     )
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
 

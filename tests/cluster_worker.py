@@ -10,14 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import SHIPPED_THRESHOLD
 from tests.node_process import write_toml
 from tests.processes import stop_process
 from tests.rabbitmq import RabbitMQ
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "cluster-test-token"
-#: Fewer MC-dropout passes and one CPU thread per worker: 2 cores on this machine.
-MODEL: dict[str, Any] = {"mc_samples": 2, "cpu_threads": 1}
+#: Fewer MC-dropout passes and one CPU thread per worker: 2 cores on this machine; with fewer
+#: passes the threshold must be given (these tests judge the plumbing, not the verdicts).
+MODEL: dict[str, Any] = {"mc_samples": 2, "cpu_threads": 1, "lstv_threshold": SHIPPED_THRESHOLD}
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:

@@ -244,3 +244,51 @@ def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site:
     data = calibrate_site([site], settings, engine, force=True)
     assert data["studies"]["not_assessable"] == 0 and data["studies"]["used"] == 5
     assert engine.require_evidence, "the engine is handed back as it came"
+
+
+def test_a_threshold_is_refused_under_other_monte_carlo_settings(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The threshold belongs to the dropout passes and context slices it was chosen with (other
+    mask sets put the 95 % specificity threshold anywhere in 0.04-0.87): a site that changes
+    `mc_samples` or `context_slices` must calibrate again or set the threshold itself. Before, the
+    weights' (or a calibration's) threshold was silently applied to other scores."""
+    from scp_node.model.engine import LocalizerEngine
+    from scp_node.node import Node
+
+    # the weights' own threshold: chosen by the training command with 8 passes, 3 context slices
+    for changed in ({"mc_samples": 4}, {"context_slices": 5}):
+        settings = load_settings(model={"device": "cpu", **changed})
+        key, value = next(iter(changed.items()))
+        wanted = (
+            f"the weights .* chosen with {key} {8 if key == 'mc_samples' else 3} \\(now {value}\\)"
+        )
+        with pytest.raises(CalibrationError, match=wanted):
+            preflight(settings.model)
+        with pytest.raises(CalibrationError, match=wanted):
+            LocalizerEngine.from_settings(settings.model)
+        with pytest.raises(CalibrationError, match=wanted):
+            Node(
+                node_settings(
+                    tmp_path / f"refused-{key}", pipeline={"enabled": True}, model=changed
+                )
+            )
+        given = load_settings(model={"device": "cpu", "lstv_threshold": 0.6, **changed})
+        assert preflight(given.model) is None  # a threshold set by hand is the site's own choice
+        assert LocalizerEngine.from_settings(given.model).threshold == 0.6
+
+    # a site calibration made with 4 passes holds for 4 passes, and only for them
+    config = tmp_path / "four.toml"
+    write_toml(config, {"model": {"device": "cpu", "mc_samples": 4}})
+    out = tmp_path / "four-passes.json"
+    folders = [str(site / "pacs-export-1"), str(site / "pacs-export-2")]
+    code = main(["model", "calibrate", "--normals", *folders, "--out", str(out), "--force",
+                 "--config", str(config)])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    assert json.loads(out.read_text())["engine"] == {"mc_samples": 4, "context_slices": 3}
+    four = load_settings(model={"device": "cpu", "mc_samples": 4, "calibration": str(out)})
+    assert preflight(four.model) is not None
+    assert LocalizerEngine.from_settings(four.model).threshold == load_calibration(out).threshold
+    eight = load_settings(model={"device": "cpu", "calibration": str(out)})
+    with pytest.raises(CalibrationError, match="four-passes.json was chosen with mc_samples 4"):
+        preflight(eight.model)

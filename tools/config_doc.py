@@ -92,7 +92,11 @@ MEANINGS: dict[str, str] = {
     "HttpSettings.tls_key_file": "PEM private key for HTTPS (with `tls_cert_file`)",
     # ModelSettings
     "ModelSettings.device": "`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:1`, ...",
-    "ModelSettings.mc_samples": "stochastic forward passes with dropout on (MC dropout) per slice",
+    "ModelSettings.mc_samples": (
+        "stochastic forward passes with dropout on (MC dropout) per slice; the weights' threshold "
+        "(8) or a calibration's holds only for the value it was chosen with: the node refuses "
+        "another unless lstv_threshold is set"
+    ),
     "ModelSettings.cpu_threads": "torch CPU threads; 0 = torch's default",
     "ModelSettings.max_batch": "largest batch of (slice, pass) inputs sent to the device at once",
     # SeriesRules

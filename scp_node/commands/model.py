@@ -269,9 +269,10 @@ def run_site_calibration(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.weights is not None:
         settings.model.weights = args.weights
-    # the scores do not depend on the threshold: calibrate with no threshold source configured
+    # the scores do not depend on the threshold: calibrate with a placeholder, so that no recorded
+    # threshold (or its Monte-Carlo settings, which the site may have changed) is in the way
     settings.model.calibration = None
-    settings.model.lstv_threshold = None
+    settings.model.lstv_threshold = 0.0
     engine = LocalizerEngine.from_settings(settings.model)
     try:
         data = calibrate_site(

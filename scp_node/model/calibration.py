@@ -14,7 +14,9 @@ refuses fewer than ``minimum`` (default 20) usable normals unless forced.
 
 Precedence in the engine (:func:`resolve_threshold`): ``[model] lstv_threshold`` if set, else the
 calibration file's threshold, else the weights' own ``lstv_threshold``. A calibration file made for
-other weights (SHA-256 differs) is refused. The file holds no UIDs or patient data: scores only.
+other weights (SHA-256 differs) is refused, and so is a calibration file's or the weights' threshold
+under other Monte-Carlo settings than it was chosen with (:func:`check_ensemble`). The file holds
+no UIDs or patient data: scores only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +123,45 @@ def check_weights(calibration: Calibration, weights_sha256: str) -> None:
         )
 
 
+#: The inference settings a threshold belongs to: the dropout passes and context slices make the
+#: ensemble of subnetworks whose scores it was chosen on, and other settings give other scores (the
+#: 95 % specificity threshold of other dropout masks lay anywhere in 0.04-0.87; docs/model.md, "The
+#: Monte-Carlo seed").
+ENSEMBLE_SETTINGS = ("mc_samples", "context_slices")
+#: The settings the training command chooses the weights' own threshold with.
+TRAINING_ENSEMBLE: dict[str, int] = {"mc_samples": 8, "context_slices": 3}
+
+
+def check_ensemble(
+    recorded: Mapping[str, Any] | None, used: Mapping[str, int], source: str
+) -> None:
+    """Refuse a threshold (from ``source``) chosen with other :data:`ENSEMBLE_SETTINGS` than
+    ``used``; ``recorded`` None or empty = nothing recorded, nothing to check."""
+    differ = [
+        f"{key} {recorded[key]} (now {used[key]})"
+        for key in ENSEMBLE_SETTINGS
+        if recorded and key in recorded and key in used and int(recorded[key]) != int(used[key])
+    ]
+    if differ:
+        raise CalibrationError(
+            f"the threshold of {source} was chosen with {', '.join(differ)} in [model]: other "
+            "Monte-Carlo settings give other scores. Restore them, run `scp-node model calibrate "
+            "--normals ...` with these settings, or set [model] lstv_threshold"
+        )
+
+
+def threshold_ensemble(
+    weights_metadata: Mapping[str, Any], calibration: Calibration | None
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The settings the threshold in use was chosen with, and where it comes from: the
+    calibration file's record, else the training command's (:data:`TRAINING_ENSEMBLE`) for the
+    weights' own threshold."""
+    if calibration is not None:
+        return calibration.data.get("engine"), f"calibration file {calibration.path}"
+    recorded = weights_metadata.get("threshold_engine", TRAINING_ENSEMBLE)
+    return recorded, "the weights (their lstv_threshold)"
+
+
 def resolve_threshold(
     weights_threshold: float | None,
     configured: float | None,
@@ -149,16 +190,29 @@ def resolve_threshold(
 
 
 def preflight(model_settings: ModelSettings) -> Calibration | None:
-    """Check ``[model] calibration`` against the configured weights file before the node starts
-    (the engine checks again when it loads); None when no calibration is configured."""
-    if model_settings.calibration is None:
-        return None
-    from scp_node.model.weights import reference_path, sha256_file
+    """Check the threshold source before the node starts (the engine checks again when it
+    loads): ``[model] calibration`` against the configured weights file, and the Monte-Carlo
+    settings against those the threshold in use was chosen with; the calibration, or None when
+    none is configured."""
+    from scp_node.model.weights import WeightsError, load, reference_path, sha256_file
 
-    calibration = load_calibration(model_settings.calibration)
-    weights = model_settings.weights or reference_path()
-    check_weights(calibration, sha256_file(Path(weights)))
+    weights = Path(model_settings.weights or reference_path())
+    calibration = None
+    if model_settings.calibration is not None:
+        calibration = load_calibration(model_settings.calibration)
+        check_weights(calibration, sha256_file(weights))
+    if model_settings.lstv_threshold is None:
+        try:
+            metadata = {} if calibration is not None else load(weights).metadata
+        except WeightsError:  # the model worker says so when it loads them
+            return calibration
+        recorded, source = threshold_ensemble(metadata, calibration)
+        check_ensemble(recorded, _ensemble(model_settings), source)
     return calibration
+
+
+def _ensemble(model_settings: ModelSettings) -> dict[str, int]:
+    return {key: int(getattr(model_settings, key)) for key in ENSEMBLE_SETTINGS}
 
 
 # --- the threshold rule ---------------------------------------------------------------------------

@@ -25,7 +25,13 @@ import torch
 
 from scp_node.config import ModelSettings
 from scp_node.model import uncertainty as unc
-from scp_node.model.calibration import Calibration, load_calibration, resolve_threshold
+from scp_node.model.calibration import (
+    Calibration,
+    check_ensemble,
+    load_calibration,
+    resolve_threshold,
+    threshold_ensemble,
+)
 from scp_node.model.geometry import CanonicalGrid, SliceFrame, slice_frames, to_canonical
 from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
 from scp_node.model.weights import LoadedWeights, load
@@ -80,6 +86,10 @@ class LocalizerEngine:
         self.threshold, self.calibration_label = resolve_threshold(
             weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
         )
+        if lstv_threshold is None:  # a recorded threshold: only for the settings it was chosen with
+            recorded, source = threshold_ensemble(weights.metadata, calibration)
+            used = {"mc_samples": self.mc_samples, "context_slices": self.context_slices}
+            check_ensemble(recorded, used, source)
         self.review_margin = review_margin
         canonical = weights.metadata.get("canonical") or {}
         self.grid = CanonicalGrid(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from scp_node.model import datasets, weights
-from scp_node.model.calibration import choose_threshold
+from scp_node.model.calibration import TRAINING_ENSEMBLE, choose_threshold
 from scp_node.model.engine import LocalizerEngine
 from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.metrics import auroc, sens_spec
@@ -304,7 +304,13 @@ def calibrate(
     """
     loaded = weights.load(src)
     meta = dict(loaded.metadata)
-    engine = LocalizerEngine(loaded, device="cpu", lstv_threshold=0.0)
+    engine = LocalizerEngine(
+        loaded,
+        device="cpu",
+        lstv_threshold=0.0,
+        mc_samples=TRAINING_ENSEMBLE["mc_samples"],
+        context_slices=TRAINING_ENSEMBLE["context_slices"],
+    )
     engine.quality = QualityLimits(max_reference_uncertainty=float("inf"))
     engine.require_evidence = False  # the threshold is chosen here: quality gate only
     rigid = int(meta.get("training", {}).get("phantoms_rigid", 0)) > 0
