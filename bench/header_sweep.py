@@ -241,13 +241,6 @@ def in_all_equal(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]
 
 
 @variant("1 InstanceNumber")
-def in_missing(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.InstanceNumber
-    return items, same()
-
-
-@variant("1 InstanceNumber")
 def files_named_by_uid_shuffled(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
     perm = rng.permutation(len(items))
     renamed = [
@@ -317,28 +310,6 @@ def dup_whole_series_new_uids(items: Items, rng: np.random.Generator) -> tuple[I
 # ------------------------------------------------------------------------------------------------
 # 3 Series names and character sets
 # ------------------------------------------------------------------------------------------------
-@variant("3 names")
-def desc_missing(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.SeriesDescription
-    return items, same()
-
-
-@variant("3 names")
-def desc_empty(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        ds.SeriesDescription = ""
-    return items, same()
-
-
-@variant("3 names")
-def desc_and_protocol_missing(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.SeriesDescription
-        del ds.ProtocolName
-    return items, same("only the echo time (100 ms) says T2")
-
-
 @variant("3 names")
 def desc_latin1(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
     for _, ds in items:
@@ -591,66 +562,36 @@ def transposed_storage(items: Items, rng: np.random.Generator) -> tuple[Items, E
     return items, same("rows and columns swapped: the slice normal points the other way")
 
 
+def store_reversed(ds: Dataset, along_rows: bool) -> None:
+    """Store the pixels reversed along a row (``along_rows``) or a column, with Image Orientation
+    and Image Position (Patient) rewritten so that the patient geometry stays the same."""
+    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+    ps = [float(v) for v in ds.PixelSpacing]
+    if along_rows:  # columns run the other way: the row direction flips
+        ipp = ipp + iop[:3] * ps[1] * (ds.Columns - 1)
+        iop = np.r_[-iop[:3], iop[3:]]
+        set_pixels(ds, px(ds)[:, ::-1])
+    else:  # rows run the other way: the column direction flips
+        ipp = ipp + iop[3:] * ps[0] * (ds.Rows - 1)
+        iop = np.r_[iop[:3], -iop[3:]]
+        set_pixels(ds, px(ds)[::-1, :])
+    ds.ImageOrientationPatient = [f"{v:g}" for v in iop]
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
+
+
 @variant("5 geometry")
 def flipped_anterior_right(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
     for _, ds in items:
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-        ps = [float(v) for v in ds.PixelSpacing]
-        ipp = ipp + iop[:3] * ps[1] * (ds.Columns - 1)
-        ds.ImageOrientationPatient = [f"{v:g}" for v in np.r_[-iop[:3], iop[3:]]]
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
-        set_pixels(ds, px(ds)[:, ::-1])
+        store_reversed(ds, along_rows=True)
     return items, same("stored mirrored left-right, geometry to match")
 
 
 @variant("5 geometry")
 def stored_upside_down(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
     for _, ds in items:
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-        ps = [float(v) for v in ds.PixelSpacing]
-        ipp = ipp + iop[3:] * ps[0] * (ds.Rows - 1)
-        ds.ImageOrientationPatient = [f"{v:g}" for v in np.r_[iop[:3], -iop[3:]]]
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
-        set_pixels(ds, px(ds)[::-1, :])
+        store_reversed(ds, along_rows=False)
     return items, same("stored upside down, geometry to match")
-
-
-@variant("5 geometry")
-def patient_position_ffs(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        ds.PatientPosition = "FFS"
-    return items, same("patient coordinates unchanged (as a scanner writes them)")
-
-
-@variant("5 geometry")
-def sbs_negative(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        ds.SpacingBetweenSlices = "-4.8"
-    return items, same()
-
-
-@variant("5 geometry")
-def sbs_absent(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.SpacingBetweenSlices
-    return items, same()
-
-
-@variant("5 geometry")
-def sbs_and_thickness_absent(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.SpacingBetweenSlices
-        del ds.SliceThickness
-    return items, same()
-
-
-@variant("5 geometry")
-def sliceloc_absent(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.SliceLocation
-    return items, same()
 
 
 @variant("5 geometry")
@@ -669,31 +610,68 @@ def ipp_identical_all(items: Items, rng: np.random.Generator) -> tuple[Items, Ex
 
 
 @variant("5 geometry")
-def ipp_missing_all(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.ImagePositionPatient
-    return items, refused("usable slices", "no slice has a position")
-
-
-@variant("5 geometry")
 def ipp_missing_one(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
     items = by_position(items)
     del items[2][1].ImagePositionPatient
     return items, same("one off-centre slice without a position is left out")
 
 
-@variant("5 geometry")
-def pixel_spacing_missing(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.PixelSpacing
-    return items, refused("usable slices", "no pixel size (Type 1 in MR); artificial")
+# Conventions that set (or, with None, delete) attributes of every slice, and what they should give.
+ON_EVERY_SLICE: dict[str, tuple[str, dict[str, object], Expect]] = {
+    "in_missing": ("1 InstanceNumber", {"InstanceNumber": None}, same()),
+    "desc_missing": ("3 names", {"SeriesDescription": None}, same()),
+    "desc_empty": ("3 names", {"SeriesDescription": ""}, same()),
+    "desc_and_protocol_missing": (
+        "3 names",
+        {"SeriesDescription": None, "ProtocolName": None},
+        same("only the echo time (100 ms) says T2"),
+    ),
+    "patient_position_ffs": (
+        "5 geometry",
+        {"PatientPosition": "FFS"},
+        same("patient coordinates unchanged (as a scanner writes them)"),
+    ),
+    "sbs_negative": ("5 geometry", {"SpacingBetweenSlices": "-4.8"}, same()),
+    "sbs_absent": ("5 geometry", {"SpacingBetweenSlices": None}, same()),
+    "sbs_and_thickness_absent": (
+        "5 geometry",
+        {"SpacingBetweenSlices": None, "SliceThickness": None},
+        same(),
+    ),
+    "sliceloc_absent": ("5 geometry", {"SliceLocation": None}, same()),
+    "ipp_missing_all": (
+        "5 geometry",
+        {"ImagePositionPatient": None},
+        refused("usable slices", "no slice has a position"),
+    ),
+    "pixel_spacing_missing": (
+        "5 geometry",
+        {"PixelSpacing": None},
+        refused("usable slices", "no pixel size (Type 1 in MR); artificial"),
+    ),
+    "iop_missing_all": (
+        "5 geometry",
+        {"ImageOrientationPatient": None},
+        refused("no sagittal T2 series", "no orientation: no image series"),
+    ),
+}
 
 
-@variant("5 geometry")
-def iop_missing_all(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
-    for _, ds in items:
-        del ds.ImageOrientationPatient
-    return items, refused("no sagittal T2 series", "no orientation: no image series")
+def _on_every_slice(changes: dict[str, object], expect: Expect) -> Transform:
+    def transform(items: Items, rng: np.random.Generator) -> tuple[Items, Expect]:
+        for _, ds in items:
+            for keyword, value in changes.items():
+                if value is None:
+                    delattr(ds, keyword)
+                else:
+                    setattr(ds, keyword, value)
+        return items, expect
+
+    return transform
+
+
+for _name, (_group, _changes, _expect) in ON_EVERY_SLICE.items():
+    variant(_group, name=_name)(_on_every_slice(_changes, _expect))
 
 
 # ------------------------------------------------------------------------------------------------
