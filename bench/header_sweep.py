@@ -652,7 +652,7 @@ ON_EVERY_SLICE: dict[str, tuple[str, dict[str, object], Expect]] = {
     "iop_missing_all": (
         "5 geometry",
         {"ImageOrientationPatient": None},
-        refused("no sagittal T2 series", "no orientation: no image series"),
+        refused("no ImageOrientationPatient", "no orientation: named in the reason"),
     ),
 }
 

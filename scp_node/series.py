@@ -370,13 +370,15 @@ def _read_header(path: Path) -> Dataset | None:
         return None
 
 
-def _is_image(ds: Dataset) -> bool:
+def _is_image(ds: Dataset, orientation: bool = True) -> bool:
+    """An image (not an SR, KO, PR, ...) with rows and columns and, with ``orientation``, a plane
+    (Image Orientation (Patient), or functional groups that may hold it)."""
     sop_class = str(ds.get("SOPClassUID", ""))
     if any(sop_class.startswith(p) for p in _NON_IMAGE_PREFIXES):
         return False
     if "Rows" not in ds or "Columns" not in ds:
         return False
-    return "ImageOrientationPatient" in ds or has_functional_groups(ds)
+    return not orientation or "ImageOrientationPatient" in ds or has_functional_groups(ds)
 
 
 #: Frames whose slice normals differ by more than this are not one stack (degrees).
@@ -479,6 +481,10 @@ def candidates(
             continue
         study_uid = study_uid or str(ds.get("StudyInstanceUID", ""))
         if not _is_image(ds):
+            if _is_image(ds, orientation=False):  # pixels without a plane: say so, once a series
+                note = f"series {ds.get('SeriesInstanceUID', '')}: no ImageOrientationPatient"
+                if note not in notes:
+                    notes.append(note)
             continue
         by_series[str(ds.get("SeriesInstanceUID", ""))].append((Path(path), ds))
     found: list[_Candidate] = []

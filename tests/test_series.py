@@ -741,6 +741,20 @@ def test_two_stacks_in_one_multiframe_instance_are_two_candidates(
     assert any("stack 1 of 2" in w for w in vol.warnings), vol.warnings
 
 
+def test_images_without_orientation_are_named_in_the_reason(tmp_path: Path, phantom_dir) -> None:
+    """Image Orientation (Patient) missing from every slice: the reason said "no image series"."""
+    folder, _ = phantom_dir
+    files = _copy_series(folder, tmp_path, "noiop")
+    for path in files:
+        ds = dcmread(path)
+        del ds.ImageOrientationPatient
+        ds.save_as(path)
+    res = select_and_load(files, RULES)
+    uid = dcmread(files[0]).SeriesInstanceUID
+    assert res.volume is None
+    assert res.reason == f"no sagittal T2 series (series {uid}: no ImageOrientationPatient)"
+
+
 def test_slices_without_pixel_spacing_are_not_read(tmp_path: Path, phantom_dir) -> None:
     """Pixel Spacing is Type 1 in MR (PS3.3 C.7.6.2): without it there is no physical size, and
     the screen (gaps in mm, a canonical grid in mm) was run on an assumed 1 mm."""
