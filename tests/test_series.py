@@ -137,7 +137,8 @@ def test_t1_excluded_monochrome1_inverted_and_rescaled(tmp_path: Path, phantom_d
 
 
 def _copy_series(folder: Path, out: Path, prefix: str, **changes: object) -> list[Path]:
-    """Single-frame copies of the phantom slices as another series (new UIDs, ``changes``)."""
+    """Single-frame copies of the phantom slices as another series (new UIDs, ``changes``; a
+    change to None deletes the attribute)."""
     series = generate_uid()
     written = []
     for p in _files(folder):
@@ -146,7 +147,10 @@ def _copy_series(folder: Path, out: Path, prefix: str, **changes: object) -> lis
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         for key, value in changes.items():
-            setattr(ds, key, value)
+            if value is None:
+                delattr(ds, key)
+            else:
+                setattr(ds, key, value)
         written.append(out / f"{prefix}_{p.name}")
         ds.save_as(written[-1])
     return written
@@ -693,12 +697,8 @@ def test_slices_that_all_share_one_position_are_not_a_stack(tmp_path: Path, phan
     """Image Position (Patient) copied into every slice (a broken converter): the series was read
     with a "duplicate slice positions" warning and screened."""
     folder, _ = phantom_dir
-    files = _copy_series(folder, tmp_path, "same")
-    first = dcmread(files[0]).ImagePositionPatient
-    for path in files:
-        ds = dcmread(path)
-        ds.ImagePositionPatient = first
-        ds.save_as(path)
+    first = dcmread(_files(folder)[0]).ImagePositionPatient
+    files = _copy_series(folder, tmp_path, "same", ImagePositionPatient=first)
     res = select_and_load(files, RULES)
     assert res.volume is None and "lie at 1 position(s)" in res.reason
 
@@ -744,11 +744,7 @@ def test_two_stacks_in_one_multiframe_instance_are_two_candidates(
 def test_images_without_orientation_are_named_in_the_reason(tmp_path: Path, phantom_dir) -> None:
     """Image Orientation (Patient) missing from every slice: the reason said "no image series"."""
     folder, _ = phantom_dir
-    files = _copy_series(folder, tmp_path, "noiop")
-    for path in files:
-        ds = dcmread(path)
-        del ds.ImageOrientationPatient
-        ds.save_as(path)
+    files = _copy_series(folder, tmp_path, "noiop", ImageOrientationPatient=None)
     res = select_and_load(files, RULES)
     uid = dcmread(files[0]).SeriesInstanceUID
     assert res.volume is None
@@ -759,11 +755,7 @@ def test_slices_without_pixel_spacing_are_not_read(tmp_path: Path, phantom_dir) 
     """Pixel Spacing is Type 1 in MR (PS3.3 C.7.6.2): without it there is no physical size, and
     the screen (gaps in mm, a canonical grid in mm) was run on an assumed 1 mm."""
     folder, _ = phantom_dir
-    files = _copy_series(folder, tmp_path, "nops")
-    for path in files:
-        ds = dcmread(path)
-        del ds.PixelSpacing
-        ds.save_as(path)
+    files = _copy_series(folder, tmp_path, "nops", PixelSpacing=None)
     res = select_and_load(files, RULES)
     assert res.volume is None and "only 0 usable slices" in res.reason
     assert any("no PixelSpacing" in w for w in res.warnings), res.warnings

@@ -132,11 +132,17 @@ ENSEMBLE_SETTINGS = ("mc_samples", "context_slices")
 TRAINING_ENSEMBLE: dict[str, int] = {"mc_samples": 8, "context_slices": 3}
 
 
+def ensemble_of(holder: object) -> dict[str, int]:
+    """The :data:`ENSEMBLE_SETTINGS` of ``[model]`` settings or of an engine."""
+    return {key: int(getattr(holder, key)) for key in ENSEMBLE_SETTINGS}
+
+
 def check_ensemble(
-    recorded: Mapping[str, Any] | None, used: Mapping[str, int], source: str
+    weights_metadata: Mapping[str, Any], calibration: Calibration | None, used: Mapping[str, int]
 ) -> None:
-    """Refuse a threshold (from ``source``) chosen with other :data:`ENSEMBLE_SETTINGS` than
-    ``used``; ``recorded`` None or empty = nothing recorded, nothing to check."""
+    """Refuse the threshold in use (the calibration's, else the weights' own) when it was chosen
+    with other :data:`ENSEMBLE_SETTINGS` than ``used``; nothing recorded, nothing to check."""
+    recorded, source = _threshold_ensemble(weights_metadata, calibration)
     differ = [
         f"{key} {recorded[key]} (now {used[key]})"
         for key in ENSEMBLE_SETTINGS
@@ -150,7 +156,7 @@ def check_ensemble(
         )
 
 
-def threshold_ensemble(
+def _threshold_ensemble(
     weights_metadata: Mapping[str, Any], calibration: Calibration | None
 ) -> tuple[Mapping[str, Any] | None, str]:
     """The settings the threshold in use was chosen with, and where it comes from: the
@@ -206,13 +212,8 @@ def preflight(model_settings: ModelSettings) -> Calibration | None:
             metadata = {} if calibration is not None else load(weights).metadata
         except WeightsError:  # the model worker says so when it loads them
             return calibration
-        recorded, source = threshold_ensemble(metadata, calibration)
-        check_ensemble(recorded, _ensemble(model_settings), source)
+        check_ensemble(metadata, calibration, ensemble_of(model_settings))
     return calibration
-
-
-def _ensemble(model_settings: ModelSettings) -> dict[str, int]:
-    return {key: int(getattr(model_settings, key)) for key in ENSEMBLE_SETTINGS}
 
 
 # --- the threshold rule ---------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from scp_node.model import uncertainty as unc
 from scp_node.model.calibration import (
     Calibration,
     check_ensemble,
+    ensemble_of,
     load_calibration,
     resolve_threshold,
-    threshold_ensemble,
 )
 from scp_node.model.geometry import CanonicalGrid, SliceFrame, slice_frames, to_canonical
 from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
@@ -87,9 +87,7 @@ class LocalizerEngine:
             weights.metadata.get("lstv_threshold"), lstv_threshold, calibration, weights.sha256
         )
         if lstv_threshold is None:  # a recorded threshold: only for the settings it was chosen with
-            recorded, source = threshold_ensemble(weights.metadata, calibration)
-            used = {"mc_samples": self.mc_samples, "context_slices": self.context_slices}
-            check_ensemble(recorded, used, source)
+            check_ensemble(weights.metadata, calibration, ensemble_of(self))
         self.review_margin = review_margin
         canonical = weights.metadata.get("canonical") or {}
         self.grid = CanonicalGrid(
