@@ -243,3 +243,67 @@ def test_a_short_lowest_segment_corroborates_a_finding() -> None:
     normal_disc = unc.DiscEvidence(junction=0.95, below=0.0)
     assert unc.uncorroborated(normal_disc, shortening=0.05)  # within normal variation
     assert unc.uncorroborated(normal_disc, shortening=unc.SHORT_JUNCTION_EVIDENCE) == ""
+
+
+def _two_peak_map(first: tuple[int, int], second: tuple[int, int], share: float) -> np.ndarray:
+    """A 64 x 64 map with ``1 - share`` of its mass on ``first`` and ``share`` on ``second``."""
+    p = np.zeros((64, 64))
+    p[first[1], first[0]] = 1.0 - share
+    p[second[1], second[0]] = share
+    return p
+
+
+def test_peaks_are_the_arg_max_then_the_next_separate_maximum() -> None:
+    p = _two_peak_map((10, 20), (12, 40), 0.3)
+    p[21, 10] = 0.05  # beside the first peak: part of its mass, not a peak of its own
+    p /= p.sum()
+    found = unc.peaks(p, count=3)
+    assert len(found) == 2  # nothing else is left once the two windows are set aside
+    assert (found[0].x, found[1].x, found[1].y) == (10.0, 12.0, 40.0)
+    assert found[0].y == pytest.approx(unc.peak_location(p)[1])
+    assert found[0].mass == pytest.approx(unc.peak_confidence(p))
+    assert found[1].mass == pytest.approx(0.3 / 1.05)
+
+
+def _chain(ys: list[float], seconds: dict[int, tuple[float, float]]) -> list[list[unc.Peak]]:
+    """Level candidates on a vertical spine (x = 50 px): arg-max at ``ys``, and for the levels in
+    ``seconds`` a second peak (y, mass)."""
+    out = []
+    for i, y in enumerate(ys):
+        level = [unc.Peak(50.0, y, 0.6)]
+        if i in seconds:
+            level.append(unc.Peak(50.0, *seconds[i]))
+        out.append(level)
+    return out
+
+
+def test_a_chain_is_repaired_by_the_one_second_peak_that_makes_it_plausible() -> None:
+    # 2 mm pixels, discs 18 px (36 mm) apart; L1-L2's arg-max sits on T12-L1, one disc too high
+    good = [20.0, 38.0, 56.0, 74.0]
+    assert unc.repair_chain(_chain(good, {1: (10.0, 0.4)}), 2.0) is None  # plausible: untouched
+    wrong = [2.0, *good[1:]]
+    fix = unc.repair_chain(_chain(wrong, {0: (20.0, 0.35), 2: (90.0, 0.3)}), 2.0)
+    assert fix is not None
+    assert (fix.level, fix.peak.y, fix.replaced.y) == (0, 20.0, 2.0)
+
+
+def test_a_chain_is_not_repaired_by_a_weak_or_an_ambiguous_second_peak() -> None:
+    wrong = [2.0, 38.0, 56.0, 74.0]
+    weak = unc.SECOND_PEAK_MIN_MASS - 0.01
+    assert unc.repair_chain(_chain(wrong, {0: (20.0, weak)}), 2.0) is None
+    assert unc.repair_chain(_chain(wrong, {1: (19.0, 0.4)}), 2.0) is None  # still a gap of 2
+    # L4-L5 one disc too low, its second peak on the right disc
+    one = unc.repair_chain(_chain([20.0, 38.0, 56.0, 92.0], {3: (74.0, 0.4)}), 2.0)
+    assert one is not None and (one.level, one.peak.y) == (3, 74.0)
+    # ... unless L5-S1 (never moved) would then lie a segment too low below it: the chain was
+    # counted from both ends, the anatomy is ambiguous, the study stays as it was
+    low_chain = _chain([20.0, 38.0, 56.0, 92.0], {3: (74.0, 0.4)})
+    assert unc.repair_chain(low_chain, 2.0, junction=unc.Peak(50.0, 92.0, 0.7)) is not None
+    assert unc.repair_chain(low_chain, 2.0, junction=unc.Peak(50.0, 110.0, 0.7)) is None
+    # L2-L3 too close to L1-L2: moving either L2-L3 down or L1-L2 up makes a plausible chain,
+    # so which level is wrong is not known -> no repair
+    close = [20.0, 30.0, 56.0, 74.0]
+    assert unc.implausible([(100.0, 2 * y) for y in close])
+    assert unc.repair_chain(_chain(close, {1: (38.0, 0.4)}), 2.0) is not None
+    assert unc.repair_chain(_chain(close, {0: (8.0, 0.4)}), 2.0) is not None
+    assert unc.repair_chain(_chain(close, {0: (8.0, 0.4), 1: (38.0, 0.4)}), 2.0) is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -251,6 +251,28 @@ class LocalizerEngine:
         before = min(below, max(count // 2, count - 1 - above))
         return [centre + step * (k - before) for k in range(count)]
 
+    def _repair_chain(self, stats: dict[str, unc.LevelStats], means: list[np.ndarray]) -> str:
+        """Move the one level of L1-L2 .. L4-L5 whose second peak makes an implausible chain
+        plausible (:func:`.uncertainty.repair_chain`; ``means``: every level's mean map) in
+        ``stats``; a warning saying so, or ""."""
+        candidates = [unc.peaks(mean) for mean in means[:-1]]
+        last = stats[self.levels[-1]]
+        fix = unc.repair_chain(
+            candidates, self.grid.spacing_mm, unc.Peak(last.x, last.y, last.peak_confidence)
+        )
+        if fix is None:
+            return ""
+        level = self.levels[fix.level]
+        stats[level] = replace(stats[level], x=fix.peak.x, y=fix.peak.y)
+        shift = self.grid.spacing_mm * float(
+            np.hypot(fix.peak.x - fix.replaced.x, fix.peak.y - fix.replaced.y)
+        )
+        return (
+            f"{level} placed on the second peak of its map ({fix.peak.mass:.2f} of its "
+            f"probability against {fix.replaced.mass:.2f}, {shift:.0f} mm away): the first made "
+            "the distances between the levels inconsistent"
+        )
+
     def _field_mm(self, mask: np.ndarray, st: unc.LevelStats, direction: int) -> float:
         """How far (mm) the imaged field reaches from a level's point straight up (-1) or down
         (+1) on the canonical grid (mask > 0.5 = inside)."""
@@ -297,11 +319,18 @@ class LocalizerEngine:
         points_mm: list[tuple[float, float]] = []
         coverage: dict[str, float] = {}
         mask = canonical.mask(centre)
+        means: list[np.ndarray] = []
         for li, level in enumerate(self.levels):
             samples = maps[:, :, li].reshape(-1, *maps.shape[-2:])
-            st = unc.level_stats(samples)
-            stats[level] = st
-            coverage[level] = float((samples.mean(axis=0) * (mask > 0.5)).sum())
+            stats[level] = unc.level_stats(samples)
+            means.append(samples.mean(axis=0))
+            coverage[level] = float((means[-1] * (mask > 0.5)).sum())
+        warnings = list(volume.warnings)
+        repaired = self._repair_chain(stats, means)
+        if repaired:
+            warnings.append(repaired)
+        for level in self.levels:
+            st = stats[level]
             col, row = frame.canonical_to_source(self.grid, st.x, st.y)
             if not frame.inside_source(col, row):
                 coverage[level] = 0.0
@@ -330,7 +359,6 @@ class LocalizerEngine:
             )
         score = unc.lstv_score(stats, evidence)
         gap_ratio = unc.junction_gap_ratio(points_mm)
-        warnings = list(volume.warnings)
         field_mm = (
             self._field_mm(mask, stats[self.levels[0]], -1),
             self._field_mm(mask, stats[self.levels[-1]], +1),
@@ -365,6 +393,7 @@ class LocalizerEngine:
             junction_gap_ratio=round(gap_ratio, 4),
             needs_review=not assessable
             or bool(junction)
+            or bool(repaired)
             or abs(score - self.threshold) <= self.review_margin,
             assessable=assessable,
             not_assessable_reason=reason,

@@ -69,6 +69,47 @@ def peak_location(p: np.ndarray, radius: int = 3) -> tuple[float, float]:
     return float((win * xx).sum() / total), float((win * yy).sum() / total)
 
 
+@dataclass(frozen=True)
+class Peak:
+    """A local peak of a level's mean map: sub-pixel (x, y) and the mass within its window."""
+
+    x: float
+    y: float
+    mass: float
+
+
+def peaks(p: np.ndarray, count: int = 3, radius: int = 3, separation: int = 6) -> list[Peak]:
+    """The ``count`` strongest peaks of ``p``, strongest first: the arg-max (the point
+    :func:`peak_location` gives), then the arg-max of what is left once ``separation`` px (a
+    disc's half-distance on the canonical grid) around each earlier peak is set aside. Each
+    peak's mass is the probability within ``radius`` px of it."""
+    p = np.asarray(p, dtype=np.float64)
+    h, w = p.shape
+    left = p.copy()
+    found: list[Peak] = []
+    total = max(p.sum(), _EPS)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(count):
+        if left.max() <= 0:
+            break
+        y0, x0 = np.unravel_index(int(np.argmax(left)), left.shape)
+        ys = slice(max(y0 - radius, 0), min(y0 + radius + 1, h))
+        xs = slice(max(x0 - radius, 0), min(x0 + radius + 1, w))
+        win = p[ys, xs]
+        mass = float(win.sum())
+        x, y = (
+            (float((win * xx[ys, xs]).sum() / mass), float((win * yy[ys, xs]).sum() / mass))
+            if mass > 0
+            else (float(x0), float(y0))
+        )
+        found.append(Peak(x, y, mass / total))
+        left[
+            max(y0 - separation, 0) : y0 + separation + 1,
+            max(x0 - separation, 0) : x0 + separation + 1,
+        ] = 0.0
+    return found
+
+
 def peak_confidence(p: np.ndarray, radius: int = 3) -> float:
     """Probability mass within ``radius`` px (Chebyshev) of the arg-max; 1 = all at the peak."""
     p = np.asarray(p, dtype=np.float64)
@@ -457,3 +498,50 @@ def implausible(points: Sequence[tuple[float, float]]) -> str:
             "a level skipped or doubled)"
         )
     return ""
+
+
+#: A level's second peak may stand in for its arg-max only when it holds at least this much of
+#: the level's probability: a map split between two discs, not a faint echo of a neighbour.
+SECOND_PEAK_MIN_MASS = 0.25
+
+
+@dataclass(frozen=True)
+class ChainRepair:
+    """One level of the chain L1-L2 .. L4-L5 moved to its second peak (index into the levels)."""
+
+    level: int
+    peak: Peak
+    replaced: Peak
+
+
+def repair_chain(
+    candidates: Sequence[Sequence[Peak]], mm_per_px: float, junction: Peak | None = None
+) -> ChainRepair | None:
+    """When the arg-max chain L1-L2 .. L4-L5 is implausible (:func:`implausible`), the one level
+    whose second peak makes it plausible, or None.
+
+    ``candidates`` are each level's peaks (:func:`peaks`, arg-max first) in level order;
+    ``junction`` is the L5-S1 point, which is never moved. A level whose map is split between
+    two discs can have its arg-max on the wrong one (typically L1-L2 on T12-L1, a gap of two
+    segments below it). The chain is repaired only when exactly one level has a second peak of
+    at least :data:`SECOND_PEAK_MIN_MASS` that makes the whole localization plausible: the chain,
+    and the junction below it (:func:`junction_miscounted`). None or several such repairs leave
+    it as it was (the study is not assessable, as before). The uncertainty figures are not
+    touched: they are the maps', not the points'.
+    """
+    chain = [c[0] for c in candidates]
+    below = [] if junction is None else [junction]
+
+    def plausible(pts: Sequence[Peak]) -> bool:
+        mm = [(q.x * mm_per_px, q.y * mm_per_px) for q in [*pts, *below]]
+        return not implausible(mm[:4]) and not (below and junction_miscounted(mm))
+
+    if plausible(chain):
+        return None
+    repairs = [
+        ChainRepair(i, alt, chain[i])
+        for i, options in enumerate(candidates)
+        for alt in options[1:]
+        if alt.mass >= SECOND_PEAK_MIN_MASS and plausible([*chain[:i], alt, *chain[i + 1 :]])
+    ]
+    return repairs[0] if len(repairs) == 1 else None
