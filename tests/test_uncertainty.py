@@ -300,6 +300,12 @@ def test_a_chain_is_not_repaired_by_a_weak_or_an_ambiguous_second_peak() -> None
     low_chain = _chain([20.0, 38.0, 56.0, 92.0], {3: (74.0, 0.4)})
     assert unc.repair_chain(low_chain, 2.0, junction=unc.Peak(50.0, 92.0, 0.7)) is not None
     assert unc.repair_chain(low_chain, 2.0, junction=unc.Peak(50.0, 110.0, 0.7)) is None
+    # a plausible chain is left alone even when L5-S1 below it is a segment too low (that is
+    # the junction gate's to judge) and another level's second peak would "fit" it
+    fine = _chain([20.0, 38.0, 56.0, 74.0], {3: (80.0, 0.4)})
+    assert unc.junction_miscounted([(100.0, 2 * y) for y in (20.0, 38.0, 56.0, 74.0, 104.0)])
+    assert not unc.junction_miscounted([(100.0, 2 * y) for y in (20.0, 38.0, 56.0, 80.0, 104.0)])
+    assert unc.repair_chain(fine, 2.0, junction=unc.Peak(50.0, 104.0, 0.7)) is None
     # L2-L3 too close to L1-L2: moving either L2-L3 down or L1-L2 up makes a plausible chain,
     # so which level is wrong is not known -> no repair
     close = [20.0, 30.0, 56.0, 74.0]

@@ -532,12 +532,15 @@ def repair_chain(
     chain = [c[0] for c in candidates]
     below = [] if junction is None else [junction]
 
+    def in_mm(pts: Sequence[Peak]) -> list[tuple[float, float]]:
+        return [(q.x * mm_per_px, q.y * mm_per_px) for q in pts]
+
     def plausible(pts: Sequence[Peak]) -> bool:
-        mm = [(q.x * mm_per_px, q.y * mm_per_px) for q in [*pts, *below]]
+        mm = in_mm([*pts, *below])
         return not implausible(mm[:4]) and not (below and junction_miscounted(mm))
 
-    if plausible(chain):
-        return None
+    if not implausible(in_mm(chain)):
+        return None  # a plausible chain is never touched, whatever the junction below it
     repairs = [
         ChainRepair(i, alt, chain[i])
         for i, options in enumerate(candidates)
