@@ -54,19 +54,26 @@ def spatial_entropy(p: np.ndarray, grid: int = 8) -> np.ndarray:
     return entropy_bits(cells)
 
 
-def peak_location(p: np.ndarray, radius: int = 3) -> tuple[float, float]:
-    """Sub-pixel (x, y) of the peak: centre of mass within ``radius`` pixels of the arg-max."""
-    p = np.asarray(p, dtype=np.float64)
+def _centre_of_mass(p: np.ndarray, x0: int, y0: int, radius: int) -> tuple[float, float, float]:
+    """(x, y, mass) of ``p`` within ``radius`` pixels (Chebyshev) of pixel (x0, y0); the pixel
+    itself when that window holds no mass."""
     h, w = p.shape
-    y0, x0 = np.unravel_index(int(np.argmax(p)), p.shape)
     ys = slice(max(y0 - radius, 0), min(y0 + radius + 1, h))
     xs = slice(max(x0 - radius, 0), min(x0 + radius + 1, w))
     win = p[ys, xs]
-    total = win.sum()
+    total = float(win.sum())
     if total <= 0:
-        return float(x0), float(y0)
+        return float(x0), float(y0), total
     yy, xx = np.mgrid[ys, xs]
-    return float((win * xx).sum() / total), float((win * yy).sum() / total)
+    return float((win * xx).sum() / total), float((win * yy).sum() / total), total
+
+
+def peak_location(p: np.ndarray, radius: int = 3) -> tuple[float, float]:
+    """Sub-pixel (x, y) of the peak: centre of mass within ``radius`` pixels of the arg-max."""
+    p = np.asarray(p, dtype=np.float64)
+    y0, x0 = np.unravel_index(int(np.argmax(p)), p.shape)
+    x, y, _mass = _centre_of_mass(p, int(x0), int(y0), radius)
+    return x, y
 
 
 @dataclass(frozen=True)
@@ -84,24 +91,14 @@ def peaks(p: np.ndarray, count: int = 3, radius: int = 3, separation: int = 6) -
     disc's half-distance on the canonical grid) around each earlier peak is set aside. Each
     peak's mass is the probability within ``radius`` px of it."""
     p = np.asarray(p, dtype=np.float64)
-    h, w = p.shape
     left = p.copy()
     found: list[Peak] = []
     total = max(p.sum(), _EPS)
-    yy, xx = np.mgrid[0:h, 0:w]
     for _ in range(count):
         if left.max() <= 0:
             break
         y0, x0 = np.unravel_index(int(np.argmax(left)), left.shape)
-        ys = slice(max(y0 - radius, 0), min(y0 + radius + 1, h))
-        xs = slice(max(x0 - radius, 0), min(x0 + radius + 1, w))
-        win = p[ys, xs]
-        mass = float(win.sum())
-        x, y = (
-            (float((win * xx[ys, xs]).sum() / mass), float((win * yy[ys, xs]).sum() / mass))
-            if mass > 0
-            else (float(x0), float(y0))
-        )
+        x, y, mass = _centre_of_mass(p, int(x0), int(y0), radius)
         found.append(Peak(x, y, mass / total))
         left[
             max(y0 - separation, 0) : y0 + separation + 1,
