@@ -55,30 +55,32 @@ def volumes(name: str, settings: Any) -> Any:
                 yield str(folder), str(truth.get("variant", "normal")), selection.volume
 
 
+def study_figures(res: Any) -> dict[str, Any]:
+    """The figures of one engine result that the tables recount (quality gate only)."""
+    return {
+        "score": res.lstv_score,
+        "reason": res.not_assessable_reason,
+        "junction": res.junction_disc_signal,
+        "below": res.below_disc_signal,
+        "gap": res.junction_gap_ratio,
+        "reference": float(
+            np.mean(
+                [
+                    4.0 * (f.mutual_information or 0.0) + 1.0 - f.peak_confidence
+                    for f in res.levels
+                    if f.level in unc.REFERENCE_LEVELS
+                ]
+            )
+        ),
+    }
+
+
 def per_seed(engine: Any, volume: SeriesVolume, seeds: int) -> list[dict[str, Any]]:
     """The engine's figures on one volume for each seed."""
     rows = []
     for seed in range(seeds):
         engine.seed = seed
-        res = engine.analyze(volume)
-        rows.append(
-            {
-                "score": res.lstv_score,
-                "reason": res.not_assessable_reason,
-                "junction": res.junction_disc_signal,
-                "below": res.below_disc_signal,
-                "gap": res.junction_gap_ratio,
-                "reference": float(
-                    np.mean(
-                        [
-                            4.0 * f.mutual_information + 1.0 - f.peak_confidence
-                            for f in res.levels
-                            if f.level in unc.REFERENCE_LEVELS
-                        ]
-                    )
-                ),
-            }
-        )
+        rows.append(study_figures(engine.analyze(volume)))
     engine.seed = 0
     return rows
 
