@@ -32,13 +32,7 @@ from scp_node.model.calibration import (
     load_calibration,
     resolve_threshold,
 )
-from scp_node.model.geometry import (
-    CanonicalGrid,
-    SliceFrame,
-    slice_frames,
-    to_canonical,
-    turned,
-)
+from scp_node.model.geometry import CanonicalGrid, SliceFrame, slice_frames, to_canonical
 from scp_node.model.network import enable_mc_dropout, set_dropout, spatial_softmax
 from scp_node.model.weights import LoadedWeights, load
 from scp_node.result import DISC_LEVELS, LevelFinding, ModelIdentity, StudyResult
@@ -50,8 +44,6 @@ log = logging.getLogger(__name__)
 MIDLINE_SEARCH_MM = 12.0
 #: Distance between the context slices (mm): the middle of the training series' slice spacings.
 CONTEXT_SPACING_MM = 4.0
-#: the largest in-plane turn the spine-axis normalisation makes, degrees
-MAX_TURN_DEG = 30.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,9 +79,6 @@ class LocalizerEngine:
         self.context_slices = max(1, int(context_slices))
         self.amp = amp and self.device.type == "cuda"
         self.seed = seed
-        #: the angle (degrees, from canonical down towards posterior) at which the line from
-        #: L1-L2 to L5-S1 is shown to the MC passes; None: the picture as the header gives it
-        self.spine_axis_deg: float | None = None
         #: seconds of the last :meth:`analyze`: decoding, canonicalising, the rest (network, maths)
         self.timings: dict[str, float] = {}
         self._prepared: CanonicalSlices | None = None
@@ -284,28 +273,6 @@ class LocalizerEngine:
             "the distances between the levels inconsistent"
         )
 
-    def _turn(
-        self, canonical: CanonicalSlices, centre: int
-    ) -> tuple[float, tuple[float, float]] | None:
-        """(degrees, pivot) that bring the line from L1-L2 to L5-S1 of a deterministic pass on
-        slice ``centre`` to :attr:`spine_axis_deg`, turning about the line's middle; None when
-        off, when the chain above L5-S1 is implausible or when the turn is under 1 degree."""
-        if self.spine_axis_deg is None:
-            return None
-        maps = self.predict(
-            canonical.inputs([centre]), mc=False, encoded=canonical.encoded([centre])
-        )[0, 0]
-        points = [unc.peak_location(maps[li]) for li in range(len(self.levels))]
-        mm = [(x * self.grid.spacing_mm, y * self.grid.spacing_mm) for x, y in points]
-        if unc.implausible(mm[:-1]) or mm[-1][1] <= mm[-2][1]:
-            return None
-        (x1, y1), (x5, y5) = points[0], points[-1]
-        degrees = float(np.degrees(np.arctan2(x5 - x1, y5 - y1))) - self.spine_axis_deg
-        degrees = float(np.clip(degrees, -MAX_TURN_DEG, MAX_TURN_DEG))
-        if abs(degrees) < 1.0:
-            return None
-        return degrees, ((x1 + x5) / 2.0, (y1 + y5) / 2.0)
-
     def _field_mm(self, mask: np.ndarray, st: unc.LevelStats, direction: int) -> float:
         """How far (mm) the imaged field reaches from a level's point straight up (-1) or down
         (+1) on the canonical grid (mask > 0.5 = inside)."""
@@ -345,13 +312,6 @@ class LocalizerEngine:
         centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
         indices = self.context(centre, len(frames), volume.slice_spacing)
         indices.sort(key=lambda k: -float(frames[k].origin[0]))  # left to right, however stored
-        turn = self._turn(canonical, centre)
-        if turn is not None:
-            degrees, pivot = turn
-            frames = [turned(f, self.grid, degrees, pivot) for f in frames]
-            first = canonical
-            canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
-            spent = (spent[0] - first.decode_s, spent[1] - first.canonical_s)
         maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
         frame = frames[centre]
         stats: dict[str, unc.LevelStats] = {}

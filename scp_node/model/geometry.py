@@ -196,32 +196,3 @@ def to_canonical(
         inputs.append(_sample(normed, coords))
         masks.append(_sample(torch.ones_like(normed), coords))
     return torch.cat(inputs), torch.cat(masks)
-
-
-def turned(
-    frame: SliceFrame, grid: CanonicalGrid, degrees: float, pivot: tuple[float, float]
-) -> SliceFrame:
-    """``frame`` with its canonical axes turned in the slice plane by ``degrees`` about canonical
-    pixel ``pivot`` (x, y), which keeps its place: a vector at angle θ from canonical down
-    (towards posterior) lies at θ - degrees in the turned frame. Source pixels, and so the
-    points mapped back through the frame, are those of the same patient positions."""
-    a = np.radians(degrees)
-    down = np.cos(a) * frame.down + np.sin(a) * frame.posterior
-    posterior = -np.sin(a) * frame.down + np.cos(a) * frame.posterior
-    pivot_xyz = frame.canonical_to_patient(grid, *pivot)
-    half = (grid.size - 1) / 2.0
-    centre = (
-        pivot_xyz
-        - (pivot[0] - half) * grid.spacing_mm * posterior
-        - (pivot[1] - half) * grid.spacing_mm * down
-    )
-    return SliceFrame(
-        frame.origin,
-        frame.row_dir,
-        frame.col_dir,
-        frame.spacing,
-        frame.shape,
-        centre,
-        down,
-        posterior,
-    )
