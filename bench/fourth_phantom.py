@@ -1080,7 +1080,8 @@ def render(
 
 
 def uid(*parts: Any) -> str:
-    return str(generate_uid(entropy_srcs=["fourth-phantom", *[str(p) for p in parts]]))
+    # joined with "/": pydicom hashes the concatenation (seed 4, study 12 = seed 41, study 2)
+    return str(generate_uid(entropy_srcs=["fourth-phantom/" + "/".join(str(p) for p in parts)]))
 
 
 def write_series(

@@ -24,7 +24,7 @@ from pydicom.uid import (
 
 from scp_node.config import ReportSettings
 from scp_node.phantom_dicom import write_phantom
-from scp_node.report import build_reports, build_sr, write_sr_for_result
+from scp_node.report import build_reports, build_sr, uids, write_sr_for_result
 from scp_node.report.sr import SCOORD_OFFSET
 from scp_node.result import LevelFinding, ModelIdentity, StudyResult
 
@@ -229,6 +229,18 @@ def test_uids_are_deterministic(study) -> None:
     assert other_weights.SOPInstanceUID != first.SOPInstanceUID
     fewer_sources = build_sr(result, sources[1:4], ReportSettings())
     assert fewer_sources.SOPInstanceUID != first.SOPInstanceUID
+
+
+def test_uids_of_different_sources_differ_where_their_texts_run_together() -> None:
+    """pydicom hashes the concatenation of its entropy sources: two source sets whose UIDs
+    concatenate to the same text must still give two SR instances (a re-sent study with other
+    instances is another report, never an overwrite of the first)."""
+    study_uid = "1.2.3.4"
+    first = uids.instance_uid("sr", study_uid, ["1.2.31", "2.4"], MODEL)
+    second = uids.instance_uid("sr", study_uid, ["1.2.3", "12.4"], MODEL)
+    assert first != second
+    assert uids.instance_uid("sr", study_uid, ["2.4", "1.2.31"], MODEL) == first  # order-free
+    assert uids.tracking_uid("1.2.3", "4L4-L5") != uids.tracking_uid("1.2.34", "L4-L5")
 
 
 def _write_and_validate(

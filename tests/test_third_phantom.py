@@ -140,3 +140,11 @@ def test_rigid_training_arrays_do_not_depend_on_the_worker_count() -> None:
     for k in range(6):
         for x, y in one[2][k]:
             assert one[1][k, 0, int(round(y)), int(round(x))] > 0.5
+
+
+def test_uids_of_studies_whose_numbers_run_together_differ() -> None:
+    """Seed 3, study 3, series 4, image 21 and seed 3, study 34, series 2, image 1 concatenate to
+    the same digits; before the parts were joined with a separator the two images shared a SOP
+    Instance UID, and a node rightly refused the second as a duplicate (0x0111)."""
+    assert phantom_rigid.uid(3, 3, 4, 21) != phantom_rigid.uid(3, 34, 2, 1)
+    assert phantom_rigid.uid(3, 3, 4, 21) == phantom_rigid.uid(3, 3, 4, 21)

@@ -1522,7 +1522,10 @@ def axial_geometry(pt: Patient, sag: dict, rng: np.random.Generator, tiny: bool)
 # DICOM
 # ------------------------------------------------------------------------------------------------
 def uid(*parts: Any) -> str:
-    return str(generate_uid(entropy_srcs=["third-phantom", *[str(p) for p in parts]]))
+    """A UID from the parts, joined with "/" first: pydicom hashes the concatenation of its
+    entropy sources, and (seed 3, study 3, series 4, image 21) must not give the UID of
+    (3, 34, 2, 1)."""
+    return str(generate_uid(entropy_srcs=["third-phantom/" + "/".join(str(p) for p in parts)]))
 
 
 def write_series(folder: Path, images: list[np.ndarray], geo: dict, meta: dict) -> None:

@@ -6,6 +6,10 @@ the same UIDs, so a re-run *replaces* the earlier SR in the PACS instead of addi
 - series UID  = f(kind, StudyInstanceUID, model name/version/weights sha256)
 - SOP UID     = f(kind, StudyInstanceUID, sorted source SOP Instance UIDs, model ...)
 - tracking UID of a level = f("tracking", SR SOP Instance UID, level)
+
+pydicom hashes the *concatenation* of ``entropy_srcs``, so the parts are joined here with a
+backslash first (the value delimiter, which no UID, name or hex digest contains): otherwise
+sources {"1.2.31", "2.4"} and {"1.2.3", "12.4"} would hash the same text.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from pydicom.uid import generate_uid
 from scp_node.result import ModelIdentity
 
 
+def _uid(*parts: str) -> str:
+    """A UID under pydicom's root from a SHA-512 of ``parts`` (one UID per sequence of parts)."""
+    return str(generate_uid(entropy_srcs=["\\".join(parts)]))
+
+
 def _model_terms(model: ModelIdentity | None) -> list[str]:
     if model is None:
         return ["no-model"]
@@ -25,7 +34,7 @@ def _model_terms(model: ModelIdentity | None) -> list[str]:
 
 def series_uid(kind: str, study_uid: str, model: ModelIdentity | None) -> str:
     """The output series of ``kind`` ("sr" or "sc") for this study and model."""
-    return str(generate_uid(entropy_srcs=[f"{kind}-series", study_uid, *_model_terms(model)]))
+    return _uid(f"{kind}-series", study_uid, *_model_terms(model))
 
 
 def instance_uid(
@@ -33,16 +42,14 @@ def instance_uid(
 ) -> str:
     """The output instance of ``kind`` for this study, these sources (order-free) and this model."""
     sources = sorted(set(source_sop_uids))
-    return str(
-        generate_uid(entropy_srcs=[f"{kind}-instance", study_uid, *sources, *_model_terms(model)])
-    )
+    return _uid(f"{kind}-instance", study_uid, *sources, *_model_terms(model))
 
 
 def tracking_uid(sr_sop_uid: str, label: str) -> str:
     """Tracking Unique Identifier of one measurement group (TID 4108), stable with the SR."""
-    return str(generate_uid(entropy_srcs=["tracking", sr_sop_uid, label]))
+    return _uid("tracking", sr_sop_uid, label)
 
 
 def device_uid(device_name: str, version: str) -> str:
     """Device Observer UID (TID 1004) of this node."""
-    return str(generate_uid(entropy_srcs=["device-observer", device_name, version]))
+    return _uid("device-observer", device_name, version)
