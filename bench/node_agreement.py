@@ -42,7 +42,8 @@ from bench.bench_screen import build_engine, dicom_files, find_studies  # noqa: 
 from scp_node.analysis import analyze_study  # noqa: E402
 
 FINAL = ("delivered", "reported", "not_applicable", "failed", "shadow", "delivery_failed")
-#: studies sent ahead of the node's worker (its queue refuses more than 32 by default)
+#: studies sent ahead of the node's worker: well under any [pipeline] queue_size a site sets
+#: (the node answers 0xA700 beyond it, and DCMTK storescu stops a study at a refused image)
 MAX_WAITING = 8
 COMPARED = ("series_instance_uid", "applicable", "assessable", "lstv_suspected")
 
@@ -126,8 +127,8 @@ def through_node(folders: list[Path], work: Path, timeout_s: float) -> dict[str,
         storescu = dcmtk_storescu()
         db = work / "node" / "index.sqlite3"
         for folder in folders:
-            # a PACS retries what the node refuses with 0xA700 (analysis queue full); this one
-            # keeps the queue short instead, so that no study is refused
+            # a PACS retries what the node refuses with 0xA700 (analysis queue full); storescu
+            # does not, so the queue is kept short
             while waiting_jobs(db) >= MAX_WAITING:
                 if node.poll() is not None:
                     raise SystemExit(f"the node exited ({node.returncode})")

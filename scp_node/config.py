@@ -333,7 +333,7 @@ class PipelineSettings(Section):
     enabled: bool = True
     quiet_seconds: float = 10.0
     max_wait_seconds: float = 600.0
-    queue_size: int = 32
+    queue_size: int = 512
     poll_interval_s: float = 0.5
 
 

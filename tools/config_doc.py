@@ -158,7 +158,8 @@ MEANINGS: dict[str, str] = {
     ),
     "PipelineSettings.queue_size": (
         "studies waiting for the model; when full, C-STOREs on newly opened associations "
-        "get 0xA700 (associations already open finish their study)"
+        "get 0xA700 (associations already open finish their study). Waiting studies are on "
+        "disk, not in memory: the bound only stops a runaway backlog (docs/pipeline.md)"
     ),
     "PipelineSettings.poll_interval_s": "seconds between study-completion scans",
     # LogSettings
