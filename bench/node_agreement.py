@@ -40,18 +40,14 @@ if str(ROOT) not in sys.path:
 
 from bench.bench_screen import build_engine, dicom_files, find_studies  # noqa: E402
 from scp_node.analysis import analyze_study  # noqa: E402
+from tests.ports import free_port  # noqa: E402
+from tests.processes import stop_process  # noqa: E402
 
 FINAL = ("delivered", "reported", "not_applicable", "failed", "shadow", "delivery_failed")
 #: studies sent ahead of the node's worker: well under any [pipeline] queue_size a site sets
 #: (the node answers 0xA700 beyond it, and DCMTK storescu stops a study at a refused image)
 MAX_WAITING = 8
 COMPARED = ("series_instance_uid", "applicable", "assessable", "lstv_suspected")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dcmtk_storescu() -> str:
@@ -152,12 +148,7 @@ def through_node(folders: list[Path], work: Path, timeout_s: float) -> dict[str,
                 break
             time.sleep(1.0)
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_process(node, grace_s=60)
         log.close()
     out = {}
     for key, uid in uids.items():
