@@ -7,15 +7,16 @@ Each study folder (e.g. the blind generators' ``bench/fourth_phantom.py`` and
   the shipped weights, CPU), as ``bench/bench_screen.py`` does;
 * by the node: ``scp-node serve`` in a subprocess (default configuration except a data folder
   of its own, free loopback ports, no destination and ``[pipeline] quiet_seconds`` 2), each
-  study sent by DCMTK ``storescu`` on one association (``TCP_NODELAY=1``); the node's result is
-  read from its job table once every job has reached a final state.
+  study sent by DCMTK ``storescu`` on one association (``TCP_NODELAY=1``), or with ``--via stow``
+  as one STOW-RS request; the node's result is read from its job table once every job has
+  reached a final state.
 
 It prints, per set, how many studies the node finished and in which state, and how many node
 results agree with the direct ones: same series, same score (to 1e-6), same assessable /
 suspected verdict, same not-assessable reason. Any disagreement is listed. The node process is
 stopped by its PID (SIGTERM, then SIGKILL) whatever happens.
 
-    python bench/node_agreement.py /tmp/fifth [/tmp/fourth ...] [--json out.json]
+    python bench/node_agreement.py /tmp/fifth [/tmp/fourth ...] [--via stow] [--json out.json]
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -43,6 +46,7 @@ from scp_node.analysis import analyze_study  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.processes import stop_process  # noqa: E402
 
+TOKEN = "node-agreement-token-0123456789"
 FINAL = ("delivered", "reported", "not_applicable", "failed", "shadow", "delivery_failed")
 #: studies sent ahead of the node's worker: well under any [pipeline] queue_size a site sets
 #: (the node answers 0xA700 beyond it, and DCMTK storescu stops a study at a refused image)
@@ -94,14 +98,54 @@ def waiting_jobs(db: Path) -> int:
         return int(row.fetchone()[0])
 
 
-def through_node(folders: list[Path], work: Path, timeout_s: float) -> dict[str, dict[str, Any]]:
-    """Send every folder to a fresh ``scp-node serve`` and read back its job results."""
-    port = free_port()
+def c_store(storescu: str, port: int, folder: Path, env: dict[str, str]) -> str:
+    """Send a study folder with DCMTK storescu on one association; "" or what went wrong."""
+    sent = subprocess.run(
+        [storescu, "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port),
+         *map(str, dicom_files(folder))],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return f"storescu exit {sent.returncode}: {sent.stderr[-300:]}" if sent.returncode else ""
+
+
+def stow(http_port: int, folder: Path) -> str:
+    """Send a study folder as one STOW-RS request (PS3.18 10.5, multipart/related of Part 10
+    files); "" or what went wrong."""
+    boundary = "node-agreement-boundary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + path.read_bytes()
+            + b"\r\n"
+            for path in dicom_files(folder)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    answer = httpx.post(
+        f"http://127.0.0.1:{http_port}/dicom-web/studies",
+        content=body,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Authorization": f"Bearer {TOKEN}",
+            "Accept": "application/dicom+json",
+        },
+        timeout=300,
+    )
+    return "" if answer.status_code == 200 else f"STOW-RS HTTP {answer.status_code}"
+
+
+def through_node(
+    folders: list[Path], work: Path, timeout_s: float, via: str = "dimse"
+) -> dict[str, dict[str, Any]]:
+    """Send every folder to a fresh ``scp-node serve`` (DIMSE or STOW-RS) and read back its job
+    results."""
+    port, http_port = free_port(), free_port()
     env = {
         **os.environ,
         "TCP_NODELAY": "1",
         "SCP_NODE_DICOM__PORT": str(port),
-        "SCP_NODE_HTTP__PORT": str(free_port()),
+        "SCP_NODE_HTTP__PORT": str(http_port),
+        "SCP_NODE_HTTP__TOKEN": TOKEN,
         "SCP_NODE_STORAGE__DATA_DIR": str(work / "node"),
         "SCP_NODE_PIPELINE__QUIET_SECONDS": "2",
         "SCP_NODE_MODEL__DEVICE": "cpu",
@@ -120,7 +164,7 @@ def through_node(folders: list[Path], work: Path, timeout_s: float) -> dict[str,
             if node.poll() is not None:
                 raise SystemExit(f"the node exited ({node.returncode}); see {work / 'node.log'}")
             time.sleep(0.5)
-        storescu = dcmtk_storescu()
+        storescu = dcmtk_storescu() if via == "dimse" else ""
         db = work / "node" / "index.sqlite3"
         for folder in folders:
             # a PACS retries what the node refuses with 0xA700 (analysis queue full); storescu
@@ -129,13 +173,12 @@ def through_node(folders: list[Path], work: Path, timeout_s: float) -> dict[str,
                 if node.poll() is not None:
                     raise SystemExit(f"the node exited ({node.returncode})")
                 time.sleep(0.5)
-            sent = subprocess.run(
-                [storescu, "-aet", "PACS", "-aec", "LSTV_NODE", "127.0.0.1", str(port),
-                 *map(str, dicom_files(folder))],
-                capture_output=True, text=True, env=env, timeout=300,
-            )  # fmt: skip
-            if sent.returncode != 0:
-                print(f"{folder}: storescu exit {sent.returncode}: {sent.stderr[-300:]}")
+            if via == "stow":
+                problem = stow(http_port, folder)
+            else:
+                problem = c_store(storescu, port, folder, env)
+            if problem:
+                print(f"{folder}: {problem}")
         deadline = time.monotonic() + timeout_s
         rows: dict[str, tuple[str, str]] = {}
         while time.monotonic() < deadline:
@@ -167,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (direct)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the node")
     parser.add_argument("--json", type=Path, help="per-study results of both")
+    parser.add_argument(
+        "--via", choices=("dimse", "stow"), default="dimse", help="DCMTK storescu or STOW-RS"
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the node process is stopped by the finally blocks
     signal.signal(signal.SIGTERM, _interrupt)
@@ -177,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="scp-node-agreement-"))
     try:
         started = time.perf_counter()
-        node = through_node(folders, work, args.timeout)
+        node = through_node(folders, work, args.timeout, args.via)
         node_s = time.perf_counter() - started
     finally:
         log = work / "node.log"
