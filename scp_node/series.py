@@ -772,31 +772,40 @@ def _first_plan(
     return last
 
 
+def _candidates_or_reason(
+    paths: Iterable[Path], rules: SeriesRules
+) -> tuple[list[_Candidate], str, list[str]] | SelectionResult:
+    """(candidates best first, study UID, notes), or the not-applicable result when no series
+    can be a candidate (or reading the headers failed)."""
+    try:
+        found, study_uid, notes = candidates(paths, rules)
+    except Exception as exc:  # noqa: BLE001
+        return SelectionResult(None, f"series selection failed: {type(exc).__name__}: {exc}")
+    if not found:
+        detail = "; ".join(notes[:5]) if notes else "no image series"
+        return SelectionResult(None, f"no sagittal T2 series ({detail})", study_uid, notes)
+    return found, study_uid, notes
+
+
 def select_series(paths: Iterable[Path], rules: SeriesRules, threads: int = 0) -> SelectionResult:
     """Like :func:`select_and_load`, from headers alone: the volume decodes its slices on demand
     (:class:`SliceStack`). When a slice turns out undecodable, ``result.without_slice(k, why)``
     gives the selection made as if it had been dropped from the start. Never raises."""
-    try:
-        found, study_uid, notes = candidates(paths, rules)
-    except Exception as exc:  # noqa: BLE001
-        return SelectionResult(None, f"series selection failed: {type(exc).__name__}: {exc}")
-    if not found:
-        detail = "; ".join(notes[:5]) if notes else "no image series"
-        return SelectionResult(None, f"no sagittal T2 series ({detail})", study_uid, notes)
-    return _first_plan(found, study_uid, notes, rules, threads, {})
+    found = _candidates_or_reason(paths, rules)
+    if isinstance(found, SelectionResult):
+        return found
+    cands, study_uid, notes = found
+    return _first_plan(cands, study_uid, notes, rules, threads, {})
 
 
 def select_and_load(paths: Iterable[Path], rules: SeriesRules, threads: int = 0) -> SelectionResult:
     """The best usable sagittal T2 series of a study, or a not-applicable reason. Never raises."""
-    try:
-        found, study_uid, notes = candidates(paths, rules)
-    except Exception as exc:  # noqa: BLE001
-        return SelectionResult(None, f"series selection failed: {type(exc).__name__}: {exc}")
-    if not found:
-        detail = "; ".join(notes[:5]) if notes else "no image series"
-        return SelectionResult(None, f"no sagittal T2 series ({detail})", study_uid, notes)
+    found = _candidates_or_reason(paths, rules)
+    if isinstance(found, SelectionResult):
+        return found
+    cands, study_uid, notes = found
     last = SelectionResult(None, "no loadable series", study_uid, notes)
-    for cand in found:
+    for cand in cands:
         result = load_series(cand, study_uid, rules, threads)
         if result.volume is not None:
             return result

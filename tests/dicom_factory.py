@@ -96,6 +96,8 @@ def encode_htj2k(source: Path, destination: Path, transfer_syntax: str) -> Path:
     )
     ds.file_meta.TransferSyntaxUID = transfer_syntax
     ds.PixelData = encapsulate([j2c.read_bytes()])
+    pgm.unlink()
+    j2c.unlink()
     ds["PixelData"].VR = "OB"
     if not lossless:
         ds.LossyImageCompression = "01"

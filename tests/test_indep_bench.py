@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -109,3 +110,25 @@ def test_tiny_study_is_valid_dicom_and_the_node_picks_its_t2(tmp_path: Path) -> 
     assert selection.volume is not None
     assert selection.volume.series_instance_uid == truth["t2_series_instance_uid"]
     assert truth["variant"] == "sacralization" and truth["lstv"] is True
+
+
+def test_lossless_bench_finds_lossless_syntaxes_equal_and_a_lossy_one_different(
+    tmp_path: Path,
+) -> None:
+    """bench/lossless_agreement.py on one phantom study: JPEG-LS and RLE lossless give the
+    stored result exactly; lossy JPEG 2000 (the check's failing case) changes it."""
+    from scp_node.phantom_dicom import write_phantom
+
+    write_phantom(tmp_path / "sets" / "study", "normal", seed=5, slices=7, size=256)
+    lossless = _load("lossless_agreement")
+    report = tmp_path / "report.json"
+    syntaxes = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.5"]
+    assert (
+        lossless.main([str(tmp_path / "sets"), "--syntax", *syntaxes, "--json", str(report)]) == 0
+    )
+    rows = json.loads(report.read_text())["syntaxes"]
+    assert [rows[s]["agree"] for s in syntaxes] == [1, 1]
+    assert any("1.2.840.10008.1.2.4.80" in key for key in rows[syntaxes[0]]["decoded_by"])
+    lossy = "1.2.840.10008.1.2.4.91"
+    assert lossless.main([str(tmp_path / "sets"), "--syntax", lossy, "--json", str(report)]) == 1
+    assert json.loads(report.read_text())["syntaxes"][lossy]["agree"] == 0

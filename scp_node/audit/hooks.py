@@ -73,11 +73,17 @@ def start(settings: Settings) -> AuditTrail | None:
     return trail
 
 
-def stop() -> None:
-    """Close open transfers, Application Stop, then stop the sender (queued messages stay)."""
+def _detach() -> AuditTrail | None:
+    """The current trail, which is no longer the current one."""
     global _trail
     with _lock:
         trail, _trail = _trail, None
+    return trail
+
+
+def stop() -> None:
+    """Close open transfers, Application Stop, then stop the sender (queued messages stay)."""
+    trail = _detach()
     if trail is None:
         return
     try:
@@ -103,9 +109,7 @@ def start_producer(settings: Settings) -> AuditTrail | None:
 
 def stop_producer() -> None:
     """A receiving process stops: its open transfers are queued, the queue file closed."""
-    global _trail
-    with _lock:
-        trail, _trail = _trail, None
+    trail = _detach()
     if trail is None:
         return
     try:
