@@ -453,3 +453,19 @@ def test_negative_screen_states_that_it_does_not_exclude_lumbarization(study) ->
     )
     positive = build_sr(result_for(truth), sources, ReportSettings())
     assert not any("lumbarization" in t for t in texts_of(groups(positive)["LSTV screen"]))
+
+
+def test_numeric_values_are_written_without_float_noise(study) -> None:
+    """100 x 0.950819 is 95.08189999999999 in binary floating point; the SR's Numeric Value
+    must read "95.0819" (a DS of the number), not the 16 characters "95.0819000000000"."""
+    paths, truth, sources = study
+    result = result_for(truth)
+    levels = tuple(replace(lv, peak_confidence=0.950819) for lv in result.levels)
+    sr = build_sr(replace(result, levels=levels), sources, ReportSettings())
+    written = [
+        str(item.MeasuredValueSequence[0].NumericValue)
+        for item in walk(sr.ContentSequence)
+        if item.ValueType == "NUM"
+        and item.ConceptNameCodeSequence[0].CodeMeaning.startswith("Peak")
+    ]
+    assert written and set(written) == {"95.0819"}

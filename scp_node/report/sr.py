@@ -99,10 +99,15 @@ def _measurement(
     unit: Code,
     algorithm: hd.sr.AlgorithmIdentification | None,
 ) -> list[hd.sr.Measurement]:
-    """A TID 300 numeric measurement, or nothing when the value is absent or not finite."""
+    """A TID 300 numeric measurement, or nothing when the value is absent or not finite.
+
+    The value keeps 10 significant digits, more than any figure of a result carries: a float
+    such as 100 x 0.950819 = 95.08189999999999 would otherwise fill Numeric Value's 16
+    characters (DS, PS3.5 6.2) as "95.0819000000000"."""
     if value is None or not math.isfinite(float(value)):
         return []
-    return [hd.sr.Measurement(name=name, value=float(value), unit=unit, algorithm_id=algorithm)]
+    shown = float(f"{float(value):.10g}")
+    return [hd.sr.Measurement(name=name, value=shown, unit=unit, algorithm_id=algorithm)]
 
 
 def _source_image(source: Dataset, frame_number: int | None) -> hd.sr.SourceImageForRegion:
