@@ -469,3 +469,32 @@ def test_numeric_values_are_written_without_float_noise(study) -> None:
         and item.ConceptNameCodeSequence[0].CodeMeaning.startswith("Peak")
     ]
     assert written and set(written) == {"95.0819"}
+
+
+def test_overlay_labels_of_close_markers_do_not_overlap_and_stay_on_the_canvas() -> None:
+    """A fused junction puts the L4-L5 and L5-S1 markers 5 px apart: their labels must be a
+    line apart; a marker near the right edge gets its label on its left, inside the canvas."""
+    from scp_node.report.overlay import LINE_HEIGHT, label_positions
+
+    markers = [(100.0, 200.0, 20.0), (104.0, 205.0, 22.0), (100.0, 100.0, 20.0)]
+    places = label_positions(markers, [150.0, 150.0, 150.0], canvas_width=512)
+    tops = sorted(y for _, y in places)
+    assert all(b - a >= LINE_HEIGHT for a, b in zip(tops, tops[1:], strict=False))
+    assert places[2] == (124.0, 100.0 - LINE_HEIGHT / 2)  # alone: beside its marker
+    [(x, _)] = label_positions([(480.0, 50.0, 20.0)], [150.0], canvas_width=512)
+    assert x >= 0 and x + 150.0 <= 480.0 - 20.0
+
+
+def test_overlay_banner_wraps_a_long_reason_into_lines_that_fit() -> None:
+    from scp_node.report.overlay import wrapped
+
+    reason = (
+        "implausible localization: inter-disc distances inconsistent (1.89x the median; "
+        "a level skipped or doubled)"
+    )
+    lines = wrapped(reason, lambda text: len(text) <= 40)
+    assert all(len(line) <= 40 for line in lines) and len(lines) == 3
+    assert " ".join(lines) == reason
+    cut = wrapped(reason * 3, lambda text: len(text) <= 40)
+    assert len(cut) == 3 and cut[-1].endswith("...") and all(len(x) <= 40 for x in cut)
+    assert wrapped("x" * 100, lambda text: len(text) <= 40)[:2] == ["x" * 40, "x" * 40]
