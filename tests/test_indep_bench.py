@@ -132,3 +132,22 @@ def test_lossless_bench_finds_lossless_syntaxes_equal_and_a_lossy_one_different(
     lossy = "1.2.840.10008.1.2.4.91"
     assert lossless.main([str(tmp_path / "sets"), "--syntax", lossy, "--json", str(report)]) == 1
     assert json.loads(report.read_text())["syntaxes"][lossy]["agree"] == 0
+
+
+def test_lossless_bench_measures_how_far_a_lossy_copy_moved() -> None:
+    lossless = _load("lossless_agreement")
+
+    def result(score: float, suspected: bool, x: float, sop: str) -> dict:
+        return {"series": "1.2", "applicable": True, "assessable": True, "score": score,
+                "suspected": suspected, "points": [("L5-S1", sop, (x, 10.0))]}  # fmt: skip
+
+    pairs = [
+        (result(0.10, False, 5.0, "1.1"), result(0.15, False, 8.0, "1.9")),  # new SOP UID
+        (result(0.60, True, 5.0, "1.1"), result(0.40, False, 5.0, "1.1")),  # verdict lost
+        (result(0.30, False, 5.0, "1.1"), result(0.30, False, 5.0, "1.1")),
+    ]
+    moved = lossless.changes(pairs)
+    assert moved["verdicts_kept"] == 2
+    assert moved["score_change_median"] == pytest.approx(0.05)
+    assert moved["score_change_max"] == pytest.approx(0.2)
+    assert moved["point_move_max_px"] == pytest.approx(3.0)
