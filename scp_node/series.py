@@ -231,6 +231,38 @@ def is_localizer(ds: Dataset, rules: SeriesRules) -> bool:
     return any(word.lower() in words for word in rules.localizer_words)
 
 
+def lossy_note(headers: Sequence[Dataset]) -> str:
+    """A warning when a series' images were lossy compressed: Lossy Image Compression "01"
+    (PS3.3 C.7.6.1.1.5, with its ratio and method when given; the value stays "01" through any
+    later conversion). The screen was made and measured on losslessly stored images."""
+    for ds in headers:
+        if str(ds.get("LossyImageCompression", "")).strip() != "01":
+            continue
+        ratios = _values(ds.get("LossyImageCompressionRatio"))
+        details = [f"{float(r):.0f}:1" for r in ratios if _finite_number(r)]
+        details += [str(m) for m in _values(ds.get("LossyImageCompressionMethod"))]
+        detail = f" ({', '.join(details)})" if details else ""
+        return (
+            f"images lossy compressed{detail}: the screen was made and measured on losslessly "
+            "stored images (docs/ingest.md)"
+        )
+    return ""
+
+
+def _values(value: Any) -> list[Any]:
+    """A DICOM value as a list ([] when absent)."""
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) or not isinstance(value, Sequence) else list(value)
+
+
+def _finite_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def is_derived(ds: Dataset) -> bool:
     """Image Type value 1 DERIVED (PS3.3 C.7.6.1.1.2): a reformat (MPR) or another image computed
     from the acquired ones; read only when no original acquisition is there."""
@@ -514,6 +546,9 @@ def candidates(
             continue
         score = t2_score(first, rules)
         dixon = dixon_image(first)
+        lossy = lossy_note([ds for _, ds in headers])
+        if lossy:
+            echo_note = [*echo_note, lossy]
         for stack_note, stack in _stacks(frames):
             if len(stack) < rules.min_slices:
                 notes.append(f"series {uid} ({desc}): only {len(stack)} slices{stack_note}")

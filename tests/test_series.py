@@ -759,3 +759,25 @@ def test_slices_without_pixel_spacing_are_not_read(tmp_path: Path, phantom_dir) 
     res = select_and_load(files, RULES)
     assert res.volume is None and "only 0 usable slices" in res.reason
     assert any("no PixelSpacing" in w for w in res.warnings), res.warnings
+
+
+def test_lossy_compressed_series_is_read_with_a_warning(tmp_path: Path, phantom_dir) -> None:
+    """Lossy Image Compression "01" (PS3.3 C.7.6.1.1.5) on the T2's images: the series is
+    still read, and the result says the screen was measured on losslessly stored images."""
+    folder, _ = phantom_dir
+    files = []
+    for path in _files(folder):
+        ds = dcmread(path)
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = [10.03]
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
+        files.append(tmp_path / path.name)
+        ds.save_as(files[-1], enforce_file_format=True)
+    res = select_and_load(files, RULES)
+    assert res.volume is not None
+    assert [w for w in res.warnings if "lossy" in w] == [
+        "images lossy compressed (10:1, ISO_15444_1): the screen was made and measured on "
+        "losslessly stored images (docs/ingest.md)"
+    ]
+    plain = select_and_load(_files(folder), RULES)
+    assert not any("lossy" in w for w in plain.warnings)
