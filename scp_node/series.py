@@ -167,18 +167,14 @@ def _names(ds: Dataset) -> tuple[str, str]:
 
 def _image_type(ds: Dataset) -> list[str]:
     """Image Type (PS3.3 C.7.6.1.1.2) values, upper-case; [] when absent."""
-    value = converted_value(ds, 0, "ImageType") or []
-    values = [value] if isinstance(value, str) else list(value)
-    return [str(v).strip().upper() for v in values]
+    return [str(v).strip().upper() for v in _values(converted_value(ds, 0, "ImageType"))]
 
 
 def fat_suppressed(ds: Dataset, lowered_text: str, rules: SeriesRules) -> bool:
     """Whether a series says it is fat-suppressed or a Dixon image: Scan Options FS (fat
     saturation, PS3.3 C.8.3.1.1.4) or a whole word of ``rules.description_deprefer`` in its
     lower-cased names (whole words: "fs" is not the "FS" inside GE's "FRFSE")."""
-    options = ds.get("ScanOptions", "")
-    options = [options] if isinstance(options, str) else list(options)
-    if any(str(option).strip().upper() == "FS" for option in options):
+    if any(str(option).strip().upper() == "FS" for option in _values(ds.get("ScanOptions"))):
         return True
     words = _words(lowered_text)
     return any(word.lower() in words for word in rules.description_deprefer)
