@@ -514,6 +514,12 @@ def candidates(
                 if note not in notes:
                     notes.append(note)
             continue
+        samples = ds.get("SamplesPerPixel", 1)
+        if samples not in (None, "", 1):  # colour (a fused or derived picture), not grayscale MR
+            note = f"series {ds.get('SeriesInstanceUID', '')}: {samples} samples per pixel"
+            if note not in notes:
+                notes.append(note)
+            continue
         by_series[str(ds.get("SeriesInstanceUID", ""))].append((Path(path), ds))
     found: list[_Candidate] = []
     frames_of_reference: dict[int, str] = {}

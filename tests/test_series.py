@@ -781,3 +781,22 @@ def test_lossy_compressed_series_is_read_with_a_warning(tmp_path: Path, phantom_
     ]
     plain = select_and_load(_files(folder), RULES)
     assert not any("lossy" in w for w in plain.warnings)
+
+
+def test_colour_series_is_not_read_and_the_reason_says_why(tmp_path: Path, phantom_dir) -> None:
+    """Samples per Pixel 3 (an RGB picture, PS3.3 C.7.6.3.1.1) is not a grayscale MR series:
+    it is left out with a note, not decoded slice by slice."""
+    folder, _ = phantom_dir
+    files = []
+    for path in _files(folder):
+        ds = dcmread(path)
+        gray = ds.pixel_array.astype(np.float32) / max(1, int(ds.pixel_array.max())) * 255
+        ds.PixelData = np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2).tobytes()
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        files.append(tmp_path / path.name)
+        ds.save_as(files[-1], enforce_file_format=True)
+    res = select_and_load(files, RULES)
+    assert res.volume is None
+    assert "3 samples per pixel" in res.reason and "no sagittal T2 series" in res.reason
