@@ -234,9 +234,11 @@ def lossy_note(headers: Sequence[Dataset]) -> str:
     for ds in headers:
         if str(ds.get("LossyImageCompression", "")).strip() != "01":
             continue
-        ratios = _values(ds.get("LossyImageCompressionRatio"))
-        details = [f"{float(r):.0f}:1" for r in ratios if _finite_number(r)]
-        details += [str(m) for m in _values(ds.get("LossyImageCompressionMethod"))]
+        # peer-supplied values: at most three of each, methods as CS characters, 16 at most
+        ratios = _values(ds.get("LossyImageCompressionRatio"))[:3]
+        details = [f"{float(r):.0f}:1" for r in ratios if _plausible_ratio(r)]
+        methods = _values(ds.get("LossyImageCompressionMethod"))[:3]
+        details += [re.sub(r"[^A-Z0-9_ ]", "?", str(m).upper())[:16] for m in methods]
         detail = f" ({', '.join(details)})" if details else ""
         return (
             f"images lossy compressed{detail}: the screen was made and measured on losslessly "
@@ -252,9 +254,11 @@ def _values(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) or not isinstance(value, Sequence) else list(value)
 
 
-def _finite_number(value: Any) -> bool:
+def _plausible_ratio(value: Any) -> bool:
+    """A compression ratio worth printing: a number from 1 to a million (a header's nonsense,
+    1e300 say, would print 300 digits)."""
     try:
-        return math.isfinite(float(value))
+        return 1.0 <= float(value) <= 1e6
     except (TypeError, ValueError):
         return False
 

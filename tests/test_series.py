@@ -800,3 +800,19 @@ def test_colour_series_is_not_read_and_the_reason_says_why(tmp_path: Path, phant
     res = select_and_load(files, RULES)
     assert res.volume is None
     assert "3 samples per pixel" in res.reason and "no sagittal T2 series" in res.reason
+
+
+def test_lossy_note_bounds_and_cleans_what_the_header_says() -> None:
+    """Ratio and method come from the sender: at most three of each, an absurd ratio left out,
+    a method kept to CS characters and 16 of them."""
+    from scp_node.series import lossy_note
+
+    ds = Dataset()
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = [1e300, 10, 20, 30, 40]
+    ds.add_new("LossyImageCompressionMethod", "CS", ["ISO_15444_1<b>x", "A" * 40, "B", "C"])
+    note = lossy_note([ds])
+    assert note.startswith(
+        "images lossy compressed (10:1, 20:1, ISO_15444_1?B?X, " + "A" * 16 + ", B)"
+    )
+    assert "<" not in note and "30:1" not in note and "C)" not in note
