@@ -66,14 +66,11 @@ def draw_overlay(gray: np.ndarray, result: StudyResult, levels: list[LevelFindin
         draw.line((x, y - 3, x, y + 3), fill=colour)
         label = f"{finding.level} c={finding.peak_confidence:.2f} H={finding.entropy:.2f} bit"
         markers.append(((x, y, radius), label, colour))
-    places = label_positions(
-        [anchor for anchor, _, _ in markers],
-        [font.getlength(label) for _, label, _ in markers],
-        image.width,
-    )
-    for ((x, y, _), label, colour), (lx, ly) in zip(markers, places, strict=True):
+    widths = [font.getlength(label) for _, label, _ in markers]
+    places = label_positions([anchor for anchor, _, _ in markers], widths, image.width)
+    for ((x, y, _), label, colour), (lx, ly), width in zip(markers, places, widths, strict=True):
         if abs(ly - (y - LINE_HEIGHT / 2)) > 2:  # moved off its marker's row: a leader line
-            near = lx if lx > x else lx + font.getlength(label)
+            near = lx if lx > x else lx + width
             draw.line((x, y, near, ly + LINE_HEIGHT / 2), fill=colour, width=1)
         draw.text((lx, ly), label, fill=colour, font=font, **_OUTLINE)
     lines = banner_lines(result, lambda text: font.getlength(text) <= image.width - 16)
