@@ -151,3 +151,34 @@ def test_lossless_bench_measures_how_far_a_lossy_copy_moved() -> None:
     assert moved["score_change_median"] == pytest.approx(0.05)
     assert moved["score_change_max"] == pytest.approx(0.2)
     assert moved["point_move_max_px"] == pytest.approx(3.0)
+
+
+def test_artefact_probe_darkens_the_t2_in_front_of_the_spine_only(tmp_path: Path) -> None:
+    """bench/artefact_probe.py: the saturation band lowers T2 pixels in front of the discs
+    (patient -y, LPS), leaves those behind the discs and every other series as they were."""
+    from pydicom import dcmread
+
+    probe = _load("artefact_probe")
+    acq = gen.Acquisition(pixel_spacing=3.6, rows=96, cols=80, slices=5, anterior_left=False)
+    truth = gen.make_study(tmp_path, "standard", 3, 11, acquisition=acq)
+    study, copy = tmp_path / "standard-003", tmp_path / "banded"
+    assert probe.with_band(study, copy, np.random.default_rng(0)) == 5
+    discs = np.array([d["patient_xyz"] for d in truth["discs"]])
+    front_y, back_y = discs[:, 1].min() - 40.0, discs[:, 1].max() + 15.0
+    darker = unchanged = 0
+    for path in sorted(study.rglob("*.dcm")):
+        before, after = dcmread(path), dcmread(copy / path.relative_to(study))
+        if before.SeriesInstanceUID != truth["t2_series_instance_uid"]:
+            assert np.array_equal(before.pixel_array, after.pixel_array)
+            continue
+        points = probe._pixel_points(before)
+        in_span = (points[..., 2] > discs[:, 2].min()) & (points[..., 2] < discs[:, 2].max())
+        ahead = in_span & (points[..., 1] < front_y) & (before.pixel_array > 50)
+        behind = points[..., 1] > back_y
+        ratio = after.pixel_array[ahead] / before.pixel_array[ahead]
+        darker += int((ratio < 0.5).sum())
+        unchanged += int(np.array_equal(before.pixel_array[behind], after.pixel_array[behind]))
+    assert darker > 0 and unchanged == 5
+    assert [probe.outcome({"assessable": a, "suspected": s}, lstv) for a, s, lstv in
+            [(False, True, True), (True, True, True), (True, True, False), (True, False, True)]
+            ] == ["na", "right", "fa", "miss"]  # fmt: skip
