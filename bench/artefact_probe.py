@@ -26,7 +26,6 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,50 +40,19 @@ for extra in (ROOT, ROOT / "bench"):
 import bench_screen  # noqa: E402
 from lossless_agreement import changes, summary  # noqa: E402
 
-
-@dataclass(frozen=True)
-class SatBand:
-    """A saturation slab in patient space (LPS mm): ``normal`` points posterior, the slab holds
-    the points whose signed distance ``(p - origin) . normal`` lies in ``[-thickness, 0]``."""
-
-    origin: np.ndarray
-    normal: np.ndarray
-    thickness_mm: float
-    residual: float  # fraction of the signal left inside the slab
-    edge_mm: float = 3.0
-
-    def factor(self, points: np.ndarray) -> np.ndarray:
-        """Signal multiplier at patient points (..., 3): 1 outside, ``residual`` inside."""
-        d = (points - self.origin) @ self.normal
-        inside_back = 1.0 / (1.0 + np.exp(-d / (self.edge_mm / 4.0)))  # ~0 behind the face
-        inside_front = 1.0 / (1.0 + np.exp((d + self.thickness_mm) / (self.edge_mm / 4.0)))
-        inside = 1.0 - inside_back - inside_front
-        return 1.0 - (1.0 - self.residual) * np.clip(inside, 0.0, 1.0)
-
-
-def place_band(discs: dict[str, np.ndarray], rng: np.random.Generator) -> SatBand:
-    """A slab parallel to the L1-L2 -> L5-S1 line (in the mid-sagittal y-z plane), its posterior
-    face 12-30 mm in front of the most anterior disc centre."""
-    top, bottom = discs["L1-L2"], discs["L5-S1"]
-    along = np.array([0.0, *(top - bottom)[1:]])
-    along /= np.linalg.norm(along)
-    posterior = np.array([0.0, along[2], -along[1]])  # perpendicular to the line in y-z
-    if posterior[1] < 0:
-        posterior = -posterior
-    front = min(float((d - bottom) @ posterior) for d in discs.values())  # most anterior disc
-    origin = bottom + posterior * (front - rng.uniform(12.0, 30.0))
-    return SatBand(origin, posterior, rng.uniform(30.0, 70.0), rng.uniform(0.05, 0.25))
+from scp_node.model import variations  # noqa: E402
 
 
 def _pixel_points(ds: pydicom.Dataset) -> np.ndarray:
-    """Patient position (rows, cols, 3) of every pixel of a single-frame image (PS3.3
-    C.7.6.2.1.1)."""
-    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    r = np.arange(int(ds.Rows))[:, None, None]
-    c = np.arange(int(ds.Columns))[None, :, None]
-    return ipp + c * col_spacing * iop[:3] + r * row_spacing * iop[3:]
+    """Patient mm (rows, cols, 3) of every pixel of a single-frame image."""
+    iop = [float(v) for v in ds.ImageOrientationPatient]
+    return variations.pixel_points(
+        np.array([float(v) for v in ds.ImagePositionPatient]),
+        np.array(iop[:3]),
+        np.array(iop[3:]),
+        (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])),
+        (int(ds.Rows), int(ds.Columns)),
+    )
 
 
 def with_band(study: Path, out: Path, rng: np.random.Generator) -> int:
@@ -92,7 +60,7 @@ def with_band(study: Path, out: Path, rng: np.random.Generator) -> int:
     of images changed."""
     truth = json.loads((study / "truth.json").read_text())
     discs = {d["level"]: np.array(d["patient_xyz"], dtype=float) for d in truth["discs"]}
-    band = place_band(discs, rng)
+    band = variations.place_saturation_band(discs, rng)
     shutil.copytree(study, out)
     changed = 0
     for path in bench_screen.dicom_files(out):

@@ -172,3 +172,34 @@ def test_mask_marks_the_imaged_field() -> None:
     _x, mask = to_canonical(series.volume, slice_frames(series), GRID)
     inside = float(mask[1, 0].sum()) * GRID.spacing_mm**2
     assert abs(inside - 100.0 * 100.0) < 0.05 * 100.0 * 100.0  # the 100 x 100 mm field
+
+
+def test_saturation_band_is_placed_in_front_of_the_spine_whichever_side_anterior_is() -> None:
+    """The stress row's band is placed in patient space: the same pixels darken whether the
+    series is stored with anterior on the left or on the right, nothing behind the discs
+    changes, and the truth is kept."""
+    ph = generate("normal", seed=4, slices=5, size=128)
+    flipped = variations.flip_anterior_posterior(ph)
+    banded = variations.saturation_band(ph, np.random.default_rng(3))
+    banded_flipped = variations.saturation_band(flipped, np.random.default_rng(3))
+    assert np.array_equal(banded.volume, banded_flipped.volume[:, :, ::-1])
+    assert banded.discs == ph.discs
+    k = ph.disc("L3-L4").slice_index
+    points = variations.pixel_points(
+        np.asarray(ph.positions[k]),
+        np.asarray(ph.row_direction),
+        np.asarray(ph.column_direction),
+        ph.pixel_spacing,
+        ph.volume.shape[1:],
+    )
+    disc_y = [d.patient_xyz[1] for d in ph.discs]
+    z = sorted(d.patient_xyz[2] for d in ph.discs)
+    behind = points[..., 1] > max(disc_y)
+    # 34-40 mm in front of the most anterior disc centre, between L4-L5 and L2-L3: inside any
+    # band drawn (its face 12-30 mm in front, 30-70 mm thick)
+    ahead = (points[..., 1] < min(disc_y) - 34.0) & (points[..., 1] > min(disc_y) - 40.0)
+    ahead &= (points[..., 2] > z[1]) & (points[..., 2] < z[3])
+    before, after = ph.volume[k].astype(float), banded.volume[k].astype(float)
+    assert np.array_equal(before[behind], after[behind])
+    lit = ahead & (before > 100)
+    assert lit.sum() > 20 and float(np.median(after[lit] / before[lit])) < 0.3

@@ -81,6 +81,7 @@ STRESS_ROWS: dict[str, PhantomMaker] = {
     "rotation 15 deg": _rotated,
     "off-centre (10 mm lateral, 45 mm in-plane)": _off_centre,
     "partial coverage (T12-S2 window)": _transformed(variations.coverage_window),
+    "anterior saturation band": _transformed(variations.saturation_band),
     "all combined (site-like)": _combined,
 }
 
