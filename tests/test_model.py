@@ -17,14 +17,7 @@ from scp_node.model.engine import LocalizerEngine
 from scp_node.model.evaluate import in_plane_errors
 from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.phantom import generate
-from scp_node.model.train import (
-    GRID,
-    TrainConfig,
-    _saturation_band,
-    calibrate,
-    train,
-    validation_results,
-)
+from scp_node.model.train import TrainConfig, calibrate, train, validation_results
 from scp_node.model.weights import WeightsError, load, reference_path, save
 from scp_node.phantom_dicom import write_phantom
 from scp_node.result import DISC_LEVELS
@@ -361,37 +354,6 @@ def test_junction_gap_ratio_is_measured_in_patient_mm(engine: LocalizerEngine) -
         pts = np.array([f.patient_xyz for f in res.levels])
         gaps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
         assert res.junction_gap_ratio == pytest.approx(gaps[-1] / np.median(gaps[:-1]), abs=2e-3)
-
-
-def test_saturation_band_darkens_a_strip_in_front_of_the_spine_only() -> None:
-    """Hand case: a vertical spine (discs at x = 64, y = 30 .. 90 canonical px; anterior is -x).
-    The band's posterior face lies 12-30 mm (4.8-12 px) in front of the discs and it is 30-70 mm
-    (12-28 px) thick: pixels at the discs and behind them keep their value, a pixel 13 px in front
-    is inside every band drawn, one 41 px in front is outside every band, and p = 0 changes
-    nothing."""
-    n = 64
-    x = torch.ones(n, 1, 128, 128)
-    discs = torch.stack([torch.full((5,), 64.0), torch.linspace(30.0, 90.0, 5)], -1)
-    y = discs.expand(n, 5, 2).clone()
-    gen = torch.Generator().manual_seed(0)
-    banded = _saturation_band(x, y, gen, p=1.0)
-    at_disc, behind = banded[:, 0, 60, 64], banded[:, 0, 60, 100]
-    inside, outside = banded[:, 0, 60, 64 - 13], banded[:, 0, 60, 64 - 41]
-    assert torch.allclose(at_disc, torch.ones(n), atol=1e-3)
-    assert torch.allclose(behind, torch.ones(n), atol=1e-6)
-    assert bool((inside < 0.3).all()) and bool((inside > 0.04).all())
-    assert torch.allclose(outside, torch.ones(n), atol=1e-3)
-    # the strip follows a tilted spine: the same depth in front of each disc is dark
-    tilted = torch.stack([torch.linspace(54.0, 74.0, 5), torch.linspace(30.0, 90.0, 5)], -1)
-    band = _saturation_band(x[:1], tilted[None], torch.Generator().manual_seed(1), p=1.0)
-    spine_dir = (tilted[-1] - tilted[0]) / (tilted[-1] - tilted[0]).norm()
-    front = torch.stack([-spine_dir[1], spine_dir[0]])
-    front = -front if front[0] > 0 else front
-    for k in (0, 4):  # 13 px in front of L1-L2 and of L5-S1
-        px, py = (tilted[k] + front * 13.0).round()
-        assert float(band[0, 0, int(py), int(px)]) < 0.3
-    assert GRID.spacing_mm == 2.5  # the hand case counts in 2.5 mm pixels
-    assert torch.equal(_saturation_band(x, y, torch.Generator().manual_seed(0), p=0.0), x)
 
 
 def test_training_arrays_do_not_depend_on_the_worker_count() -> None:

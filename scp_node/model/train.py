@@ -108,44 +108,6 @@ def _coverage(
     return x, m
 
 
-#: Fraction of training samples given an anterior saturation band (:func:`_saturation_band`).
-SAT_BAND_P = 0.3
-
-
-def _saturation_band(
-    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p: float = SAT_BAND_P
-) -> torch.Tensor:
-    """An anterior spatial saturation slab for a fraction ``p`` of the batch: the dark strip a
-    radiographer puts over the abdomen, parallel to the lumbar spine, against aortic and bowel
-    motion. Parallel to the L1-L2 -> L5-S1 line, its posterior face 12-30 mm in front of the
-    most anterior disc centre (from a few mm into the vertebral bodies to ~10 mm in front of
-    them), 30-70 mm thick, 5-25 % of the signal left, ~3 mm soft edges. Canonical anterior is
-    -x; the grid is :data:`GRID` (``bench/artefact_probe.py`` measures the same band on DICOM)."""
-    n, _, s, _ = x.shape
-    px = GRID.spacing_mm
-    chosen = torch.rand(n, generator=gen) < p
-    face_mm = torch.empty(n).uniform_(12.0, 30.0, generator=gen)
-    thick_mm = torch.empty(n).uniform_(30.0, 70.0, generator=gen)
-    residual = torch.empty(n).uniform_(0.05, 0.25, generator=gen)
-    if not bool(chosen.any()):
-        return x
-    along = y[:, -1] - y[:, 0]  # L1-L2 -> L5-S1, canonical px
-    along = along / along.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    anterior = torch.stack([-along[:, 1], along[:, 0]], -1)
-    anterior = torch.where(anterior[:, :1] > 0, -anterior, anterior)  # pointing to -x
-    front = ((y - y[:, -1:]) * anterior[:, None]).sum(-1).amax(1)  # most anterior disc, px
-    coords = torch.arange(s, dtype=torch.float32)
-    gy, gx = torch.meshgrid(coords, coords, indexing="ij")
-    depth = (gx[None] - y[:, -1, 0, None, None]) * anterior[:, 0, None, None] + (
-        gy[None] - y[:, -1, 1, None, None]
-    ) * anterior[:, 1, None, None]
-    d = depth - (front + face_mm / px)[:, None, None]  # > 0 in front of the posterior face
-    edge = 3.0 / px / 4.0
-    inside = torch.sigmoid(d / edge) - torch.sigmoid((d - (thick_mm / px)[:, None, None]) / edge)
-    factor = 1.0 - (1.0 - residual)[:, None, None] * inside.clamp(0.0, 1.0)
-    return torch.where(chosen[:, None, None, None], x * factor[:, None], x)
-
-
 def _intensity(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Contrast curve, gain, smooth bias field, blur and Gaussian or Rician noise; nothing outside
     the imaged field (where the inference input is exactly 0)."""
@@ -195,12 +157,10 @@ def _normalised(maps: torch.Tensor) -> torch.Tensor:
 def augment(
     x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Canonical-space augmentation of a batch: geometry, coverage, a saturation band, then
-    intensity. ``m`` holds the validity mask (channel 0) and any label maps warped with it;
-    returns (x, m, y)."""
+    """Canonical-space augmentation of a batch: geometry, coverage, then intensity. ``m`` holds
+    the validity mask (channel 0) and any label maps warped with it; returns (x, m, y)."""
     x, m, y = _affine(x, m, y, gen)
     x, m = _coverage(x, m, y, gen)
-    x = _saturation_band(x, y, gen)
     return _intensity(x, m[:, :1], gen), m, y
 
 
