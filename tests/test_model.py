@@ -421,6 +421,10 @@ def test_training_command_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     meta = train(cfg)
     saved = load(out).metadata
     assert meta["training"]["steps"] == 3 and meta["validation"]["normals"] == 2
+    numerics = saved["training"]["numerics"]  # what the floating-point results depend on
+    assert numerics["torch"] == torch.__version__
+    assert numerics["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert set(numerics["env"]) == {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR"}
     assert not out.with_suffix(".unvalidated.pt").exists()
     again = calibrate(out, tmp_path / "again.pt", 1, workers=1)
     for key in ("lstv_threshold", "quality", "validation"):

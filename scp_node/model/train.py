@@ -8,6 +8,7 @@ Loss: cross-entropy between each level's spatial softmax and a normalised Gaussi
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return meta
 
 
+#: Environment variables that choose which CPU kernels torch, oneDNN and MKL run (and so the
+#: order of floating-point sums): a training run is bit-identical only where these agree.
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+
+
+def numerics() -> dict[str, Any]:
+    """What decides the floating-point results of a CPU training run besides the code and the
+    seed: torch version, the CPU kernel level torch dispatches to, and :data:`NUMERICS_ENV`."""
+    return {
+        "torch": str(torch.__version__),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "env": {name: os.environ.get(name, "") for name in NUMERICS_ENV},
+    }
+
+
 def _metadata(cfg: TrainConfig, losses: list[float], seconds: float) -> dict[str, Any]:
     """The weights metadata of a training run (threshold and quality limits come later)."""
     return {
@@ -236,6 +252,7 @@ def _metadata(cfg: TrainConfig, losses: list[float], seconds: float) -> dict[str
             "threads": cfg.threads,
             "final_loss": float(np.mean(losses[-100:])),
             "seconds": round(seconds, 1),
+            "numerics": numerics(),
         },
         "score": SCORE_FORMULA,
         "lstv_threshold": 0.0,
