@@ -185,13 +185,7 @@ def test_saturation_band_is_placed_in_front_of_the_spine_whichever_side_anterior
     assert np.array_equal(banded.volume, banded_flipped.volume[:, :, ::-1])
     assert banded.discs == ph.discs
     k = ph.disc("L3-L4").slice_index
-    points = variations.pixel_points(
-        np.asarray(ph.positions[k]),
-        np.asarray(ph.row_direction),
-        np.asarray(ph.column_direction),
-        ph.pixel_spacing,
-        ph.volume.shape[1:],
-    )
+    points = variations.slice_points(ph, k)
     disc_y = [d.patient_xyz[1] for d in ph.discs]
     z = sorted(d.patient_xyz[2] for d in ph.discs)
     behind = points[..., 1] > max(disc_y)

@@ -129,18 +129,23 @@ def pixel_points(
     )
 
 
+def slice_points(ph: Phantom, k: int) -> np.ndarray:
+    """Patient mm ``(rows, cols, 3)`` of every pixel of the phantom's slice ``k``."""
+    return pixel_points(
+        np.asarray(ph.positions[k]),
+        np.asarray(ph.row_direction),
+        np.asarray(ph.column_direction),
+        ph.pixel_spacing,
+        ph.volume.shape[1:],
+    )
+
+
 def saturation_band(ph: Phantom, rng: np.random.Generator) -> Phantom:
     """The phantom with an anterior saturation band (:func:`place_saturation_band`) over every
     slice (the slab is perpendicular to the sagittal slices)."""
     band = place_saturation_band({d.level: np.asarray(d.patient_xyz) for d in ph.discs}, rng)
     volume = np.empty_like(ph.volume)
-    for k, position in enumerate(ph.positions):
-        points = pixel_points(
-            np.asarray(position),
-            np.asarray(ph.row_direction),
-            np.asarray(ph.column_direction),
-            ph.pixel_spacing,
-            ph.volume.shape[1:],
-        )
-        volume[k] = np.rint(ph.volume[k] * band.factor(points)).astype(ph.volume.dtype)
+    for k in range(len(ph.positions)):
+        factor = band.factor(slice_points(ph, k))
+        volume[k] = np.rint(ph.volume[k] * factor).astype(ph.volume.dtype)
     return dataclasses.replace(ph, volume=volume)
