@@ -34,8 +34,11 @@ SIGMA = 1.5
 TARGET_SPECIFICITY = 0.95
 #: The canonical picture of every sagittal slice (2.5 mm pixels, 320 mm field).
 GRID = CanonicalGrid(size=128, spacing_mm=2.5)
+#: What the recorded threshold was chosen on (:func:`.uncertainty.lstv_score`).
 SCORE_FORMULA = (
     "mean over L4-L5, L5-S1 minus mean over L1-L2, L2-L3, L3-L4 of 4 * MI + (1 - peak_confidence)"
+    "; plus, with the mobile-discs channel, clip(1 - L5-S1 disc signal, 0, 1) + clip(disc signal"
+    " 15-65 mm below L5-S1, 0, 2), both relative to the L1-L2 .. L3-L4 discs"
 )
 
 
