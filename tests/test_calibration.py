@@ -157,6 +157,14 @@ def test_calibrate_on_site_normals_then_screen_with_it(
     scores = data["scores"]["values"]
     assert len(scores) == data["scores"]["count"] == 5 and scores == sorted(scores)
     assert data["scores"]["min"] == scores[0] and data["scores"]["max"] == scores[-1]
+    # the score's terms on the same normals: their medians add up to about the median score
+    # (exactly per study; the file keeps the terms' distributions, not per-study values)
+    terms = data["score_terms"]
+    assert set(terms) == {"uncertainty_excess", "disc_missing", "disc_below"}
+    assert all(t["count"] == 5 and t["min"] <= t["quantiles"]["0.5"] <= t["max"]
+               for t in terms.values())  # fmt: skip
+    assert terms["disc_missing"]["min"] >= 0.0 and terms["disc_missing"]["max"] <= 1.0
+    assert "score terms, median / 90th percentile: uncertainty excess" in capsys.readouterr().out
     # k = ceil(0.8 * 5) = 4 normals below: midpoint of the 4th and 5th smallest
     assert data["threshold"] == pytest.approx((scores[3] + scores[4]) / 2)
     assert data["achieved_specificity"] == 0.8
@@ -235,12 +243,23 @@ def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site:
     settings = load_settings(model={"device": "cpu", "lstv_threshold": -100.0})
     engine = LocalizerEngine.from_settings(settings.model)
     studies, _ = find_studies([site])
+    results = [analyze_study(paths, settings, engine) for paths in studies.values()]
     held_back = [
         result.not_assessable_reason
-        for result in (analyze_study(paths, settings, engine) for paths in studies.values())
+        for result in results
         if "no anatomical evidence" in result.not_assessable_reason
     ]
     assert held_back, "no normal here trips the evidence rule: the test would prove nothing"
+    # the terms the calibration file records add up to each study's score (to the rounding of
+    # the reported per-level figures), and none of them is missing for these 6-channel weights
+    from scp_node.model.calibration import score_terms
+
+    for result in (r for r in results if r.applicable):
+        terms = score_terms(result)
+        assert None not in terms.values()
+        assert sum(v for v in terms.values() if v is not None) == pytest.approx(
+            result.lstv_score, abs=1e-4
+        )
     data = calibrate_site([site], settings, engine, force=True)
     assert data["studies"]["not_assessable"] == 0 and data["studies"]["used"] == 5
     assert engine.require_evidence, "the engine is handed back as it came"

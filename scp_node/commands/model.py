@@ -300,6 +300,15 @@ def run_site_calibration(args: argparse.Namespace) -> int:
         f"{studies['not_assessable']}, files skipped {studies['files_skipped']}"
         + ("  [FORCED below the minimum count]" if data["forced"] else "")
     )
+    terms = data["score_terms"]
+    if terms:
+        print(
+            "score terms, median / 90th percentile: "
+            + ", ".join(
+                f"{name.replace('_', ' ')} {q['0.5']:.3f} / {q['0.9']:.3f}"
+                for name, q in ((name, t["quantiles"]) for name, t in terms.items())
+            )
+        )
     print(f'point the node at it: [model] calibration = "{args.out}"')
     return 0
 

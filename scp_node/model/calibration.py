@@ -283,6 +283,48 @@ def describe_scores(scores: Sequence[float]) -> dict[str, Any]:
     }
 
 
+#: The terms the LSTV score adds up (:func:`.uncertainty.lstv_score`), recorded per calibration.
+SCORE_TERMS = ("uncertainty_excess", "disc_missing", "disc_below")
+
+
+def score_terms(result: StudyResult) -> dict[str, float | None]:
+    """The terms of one result's score, from the figures the result reports: the uncertainty
+    excess (junction levels' ``4 MI + 1 - peak confidence`` minus the reference levels') and,
+    for weights with the mobile-discs channel, the disc signal missing at L5-S1 and the disc
+    signal below it (None without that channel). Their sum is the score to rounding."""
+    from scp_node.model import uncertainty as unc
+
+    u = {
+        f.level: 4.0 * (f.mutual_information or 0.0) + 1.0 - f.peak_confidence
+        for f in result.levels
+    }
+    excess = sum(u[lv] for lv in unc.JUNCTION_LEVELS) / len(unc.JUNCTION_LEVELS) - sum(
+        u[lv] for lv in unc.REFERENCE_LEVELS
+    ) / len(unc.REFERENCE_LEVELS)
+    if result.junction_disc_signal is None or result.below_disc_signal is None:
+        return {"uncertainty_excess": excess, "disc_missing": None, "disc_below": None}
+    evidence = unc.DiscEvidence(
+        junction=result.junction_disc_signal, below=result.below_disc_signal
+    )
+    return {
+        "uncertainty_excess": excess,
+        "disc_missing": evidence.missing,
+        "disc_below": evidence.extra,
+    }
+
+
+def describe_terms(rows: Sequence[Mapping[str, float | None]]) -> dict[str, Any]:
+    """Per score term: count, min, max, mean and quantiles over the studies that have it."""
+    out: dict[str, Any] = {}
+    for term in SCORE_TERMS:
+        values = [float(v) for row in rows if (v := row.get(term)) is not None]
+        if values:
+            described = describe_scores(values)
+            described.pop("values")
+            out[term] = described
+    return out
+
+
 # --- studies on disk ------------------------------------------------------------------------------
 def find_studies(dirs: Iterable[Path]) -> tuple[dict[str, list[Path]], int]:
     """DICOM files under ``dirs`` (recursively) grouped by Study Instance UID, and the number of
@@ -341,6 +383,7 @@ def calibrate_site(
         raise CalibrationError(f"target specificity must be in (0, 1), not {specificity}")
     studies, skipped = find_studies(dirs)
     scores: list[float] = []
+    terms: list[dict[str, float | None]] = []
     not_applicable = not_assessable = 0
     for i, (_uid, paths) in enumerate(sorted(studies.items()), start=1):
         result = _screen_without_evidence_rule(paths, settings, engine)
@@ -354,6 +397,7 @@ def calibrate_site(
             )
         else:
             scores.append(float(result.lstv_score))
+            terms.append(score_terms(result))
             log.info("normal %d/%d: score %.4f", i, len(studies), result.lstv_score)
     n = len(scores)
     if n == 0:
@@ -380,6 +424,7 @@ def calibrate_site(
         "minimum": minimum,
         "forced": bool(force and n < minimum),
         "scores": describe_scores(scores),
+        "score_terms": describe_terms(terms),
         "studies": {
             "found": len(studies),
             "used": n,
