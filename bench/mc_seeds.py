@@ -63,15 +63,7 @@ def study_figures(res: Any) -> dict[str, Any]:
         "junction": res.junction_disc_signal,
         "below": res.below_disc_signal,
         "gap": res.junction_gap_ratio,
-        "reference": float(
-            np.mean(
-                [
-                    4.0 * (f.mutual_information or 0.0) + 1.0 - f.peak_confidence
-                    for f in res.levels
-                    if f.level in unc.REFERENCE_LEVELS
-                ]
-            )
-        ),
+        "reference": unc.reference_uncertainty({f.level: f for f in res.levels}),
     }
 
 

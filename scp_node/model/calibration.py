@@ -294,13 +294,7 @@ def score_terms(result: StudyResult) -> dict[str, float | None]:
     signal below it (None without that channel). Their sum is the score to rounding."""
     from scp_node.model import uncertainty as unc
 
-    u = {
-        f.level: 4.0 * (f.mutual_information or 0.0) + 1.0 - f.peak_confidence
-        for f in result.levels
-    }
-    excess = sum(u[lv] for lv in unc.JUNCTION_LEVELS) / len(unc.JUNCTION_LEVELS) - sum(
-        u[lv] for lv in unc.REFERENCE_LEVELS
-    ) / len(unc.REFERENCE_LEVELS)
+    excess = unc.uncertainty_excess({f.level: f for f in result.levels})
     if result.junction_disc_signal is None or result.below_disc_signal is None:
         return {"uncertainty_excess": excess, "disc_missing": None, "disc_below": None}
     evidence = unc.DiscEvidence(

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from scp_node.model import datasets, weights
+from scp_node.model import uncertainty as unc
 from scp_node.model.calibration import TRAINING_ENSEMBLE, choose_threshold
 from scp_node.model.engine import LocalizerEngine
 from scp_node.model.geometry import CanonicalGrid
 from scp_node.model.metrics import auroc, sens_spec
 from scp_node.model.network import HeatmapUNet, NetConfig
-from scp_node.model.uncertainty import REFERENCE_LEVELS, QualityLimits
+from scp_node.model.uncertainty import QualityLimits
 from scp_node.result import DISC_LEVELS, StudyResult
 
 log = logging.getLogger(__name__)
@@ -371,16 +372,7 @@ def calibrate(
 
 def _reference_uncertainty(result: StudyResult) -> float:
     """The quality gate's reference uncertainty, from a result's reported level figures."""
-    by_level = {f.level: f for f in result.levels}
-    return float(
-        np.mean(
-            [
-                4.0 * (by_level[lv].mutual_information or 0.0)
-                + (1.0 - by_level[lv].peak_confidence)
-                for lv in REFERENCE_LEVELS
-            ]
-        )
-    )
+    return unc.reference_uncertainty({f.level: f for f in result.levels})
 
 
 def validation_jobs(per_variant: int, rigid: bool = False) -> list[datasets.ValidationJob]:

@@ -13,8 +13,9 @@ softmax of the localizer. With ``T`` Monte-Carlo dropout passes ``p_t``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -164,7 +165,18 @@ JUNCTION_LEVELS: tuple[str, ...] = ("L4-L5", "L5-S1")
 REFERENCE_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4")
 
 
-def level_uncertainty(st: LevelStats) -> float:
+class LevelFigures(Protocol):
+    """What a level's uncertainty is made of: :class:`LevelStats`, or the
+    :class:`~scp_node.result.LevelFinding` a result reports (MI None: counted as 0)."""
+
+    @property
+    def mutual_information(self) -> float | None: ...
+
+    @property
+    def peak_confidence(self) -> float: ...
+
+
+def level_uncertainty(st: LevelFigures) -> float:
     """One level's uncertainty: ``4 * MI + (1 - peak_confidence)``.
 
     MI (bits) is the epistemic disagreement between dropout passes (and neighbouring slices); on
@@ -172,10 +184,10 @@ def level_uncertainty(st: LevelStats) -> float:
     probability mass *not* within 3 network pixels of the peak (aleatoric spread, e.g. a map
     split between two candidate discs).
     """
-    return 4.0 * st.mutual_information + (1.0 - st.peak_confidence)
+    return 4.0 * (st.mutual_information or 0.0) + (1.0 - st.peak_confidence)
 
 
-def uncertainty_excess(stats: dict[str, LevelStats]) -> float:
+def uncertainty_excess(stats: Mapping[str, LevelFigures]) -> float:
     """Junction uncertainty in excess of the study's own reference levels:
 
     ``mean_{L4-L5, L5-S1} u - mean_{L1-L2, L2-L3, L3-L4} u`` with ``u`` from
@@ -303,7 +315,7 @@ def disc_evidence(
     return DiscEvidence(junction=float(junction), below=float(p[region].sum() / reference))
 
 
-def reference_uncertainty(stats: dict[str, LevelStats]) -> float:
+def reference_uncertainty(stats: Mapping[str, LevelFigures]) -> float:
     """Mean uncertainty of the reference levels (the quality gate's yardstick)."""
     return float(np.mean([level_uncertainty(stats[lv]) for lv in REFERENCE_LEVELS]))
 
