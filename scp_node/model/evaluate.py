@@ -57,6 +57,13 @@ def _off_centre(variant: str, seed: int) -> Phantom:
     return variations.off_centre(ph, rng, 45.0)
 
 
+def _stack_off_midline(variant: str, seed: int) -> Phantom:
+    """The slice stack centred 20 mm to one side of the spine (a mis-centred stack, or a
+    scoliotic lumbar spine): the mid-sagittal slice lies near the stack's edge."""
+    lateral = 20.0 if _rng(seed, variant).random() < 0.5 else -20.0
+    return generate(variant, seed, slices=15, size=256, acquisition={"lateral_offset_mm": lateral})
+
+
 def _combined(variant: str, seed: int) -> Phantom:
     return datasets.site_phantom(variant, seed, _rng(seed, variant))
 
@@ -80,6 +87,7 @@ STRESS_ROWS: dict[str, PhantomMaker] = {
     "strong bias field (x1.6)": _plain(acquisition={"bias_strength": 1.6}),
     "rotation 15 deg": _rotated,
     "off-centre (10 mm lateral, 45 mm in-plane)": _off_centre,
+    "stack 20 mm off the midline": _stack_off_midline,
     "partial coverage (T12-S2 window)": _transformed(variations.coverage_window),
     "anterior saturation band": _transformed(variations.saturation_band),
     "all combined (site-like)": _combined,
