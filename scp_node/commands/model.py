@@ -305,8 +305,9 @@ def run_site_calibration(args: argparse.Namespace) -> int:
         print(
             "score terms, median / 90th percentile: "
             + ", ".join(
-                f"{name.replace('_', ' ')} {q['0.5']:.3f} / {q['0.9']:.3f}"
-                for name, q in ((name, t["quantiles"]) for name, t in terms.items())
+                f"{name.replace('_', ' ')} {t['quantiles']['0.5']:.3f} / "
+                f"{t['quantiles']['0.9']:.3f}"
+                for name, t in terms.items()
             )
         )
     print(f'point the node at it: [model] calibration = "{args.out}"')
