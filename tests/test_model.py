@@ -58,6 +58,38 @@ def test_localizes_normal_phantoms(engine: LocalizerEngine) -> None:
     assert float(np.median(errors)) <= 5.0, errors
 
 
+@pytest.mark.parametrize("lateral_mm", [20.0, -20.0])
+def test_a_stack_beside_the_spine_is_read_on_its_midline(
+    engine: LocalizerEngine, lateral_mm: float
+) -> None:
+    """A stack of 15 slices 4 mm apart centred 20 mm to one side of the spine (the stress row
+    "stack 20 mm off the midline"): the search window around the stack's centre holds only
+    slices through the side of the vertebral bodies, so the engine reads the rest of the stack
+    and finds the midline where the slices are mirror-symmetric, and says so."""
+    ph = generate(
+        "normal", seed=300_000, slices=15, size=256, acquisition={"lateral_offset_mm": lateral_mm}
+    )
+    volume = datasets.phantom_series(ph)
+    res = engine.analyze(volume)
+    normal = np.cross(volume.row_direction, volume.column_direction)
+    read = np.asarray(res.levels[0].patient_xyz)
+    off_midline = [abs(float((read - np.asarray(d.patient_xyz)) @ normal)) for d in ph.discs]
+    assert max(off_midline) <= volume.slice_spacing + 0.5, off_midline  # a slice or less
+    assert any("not centred on the spine" in w for w in res.warnings), res.warnings
+    assert max(in_plane_errors(res, ph, volume).values()) < 5.0
+
+
+def test_a_centred_stack_is_read_near_its_centre_without_a_note(engine: LocalizerEngine) -> None:
+    ph = generate("normal", seed=300_000, slices=15, size=256)
+    volume = datasets.phantom_series(ph)
+    res = engine.analyze(volume)
+    normal = np.cross(volume.row_direction, volume.column_direction)
+    read = np.asarray(res.levels[0].patient_xyz)
+    off_midline = abs(float((read - np.asarray(ph.discs[0].patient_xyz)) @ normal))
+    assert off_midline <= volume.slice_spacing + 0.5, off_midline
+    assert not any("not centred" in w for w in res.warnings), res.warnings
+
+
 def test_a_level_map_split_between_two_discs_is_read_on_the_one_that_fits_the_chain(
     engine: LocalizerEngine,
 ) -> None:

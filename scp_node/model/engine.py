@@ -1,16 +1,18 @@
 """The inference engine: weights loaded once, MC-dropout sampling batched, one StudyResult per
 series.
 
-Every slice is put onto the canonical grid from its DICOM geometry (:mod:`.geometry`). One
-deterministic pass over all slices finds the mid-sagittal slice (where the reference levels are
-sharpest); that slice and its neighbours (``context_slices``, about 4 mm apart) are then each
-run ``mc_samples`` times with dropout on, all (slice, pass) pairs batched. Per level, the K*T
-probability maps are the samples for the mean map (coordinates, peak confidence, entropies) and
-for the MC terms (predictive entropy, MI). Points are mapped back to source pixels of the
-mid-sagittal slice. A quality gate (:func:`.uncertainty.not_assessable_reason`) decides whether
-the screen is assessable at all. The dropout masks are drawn on the CPU from a fixed seed for every
-(slice, pass) at once, so the same input meets the same subnetworks on any device and batch size;
-on CUDA, bf16 autocast is used when ``amp`` is on.
+Slices are put onto the canonical grid from their DICOM geometry (:mod:`.geometry`), and
+decoded, only as they are needed. A deterministic pass over the slices near the stack's centre
+finds the mid-sagittal slice (where the reference levels are sharpest; :mod:`.midline` when the
+stack is not centred on the spine); that slice and its neighbours (``context_slices``, about
+4 mm apart) are then each run ``mc_samples`` times with dropout on, all (slice, pass) pairs
+batched. Per level, the K*T probability maps are the samples for the mean map (coordinates,
+peak confidence, entropies) and for the MC terms (predictive entropy, MI). Points are mapped
+back to source pixels of the mid-sagittal slice. A quality gate
+(:func:`.uncertainty.not_assessable_reason`) decides whether the screen is assessable at all.
+The dropout masks are drawn on the CPU from a fixed seed for every (slice, pass) at once, so the
+same input meets the same subnetworks on any device and batch size; on CUDA, bf16 autocast is
+used when ``amp`` is on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from scp_node.config import ModelSettings
+from scp_node.model import midline
 from scp_node.model import uncertainty as unc
 from scp_node.model.calibration import (
     Calibration,
@@ -40,8 +43,6 @@ from scp_node.series import SeriesVolume
 
 log = logging.getLogger(__name__)
 
-#: How far from the centre of the slice stack the mid-sagittal slice is looked for (mm).
-MIDLINE_SEARCH_MM = 12.0
 #: Distance between the context slices (mm): the middle of the training series' slice spacings.
 CONTEXT_SPACING_MM = 4.0
 
@@ -211,33 +212,54 @@ class LocalizerEngine:
         self.predict(blank[:1], mc=False)
         self.predict(blank, mc=True)
 
-    def midline_candidates(self, frames: list[SliceFrame]) -> tuple[list[int], np.ndarray]:
-        """Slices within ``MIDLINE_SEARCH_MM`` of the stack's centre (else the nearest one), and
-        every slice's distance from that centre (mm). Geometry only: nothing is decoded."""
-        normal = np.cross(frames[0].row_dir, frames[0].col_dir)
-        offsets = np.array([float(f.origin @ normal) for f in frames])
-        distance = np.abs(offsets - (offsets.min() + offsets.max()) / 2.0)
-        near = [k for k in range(len(frames)) if distance[k] <= MIDLINE_SEARCH_MM]
-        if not near:
-            near = [int(np.argmin(distance))]
-        return near, distance
+    def midline_candidates(self, frames: list[SliceFrame]) -> list[int]:
+        """Slices within :data:`.midline.SEARCH_MM` of the stack's centre (else the nearest
+        one). Geometry only: nothing is decoded."""
+        offsets = midline.offsets_mm(frames)
+        return midline.window(offsets, midline.stack_centre(offsets))
+
+    def _merit(self, canonical: CanonicalSlices, indices: list[int]) -> dict[int, float]:
+        """Each slice's mean peak confidence of the reference levels (L1-L2 .. L3-L4) in one
+        deterministic pass."""
+        maps = self.predict(
+            canonical.inputs(indices), mc=False, encoded=canonical.encoded(indices)
+        )[:, 0]
+        ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
+        return {
+            k: float(np.mean([unc.peak_confidence(maps[i, li]) for li in ref]))
+            for i, k in enumerate(indices)
+        }
 
     def midline_slice(
-        self, inputs: torch.Tensor, frames: list[SliceFrame], encoded: Encoded | None = None
-    ) -> int:
-        """The mid-sagittal slice: among slices within ``MIDLINE_SEARCH_MM`` of the stack's
-        centre, the one where the reference levels (L1-L2 .. L3-L4) are found most sharply by a
-        deterministic pass, ties going to the slice nearest the centre (technologists centre the
-        stack on the spine, give or take a slice or two). ``inputs``: the canonical inputs of
-        the :meth:`midline_candidates` slices, in that order."""
-        near, distance = self.midline_candidates(frames)
-        maps = self.predict(inputs, mc=False, encoded=encoded)[:, 0]
-        ref = [self.levels.index(lv) for lv in unc.REFERENCE_LEVELS if lv in self.levels]
-        merit = [
-            np.mean([unc.peak_confidence(maps[i, li]) for li in ref]) - 0.002 * distance[k]
-            for i, k in enumerate(near)
-        ]
-        return near[int(np.argmax(merit))]
+        self, canonical: CanonicalSlices, frames: list[SliceFrame]
+    ) -> tuple[int, str]:
+        """The mid-sagittal slice (:mod:`.midline`) and a note when it was not looked for
+        around the stack's centre. Within :data:`.midline.SEARCH_MM` of the stack's centre,
+        the slice where the reference levels are found most sharply, ties going to the slice
+        nearest the centre (technologists centre the stack on the spine). Only when the sharp
+        slices crowd one end of that window are the slices beyond it read, one by one while
+        they stay sharp; and only when the sharp band so found is centred more than
+        :data:`.midline.SYMMETRY_GUARD_MM` from the stack's centre is the whole stack read and
+        the search moved to the stack's left-right symmetry centre."""
+        offsets = midline.offsets_mm(frames)
+        near = self.midline_candidates(frames)
+        merit = self._merit(canonical, near)
+        centre = midline.stack_centre(offsets)
+        end = midline.lopsided_end(merit, offsets, near)
+        if end is None:
+            return midline.best_slice(merit, offsets, centre), ""
+        for k in midline.beyond_window(offsets, near, end):
+            merit.update(self._merit(canonical, [k]))
+            if merit[k] < max(merit.values()) - midline.BAND:
+                break
+        if not midline.band_off_centre(merit, offsets):
+            return midline.best_slice(merit, offsets, centre), ""
+        rest = [k for k in range(len(frames)) if k not in merit]
+        if rest:
+            merit.update(self._merit(canonical, rest))
+        images = canonical.inputs(list(range(len(frames))))[:, 0].numpy()
+        centre, note = midline.search_centre(merit, images, offsets)
+        return midline.best_slice(merit, offsets, centre), note
 
     def context(self, centre: int, n_slices: int, slice_spacing_mm: float = 0.0) -> list[int]:
         """``context_slices`` slice indices with ``centre`` among them, inside the series, about
@@ -293,8 +315,7 @@ class LocalizerEngine:
         self._prepared = None
         frames = slice_frames(volume)
         canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
-        near, _distance = self.midline_candidates(frames)
-        canonical.encoded(near)
+        canonical.encoded(self.midline_candidates(frames))
         self._prepared = canonical
 
     def analyze(self, volume: SeriesVolume) -> StudyResult:
@@ -308,8 +329,7 @@ class LocalizerEngine:
         else:
             canonical = CanonicalSlices(volume, frames, self.grid, self.encode)
         spent = (canonical.decode_s, canonical.canonical_s)
-        near, _distance = self.midline_candidates(frames)
-        centre = self.midline_slice(canonical.inputs(near), frames, canonical.encoded(near))
+        centre, off_centre = self.midline_slice(canonical, frames)
         indices = self.context(centre, len(frames), volume.slice_spacing)
         indices.sort(key=lambda k: -float(frames[k].origin[0]))  # left to right, however stored
         maps = self.predict(canonical.inputs(indices), encoded=canonical.encoded(indices))
@@ -325,7 +345,7 @@ class LocalizerEngine:
             stats[level] = unc.level_stats(samples)
             means.append(samples.mean(axis=0))
             coverage[level] = float((means[-1] * (mask > 0.5)).sum())
-        warnings = list(volume.warnings)
+        warnings = list(volume.warnings) + ([off_centre] if off_centre else [])
         repaired = self._repair_chain(stats, means)
         if repaired:
             warnings.append(repaired)
@@ -394,6 +414,7 @@ class LocalizerEngine:
             needs_review=not assessable
             or bool(junction)
             or bool(repaired)
+            or bool(off_centre)
             or abs(score - self.threshold) <= self.review_margin,
             assessable=assessable,
             not_assessable_reason=reason,
