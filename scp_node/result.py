@@ -72,6 +72,10 @@ class StudyResult:
     #: The L4-L5 -> L5-S1 distance over the median distance between the levels above (~1 in a
     #: normal spine; a short lowest segment is a sign of sacralization). None = not measured.
     junction_gap_ratio: float | None = None
+    #: Which gap of the chain L1-L2 .. L4-L5 spans two segments, when the localizer's levels hold
+    #: one lumbar-type segment more than a normal lumbar spine ("" when they do not; a score term,
+    #: :func:`scp_node.model.uncertainty.extra_segment`).
+    extra_segment: str = ""
     assessable: bool = True
     not_assessable_reason: str = ""
     calibration: str = ""

@@ -160,7 +160,7 @@ def test_calibrate_on_site_normals_then_screen_with_it(
     # the score's terms on the same normals, described like the scores (their per-study sum is
     # checked in test_site_calibration_scores_normals_the_evidence_rule_would_hold_back)
     terms = data["score_terms"]
-    assert set(terms) == {"uncertainty_excess", "disc_missing", "disc_below"}
+    assert set(terms) == {"uncertainty_excess", "extra_segment", "disc_missing", "disc_below"}
     assert all(t["count"] == 5 and t["min"] <= t["quantiles"]["0.5"] <= t["max"]
                for t in terms.values())  # fmt: skip
     assert terms["disc_missing"]["min"] >= 0.0 and terms["disc_missing"]["max"] <= 1.0

@@ -144,6 +144,41 @@ def test_implausible_order_and_spacing() -> None:
     assert "outside 20-55 mm" in unc.implausible([(0.0, 60.0 * i) for i in range(4)])
 
 
+def test_extra_segment_is_one_gap_of_two_segments_in_a_consistent_chain() -> None:
+    # L2-L3 -> L3-L4 spans 76 mm where the others are 38-40 mm: one segment more
+    six = [(0.0, 0.0), (0.0, 38.0), (0.0, 114.0), (0.0, 154.0), (0.0, 194.0)]
+    note = unc.extra_segment(six)
+    assert note.startswith("L2-L3 to L3-L4 spans two segments (1.90x the median")
+    assert unc.extra_segment(GOOD_POINTS) == ""  # a plausible chain has none
+    # 1.5x: a level misplaced, not a whole segment
+    assert unc.extra_segment([(0.0, 0.0), (0.0, 35.0), (0.0, 87.5), (0.0, 122.5)]) == ""
+    # three segments in one gap, or two long gaps, or a doubled level beside it: no
+    assert unc.extra_segment([(0.0, 0.0), (0.0, 40.0), (0.0, 150.0), (0.0, 190.0)]) == ""
+    assert unc.extra_segment([(0.0, 0.0), (0.0, 80.0), (0.0, 120.0), (0.0, 200.0)]) == ""
+    assert unc.extra_segment([(0.0, 0.0), (0.0, 20.0), (0.0, 100.0), (0.0, 140.0)]) == ""
+    assert unc.extra_segment(list(reversed(six[:4]))) == ""  # out of order
+    assert unc.extra_segment([(0.0, 6.0 * y / 40.0) for _, y in six]) == ""  # a 6 mm median
+
+
+def test_an_extra_segment_is_scored_and_not_a_gate() -> None:
+    """The chain with an extra segment passes the gate, scores the segment instead of the
+    uncertainty excess (its reference levels straddle two segments), and counts as evidence."""
+    limits = unc.QualityLimits(max_reference_uncertainty=0.6, min_coverage=0.8, min_slices=3)
+    stats = {lv: _stats(0.9, 0.02) for lv in unc.REFERENCE_LEVELS}
+    stats.update({lv: _stats(0.95, 0.0) for lv in unc.JUNCTION_LEVELS})  # excess < 0
+    full = {lv: 1.0 for lv in stats}
+    six = [(0.0, 0.0), (0.0, 40.0), (0.0, 120.0), (0.0, 160.0), (0.0, 200.0)]
+    assert unc.not_assessable_reason(stats, six, full, 15, limits) == ""
+    three_segments = [(0.0, 0.0), (0.0, 40.0), (0.0, 150.0), (0.0, 190.0), (0.0, 230.0)]
+    assert "inconsistent" in unc.not_assessable_reason(stats, three_segments, full, 15, limits)
+    assert unc.lstv_score(stats) < 0
+    assert unc.lstv_score(stats, extra_segment=True) == pytest.approx(unc.EXTRA_SEGMENT_TERM)
+    lumbar_disc = unc.DiscEvidence(junction=1.0, below=0.0)
+    assert unc.lstv_score(stats, lumbar_disc, extra_segment=True) == pytest.approx(1.0)
+    assert unc.uncorroborated(lumbar_disc) != ""
+    assert unc.uncorroborated(lumbar_disc, extra_segment=True) == ""
+
+
 def test_average_ranks_share_ties() -> None:
     # sorted: 1.0 (rank 1), three 2.0 (ranks 2, 3, 4 -> 3), 5.0 (rank 5), two 7.0 (6, 7 -> 6.5)
     values = np.array([7.0, 2.0, 5.0, 2.0, 1.0, 7.0, 2.0])

@@ -284,27 +284,32 @@ def describe_scores(scores: Sequence[float]) -> dict[str, Any]:
 
 
 #: The terms the LSTV score adds up (:func:`.uncertainty.lstv_score`), recorded per calibration.
-SCORE_TERMS = ("uncertainty_excess", "disc_missing", "disc_below")
+SCORE_TERMS = ("uncertainty_excess", "extra_segment", "disc_missing", "disc_below")
 
 
 def score_terms(result: StudyResult) -> dict[str, float | None]:
     """The terms of one result's score, from the figures the result reports: the uncertainty
-    excess (junction levels' ``4 MI + 1 - peak confidence`` minus the reference levels') and,
-    for weights with the mobile-discs channel, the disc signal missing at L5-S1 and the disc
-    signal below it (None without that channel). Their sum is the score to rounding."""
+    excess (junction levels' ``4 MI + 1 - peak confidence`` minus the reference levels'), or,
+    when the chain of levels holds an extra segment, that term instead (the excess is then None:
+    not part of the score); and, for weights with the mobile-discs channel, the disc signal
+    missing at L5-S1 and the disc signal below it (None without that channel). The sum of those
+    that are not None is the score to rounding."""
     from scp_node.model import uncertainty as unc
 
-    excess = unc.uncertainty_excess({f.level: f for f in result.levels})
+    if result.extra_segment:
+        first: dict[str, float | None] = {
+            "uncertainty_excess": None,
+            "extra_segment": unc.EXTRA_SEGMENT_TERM,
+        }
+    else:
+        excess = unc.uncertainty_excess({f.level: f for f in result.levels})
+        first = {"uncertainty_excess": excess, "extra_segment": 0.0}
     if result.junction_disc_signal is None or result.below_disc_signal is None:
-        return {"uncertainty_excess": excess, "disc_missing": None, "disc_below": None}
+        return {**first, "disc_missing": None, "disc_below": None}
     evidence = unc.DiscEvidence(
         junction=result.junction_disc_signal, below=result.below_disc_signal
     )
-    return {
-        "uncertainty_excess": excess,
-        "disc_missing": evidence.missing,
-        "disc_below": evidence.extra,
-    }
+    return {**first, "disc_missing": evidence.missing, "disc_below": evidence.extra}
 
 
 def describe_terms(rows: Sequence[Mapping[str, float | None]]) -> dict[str, Any]:

@@ -377,7 +377,8 @@ class LocalizerEngine:
             evidence = unc.disc_evidence(
                 disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
             )
-        score = unc.lstv_score(stats, evidence)
+        segment = unc.extra_segment(points_mm)
+        score = unc.lstv_score(stats, evidence, extra_segment=bool(segment))
         gap_ratio = unc.junction_gap_ratio(points_mm)
         field_mm = (
             self._field_mm(mask, stats[self.levels[0]], -1),
@@ -390,8 +391,11 @@ class LocalizerEngine:
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")
         if not reason and score >= self.threshold and self.require_evidence:
-            reason = unc.uncorroborated(evidence, unc.junction_shortening(gap_ratio))
+            shortening = unc.junction_shortening(gap_ratio)
+            reason = unc.uncorroborated(evidence, shortening, extra_segment=bool(segment))
         assessable = not reason
+        if segment and assessable:
+            warnings.append(f"extra segment in the chain of levels: {segment}")
         suspected = assessable and score >= self.threshold
         elapsed = (time.perf_counter() - started) * 1000.0
         decode_s, canonical_s = canonical.decode_s - spent[0], canonical.canonical_s - spent[1]
@@ -411,10 +415,12 @@ class LocalizerEngine:
             junction_disc_signal=None if evidence is None else round(evidence.junction, 4),
             below_disc_signal=None if evidence is None else round(evidence.below, 4),
             junction_gap_ratio=round(gap_ratio, 4),
+            extra_segment=segment,
             needs_review=not assessable
             or bool(junction)
             or bool(repaired)
             or bool(off_centre)
+            or bool(segment)
             or abs(score - self.threshold) <= self.review_margin,
             assessable=assessable,
             not_assessable_reason=reason,
