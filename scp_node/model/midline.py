@@ -9,6 +9,9 @@ not hold the midline at all. The body is nearly mirror-symmetric about the midsa
 slices equally far to either side of it look alike: the **symmetry centre** of the stack is the
 position about which mirror pairs of slices differ least. It replaces the stack's centre only
 when it lies more than :data:`SYMMETRY_GUARD_MM` from it, so a centred stack is read as before.
+Slices are read (decoded) only as needed: those beyond the window only when the sharp slices run
+out of one end of it (:func:`lopsided_end`), the whole stack only when the sharp band so found is
+centred far from the stack's centre (:func:`band_off_centre`).
 """
 
 from __future__ import annotations
