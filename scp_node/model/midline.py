@@ -118,11 +118,22 @@ def symmetry_centre(
         by_separation[steps].append(difference)
     typical = {steps: float(np.mean(d)) or 1.0 for steps, d in by_separation.items()}
     half = spacing / 2.0
+    near_grid: dict[int, list[int]] = defaultdict(list)  # grid step -> pairs centred near it
+    for i, (_d, _s, middle) in enumerate(pairs):
+        near_grid[round(middle / half)].append(i)
     best, found = np.inf, None
-    for centre in sorted({round(middle / half) * half for _d, _s, middle in pairs}):
+    for step in sorted(near_grid):
+        centre = step * half
         if not lo_mm <= centre <= hi_mm:
             continue
-        votes = [d / typical[s] for d, s, middle in pairs if abs(middle - centre) < spacing / 4]
+        # a pair votes within a quarter slice of the centre: it sits on this grid step or,
+        # by float rounding, a neighbouring one
+        nearby = sorted(i for k in (step - 1, step, step + 1) for i in near_grid.get(k, ()))
+        votes = [
+            pairs[i][0] / typical[pairs[i][1]]
+            for i in nearby
+            if abs(pairs[i][2] - centre) < spacing / 4
+        ]
         if len(votes) >= 2 and float(np.mean(votes)) < best:
             best, found = float(np.mean(votes)), centre
     return found
