@@ -5,7 +5,7 @@ Plain data only (no torch, no pydicom), so the report and the tests can build on
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 DISC_LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
@@ -83,7 +83,31 @@ class StudyResult:
     device: str = ""
     inference_ms: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: The anatomical evidence behind "LSTV suspected", in words, each with what else gives the
+    #: same sign (:func:`scp_node.model.uncertainty.finding_evidence`); () for any other verdict.
+    evidence: tuple[str, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (for ``scp-node infer --json`` and the job record)."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyResult:
+        """The inverse of :meth:`to_json` (tuples and nested dataclasses restored; keys it does
+        not know, e.g. from a newer node, are ignored, and missing ones take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["levels"] = tuple(
+            LevelFinding(
+                **{
+                    **level,
+                    "pixel_xy": tuple(level["pixel_xy"]),
+                    "patient_xyz": tuple(level["patient_xyz"]),
+                }
+            )
+            for level in data.get("levels") or ()
+        )
+        values["model"] = ModelIdentity(**data["model"]) if data.get("model") else None
+        for name in ("warnings", "evidence"):
+            values[name] = tuple(data.get(name) or ())
+        return cls(**values)

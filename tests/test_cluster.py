@@ -526,6 +526,7 @@ def test_result_round_trips_through_json():
         lstv_score=0.7,
         model=ModelIdentity("m", "1", "ab" * 32),
         warnings=("w",),
+        evidence=("e1", "e2"),
     )
     wire = json.loads(json.dumps(AnalysisReply("1.2.3", 2, "ok", "w1", result=result.to_json())
                                  .to_json()))  # fmt: skip

@@ -397,6 +397,24 @@ def test_pages_show_the_study_without_phi(console, caplog) -> None:
             assert PATIENT_ID not in url and ACCESSION not in url
 
 
+def test_a_finding_shows_the_evidence_behind_it(console) -> None:
+    client, node, facts = console
+    said = "L5-S1 disc signal 0.58 of the discs above: a rudimentary or absent disc"
+    row = (
+        node.db.connection()
+        .execute("SELECT result_json FROM jobs WHERE study_uid = ?", (facts["study"],))
+        .fetchone()
+    )
+    positive = {**json.loads(row[0]), "lstv_suspected": True, "evidence": [said]}
+    node.db.connection().execute(
+        "UPDATE jobs SET result_json = ? WHERE study_uid = ?",
+        (json.dumps(positive), facts["study"]),
+    )
+    sign_in(client)
+    page = client.get(f"/console/studies/{facts['study']}").text
+    assert "Evidence behind the finding" in page and said in page
+
+
 def test_without_a_secondary_capture_the_chosen_slice_is_drawn(console) -> None:
     client, node, facts = console
     node.db.connection().execute(

@@ -23,6 +23,7 @@ from pydicom.uid import (
 )
 
 from scp_node.config import ReportSettings
+from scp_node.model.uncertainty import finding_evidence
 from scp_node.phantom_dicom import write_phantom
 from scp_node.report import build_reports, build_sr, uids, write_sr_for_result
 from scp_node.report.sr import SCOORD_OFFSET
@@ -68,6 +69,7 @@ def result_for(truth: dict, model: ModelIdentity = MODEL, **changes: object) -> 
         junction_gap_ratio=0.87,
         model=model,
         warnings=("slice gap of 1 slice",),
+        evidence=finding_evidence(None, 0.87),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -453,6 +455,23 @@ def test_negative_screen_states_that_it_does_not_exclude_lumbarization(study) ->
     )
     positive = build_sr(result_for(truth), sources, ReportSettings())
     assert not any("lumbarization" in t for t in texts_of(groups(positive)["LSTV screen"]))
+
+
+def test_a_finding_names_its_evidence_and_what_else_gives_it(study) -> None:
+    _paths, truth, sources = study
+    positive = texts_of(
+        groups(build_sr(result_for(truth), sources, ReportSettings()))["LSTV screen"]
+    )
+    assert "LSTV suspected, needs review" in positive
+    said = [t for t in positive if t.startswith("Evidence: ")]
+    assert said == [
+        "Evidence: lowest lumbar segment 0.87x the segments above: short, as under a sacral-like "
+        "L5; a narrowed degenerate L5-S1 disc shortens it too"
+    ]
+    negative = build_sr(
+        result_for(truth, lstv_suspected=False, evidence=()), sources, ReportSettings()
+    )
+    assert not any(t.startswith("Evidence") for t in texts_of(groups(negative)["LSTV screen"]))
 
 
 def test_numeric_values_are_written_without_float_noise(study) -> None:

@@ -280,6 +280,28 @@ def test_a_short_lowest_segment_corroborates_a_finding() -> None:
     assert unc.uncorroborated(normal_disc, shortening=unc.SHORT_JUNCTION_EVIDENCE) == ""
 
 
+def test_finding_evidence_names_each_sign_that_corroborates_a_finding() -> None:
+    """The signs are those :func:`unc.uncorroborated` asks for, each with its look-alike."""
+    weak = unc.finding_evidence(unc.DiscEvidence(junction=0.58, below=0.0), gap_ratio=1.0)
+    assert len(weak) == 1
+    assert weak[0].startswith("L5-S1 disc signal 0.58 of the discs above")
+    assert "degenerate" in weak[0]
+    below = unc.finding_evidence(unc.DiscEvidence(junction=0.95, below=0.9), gap_ratio=1.0)
+    assert len(below) == 1 and "below L5-S1 (0.90 of the discs above)" in below[0]
+    assert "whole-spine localizer" in below[0]
+    short = unc.finding_evidence(unc.DiscEvidence(junction=0.95, below=0.0), gap_ratio=0.85)
+    assert len(short) == 1 and short[0].startswith("lowest lumbar segment 0.85x")
+    # all of them, the extra segment first; an unremarkable junction alone names none of them
+    every = unc.finding_evidence(unc.DiscEvidence(junction=0.3, below=0.6), 0.8, "L2-L3 to L3-L4")
+    assert [s.split()[0] for s in every] == ["one", "L5-S1", "a", "lowest"]
+    normal = unc.finding_evidence(
+        unc.DiscEvidence(junction=unc.NORMAL_JUNCTION_DISC, below=0.0), gap_ratio=0.95
+    )
+    assert len(normal) == 1 and "uncertainty at L4-L5 and L5-S1 alone" in normal[0]
+    # weights without the mobile-discs channel: only the geometry can speak
+    assert "uncertainty" in unc.finding_evidence(None, gap_ratio=1.0)[0]
+
+
 def _two_peak_map(first: tuple[int, int], second: tuple[int, int], share: float) -> np.ndarray:
     """A 64 x 64 map with ``1 - share`` of its mass on ``first`` and ``share`` on ``second``."""
     p = np.zeros((64, 64))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+from scp_node.result import StudyResult
 
 #: The Celery task name that workers register and ingest nodes publish.
 TASK_NAME = "scp_node.analyse_study"
@@ -78,24 +78,6 @@ class AnalysisReply:
         )
 
 
-def _tuple(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if value is not None else ()
-
-
 def study_result_from_json(data: dict[str, Any]) -> StudyResult:
-    """The inverse of :meth:`StudyResult.to_json` (tuples and nested dataclasses restored)."""
-    levels = tuple(
-        LevelFinding(
-            **{
-                **level,
-                "pixel_xy": tuple(level["pixel_xy"]),
-                "patient_xyz": tuple(level["patient_xyz"]),
-            }
-        )
-        for level in data.get("levels") or ()
-    )
-    model = ModelIdentity(**data["model"]) if data.get("model") else None
-    known = set(StudyResult.__dataclass_fields__)
-    values = {k: v for k, v in data.items() if k in known}
-    values.update(levels=levels, model=model, warnings=_tuple(data.get("warnings")))
-    return StudyResult(**values)
+    """The inverse of :meth:`StudyResult.to_json`."""
+    return StudyResult.from_json(data)

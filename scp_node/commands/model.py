@@ -409,6 +409,8 @@ def _print_result(result: Any) -> None:
     )
     if result.calibration:
         print(f"threshold from {result.calibration}")
+    for said in result.evidence:
+        print(f"evidence: {said}")
     for w in result.warnings:
         print(f"warning: {w}")
     print("research use only - not for clinical use")

@@ -429,6 +429,7 @@ class LocalizerEngine:
             device=self.device_name,
             inference_ms=round(elapsed, 2),
             warnings=tuple(warnings),
+            evidence=unc.finding_evidence(evidence, gap_ratio, segment) if suspected else (),
         )
 
 

@@ -448,6 +448,48 @@ def uncorroborated(
     return ""
 
 
+def finding_evidence(
+    evidence: DiscEvidence | None, gap_ratio: float, extra_segment: str = ""
+) -> tuple[str, ...]:
+    """The anatomical evidence behind an "LSTV suspected" finding, in words, each with what else
+    gives the same sign, so the reader knows what to check: the conditions of
+    :func:`uncorroborated` that hold (a weak L5-S1 disc signal, a disc below L5-S1, a short
+    lowest segment) and an extra segment in the chain. On blind generators most false alarms
+    were normal spines with a dark, narrowed (degenerate) L5-S1 disc (docs/model.md, "Sixth
+    and seventh generators"). ``gap_ratio``: :func:`junction_gap_ratio`."""
+    said: list[str] = []
+    if extra_segment:
+        said.append(
+            "one gap of the chain of levels spans two segments: an extra lumbar-type segment; a "
+            "disc the localizer did not see (a collapsed, degenerate one) gives the same sign: "
+            "count the discs on the images"
+        )
+    if evidence is not None and evidence.junction < NORMAL_JUNCTION_DISC:
+        said.append(
+            f"L5-S1 disc signal {evidence.junction:.2f} of the discs above: a rudimentary or "
+            "absent disc, as in sacralization; a narrowed, dark degenerate disc gives the same "
+            "sign: judge the L5-S1 disc and the shape of L5 on the images"
+        )
+    if evidence is not None and evidence.below >= EXTRA_DISC_BELOW:
+        said.append(
+            f"a disc-like signal below L5-S1 ({evidence.below:.2f} of the discs above): a mobile "
+            "disc under S1, as in lumbarization; a well-hydrated S1-S2 remnant gives the same "
+            "sign: count the segments from a whole-spine localizer"
+        )
+    if junction_shortening(gap_ratio) >= SHORT_JUNCTION_EVIDENCE:
+        said.append(
+            f"lowest lumbar segment {gap_ratio:.2f}x the segments above: short, as under a "
+            "sacral-like L5; a narrowed degenerate L5-S1 disc shortens it too"
+        )
+    if not said:
+        said.append(
+            "no anatomical sign measured (weights without the mobile-discs channel, or the "
+            "evidence rule switched off): the finding rests on the localizer's uncertainty at "
+            "L4-L5 and L5-S1 alone"
+        )
+    return tuple(said)
+
+
 #: The L4-L5 -> L5-S1 gap of a spine is at most ~1.12x the median gap above it in both phantom
 #: generators (normal and transitional anatomy alike, 0.77-1.06x as localized on held-out
 #: phantoms). Far longer, the localizer has put L5-S1 a segment too low (on a sacral remnant):

@@ -10,7 +10,8 @@ Content tree (``docs/report.md`` lists every code):
 - one TID 1501 study-level group "LSTV screen": LSTV score and threshold, LSTV suspected /
   Needs review / Screen applicable / Screen assessable (SCT yes/no; LSTV suspected = SCT
   Indeterminate when not assessable, and no score), the threshold's calibration as a TID 4019
-  Algorithm Parameters text, and Comment TEXT items (verdict or reason, warnings)
+  Algorithm Parameters text, and Comment TEXT items (verdict or reason, the evidence behind
+  "LSTV suspected", warnings)
 
 Multi-frame sources (Enhanced / Legacy Converted Enhanced MR): a finding on a frame references
 that frame, i.e. the SCOORD's IMAGE item carries Referenced Frame Number (PS3.3 C.18.3.1,
@@ -313,6 +314,8 @@ def _study_group(
         qualitative_evaluations=evaluations,
     )
     texts = [_verdict(result)] if result.applicable else []
+    if result.lstv_suspected:
+        texts += [f"Evidence: {said}" for said in result.evidence]
     if result.applicable and result.assessable and not result.lstv_suspected:
         texts.append(LUMBARIZATION_LIMITATION)
     if not result.applicable:

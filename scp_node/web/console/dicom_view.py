@@ -4,7 +4,6 @@ drawn the same way), and the few header fields the study page shows."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from scp_node.codecs import decode_pixels
 from scp_node.multiframe import frame_pixels, voi_window
 from scp_node.report.overlay import draw_overlay, to_uint8
 from scp_node.report.sc import chosen_image
-from scp_node.result import LevelFinding, ModelIdentity, StudyResult
+from scp_node.result import StudyResult
 
 #: SOP Classes of the node's results.
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -115,21 +114,7 @@ def _png(image: Image.Image) -> bytes:
 
 def study_result(data: dict[str, Any]) -> StudyResult:
     """A :class:`StudyResult` back from its JSON record (the ``jobs`` table keeps it so)."""
-    fields = {f.name for f in dataclasses.fields(StudyResult)}
-    values = {k: v for k, v in data.items() if k in fields}
-    values["levels"] = tuple(
-        LevelFinding(
-            **{
-                **level,
-                "pixel_xy": tuple(level["pixel_xy"]),
-                "patient_xyz": tuple(level["patient_xyz"]),
-            }
-        )
-        for level in data.get("levels", [])
-    )
-    values["model"] = ModelIdentity(**data["model"]) if data.get("model") else None
-    values["warnings"] = tuple(data.get("warnings", ()))
-    return StudyResult(**values)
+    return StudyResult.from_json(data)
 
 
 def drawn_png(result: StudyResult, source: Path) -> bytes:
