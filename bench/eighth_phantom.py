@@ -1253,15 +1253,23 @@ def paint_ilium(vol: Volume, sp: Spine, rng: np.random.Generator) -> None:
         vol.labels[sl][iz, iy] = block
 
 
+def canal_span(sp: Spine, v: Vertebra) -> tuple[float, float]:
+    """Local (top, bottom) extent of the canal around vertebra ``v``: its own height plus half of
+    each neighbour's and 1 mm, so the segments' canals overlap."""
+    ja, jb = sp.above(v), sp.below(v)
+    hh = v.height / 2
+    top = hh + (ja.height / 2 + 1 if ja is not None else 0)
+    bot = -hh - (jb.height / 2 + 1 if jb is not None else 0)
+    return top, bot
+
+
 def paint_canal(vol: Volume, sp: Spine, v: Vertebra) -> None:
     """Epidural and foraminal fat (carves the sacral canal)."""
     if v.kind == "coccyx":
         return
     fr = v.frame
     b, hh = v.depth / 2, v.height / 2
-    ja, jb = sp.above(v), sp.below(v)
-    top = hh + (ja.height / 2 + 1 if ja is not None else 0)
-    bot = -hh - (jb.height / 2 + 1 if jb is not None else 0)
+    top, bot = canal_span(sp, v)
     dc, wc = v.canal_d, v.canal_w
     if v.kind == "sacral":
         res = vol.local(fr, (-wc / 2 - 1, wc / 2 + 1), (b - 1, b + dc + 1), (bot, top))
@@ -1298,10 +1306,8 @@ def paint_sac(vol: Volume, sp: Spine, v: Vertebra, conus: tuple, rng: np.random.
     if v.kind == "coccyx":
         return
     fr = v.frame
-    b, hh = v.depth / 2, v.height / 2
-    ja, jb = sp.above(v), sp.below(v)
-    top = hh + (ja.height / 2 + 1 if ja is not None else 0)
-    bot = -hh - (jb.height / 2 + 1 if jb is not None else 0)
+    b = v.depth / 2
+    top, bot = canal_span(sp, v)
     dc, wc = v.canal_d, v.canal_w
     sw = min(wc / 2 - 2, 11.0) if v.mobile else min(wc / 2 - 2, 8.0)
     sd = dc / 2 - 1.8
