@@ -513,7 +513,7 @@ def test_role_ingest_without_broker_url_does_not_start(tmp_path):
 
 
 def test_result_round_trips_through_json():
-    from scp_node.cluster.messages import AnalysisReply, study_result_from_json
+    from scp_node.cluster.messages import AnalysisReply
     from scp_node.result import LevelFinding, ModelIdentity, StudyResult
 
     result = StudyResult(
@@ -530,7 +530,7 @@ def test_result_round_trips_through_json():
     )
     wire = json.loads(json.dumps(AnalysisReply("1.2.3", 2, "ok", "w1", result=result.to_json())
                                  .to_json()))  # fmt: skip
-    assert study_result_from_json(AnalysisReply.from_json(wire).result) == result
+    assert StudyResult.from_json(AnalysisReply.from_json(wire).result) == result
 
 
 def test_multipart_split():

@@ -34,11 +34,11 @@ from scp_node.cluster.messages import (
     TASK_NAME,
     AnalysisReply,
     AnalysisTask,
-    study_result_from_json,
 )
 from scp_node.config import Settings
 from scp_node.observe import JOB_OUTCOMES
 from scp_node.pipeline.worker import ModelWorker
+from scp_node.result import StudyResult
 from scp_node.store.jobs import COMPLETE, DISPATCHED, FAILED, JobStore
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class ClusterBridge:
             message.ack()
             return
         try:
-            self.recorder.record(job, study_result_from_json(reply.result), annotations=annotations)
+            self.recorder.record(job, StudyResult.from_json(reply.result), annotations=annotations)
         except Exception as exc:  # noqa: BLE001 - one study must not stop the bridge
             log.exception("study %s: the result could not be recorded", job.study_uid)
             self.jobs.advance(job, FAILED, f"{type(exc).__name__}: {exc}"[:500], annotations)

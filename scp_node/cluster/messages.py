@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scp_node.result import StudyResult
-
 #: The Celery task name that workers register and ingest nodes publish.
 TASK_NAME = "scp_node.analyse_study"
 #: Result queue of an ingest node: ``RESULT_QUEUE_PREFIX + node_id``.
@@ -76,8 +74,3 @@ class AnalysisReply:
             reason=str(data.get("reason", "")),
             result=dict(data.get("result") or {}),
         )
-
-
-def study_result_from_json(data: dict[str, Any]) -> StudyResult:
-    """The inverse of :meth:`StudyResult.to_json`."""
-    return StudyResult.from_json(data)

@@ -421,6 +421,22 @@ EXTRA_DISC_BELOW = 0.5
 SHORT_JUNCTION_EVIDENCE = 0.1
 
 
+def _anatomical_signs(
+    evidence: DiscEvidence | None, shortening: float, extra_segment: bool
+) -> list[str]:
+    """Which anatomical signs of a transitional vertebra hold, in reporting order: an extra
+    segment in the chain, a weak L5-S1 disc signal, a disc-like signal below L5-S1, a short
+    lowest segment (``shortening``, :func:`junction_shortening`)."""
+    signs = ["extra segment"] if extra_segment else []
+    if evidence is not None and evidence.junction < NORMAL_JUNCTION_DISC:
+        signs.append("weak L5-S1 disc")
+    if evidence is not None and evidence.below >= EXTRA_DISC_BELOW:
+        signs.append("disc below L5-S1")
+    if shortening >= SHORT_JUNCTION_EVIDENCE:
+        signs.append("short lowest segment")
+    return signs
+
+
 def uncorroborated(
     evidence: DiscEvidence | None, shortening: float = 0.0, extra_segment: bool = False
 ) -> str:
@@ -432,62 +448,46 @@ def uncorroborated(
     uncertainty alone. Empty string when the evidence supports the finding (or there is no
     mobile-discs channel to ask). An extra segment in the chain (:func:`extra_segment`) is
     anatomical evidence too."""
-    if evidence is None or extra_segment:
+    if evidence is None or _anatomical_signs(evidence, shortening, extra_segment):
         return ""
-    if (
-        evidence.junction >= NORMAL_JUNCTION_DISC
-        and evidence.below < EXTRA_DISC_BELOW
-        and shortening < SHORT_JUNCTION_EVIDENCE
-    ):
-        return (
-            "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the "
-            f"discs above (disc signal {evidence.junction:.2f} of theirs, none below, lowest "
-            "segment not short): "
-            "no anatomical evidence of a transitional vertebra"
-        )
-    return ""
+    return (
+        "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the "
+        f"discs above (disc signal {evidence.junction:.2f} of theirs, none below, lowest "
+        "segment not short): "
+        "no anatomical evidence of a transitional vertebra"
+    )
 
 
 def finding_evidence(
     evidence: DiscEvidence | None, gap_ratio: float, extra_segment: str = ""
 ) -> tuple[str, ...]:
     """The anatomical evidence behind an "LSTV suspected" finding, in words, each with what else
-    gives the same sign, so the reader knows what to check: the conditions of
-    :func:`uncorroborated` that hold (a weak L5-S1 disc signal, a disc below L5-S1, a short
-    lowest segment) and an extra segment in the chain. On blind generators most false alarms
-    were normal spines with a dark, narrowed (degenerate) L5-S1 disc (docs/model.md, "Sixth
-    and seventh generators"). ``gap_ratio``: :func:`junction_gap_ratio`."""
-    said: list[str] = []
-    if extra_segment:
-        said.append(
-            "one gap of the chain of levels spans two segments: an extra lumbar-type segment; a "
-            "disc the localizer did not see (a collapsed, degenerate one) gives the same sign: "
-            "count the discs on the images"
-        )
-    if evidence is not None and evidence.junction < NORMAL_JUNCTION_DISC:
-        said.append(
-            f"L5-S1 disc signal {evidence.junction:.2f} of the discs above: a rudimentary or "
-            "absent disc, as in sacralization; a narrowed, dark degenerate disc gives the same "
-            "sign: judge the L5-S1 disc and the shape of L5 on the images"
-        )
-    if evidence is not None and evidence.below >= EXTRA_DISC_BELOW:
-        said.append(
-            f"a disc-like signal below L5-S1 ({evidence.below:.2f} of the discs above): a mobile "
-            "disc under S1, as in lumbarization; a well-hydrated S1-S2 remnant gives the same "
-            "sign: count the segments from a whole-spine localizer"
-        )
-    if junction_shortening(gap_ratio) >= SHORT_JUNCTION_EVIDENCE:
-        said.append(
-            f"lowest lumbar segment {gap_ratio:.2f}x the segments above: short, as under a "
-            "sacral-like L5; a narrowed degenerate L5-S1 disc shortens it too"
-        )
-    if not said:
-        said.append(
+    gives the same sign, so the reader knows what to check: the signs :func:`uncorroborated`
+    asks for that hold. On blind generators most false alarms were normal spines with a dark,
+    narrowed (degenerate) L5-S1 disc (docs/model.md, "Sixth and seventh generators").
+    ``gap_ratio``: :func:`junction_gap_ratio`."""
+    signs = _anatomical_signs(evidence, junction_shortening(gap_ratio), bool(extra_segment))
+    if not signs:
+        return (
             "no anatomical sign measured (weights without the mobile-discs channel, or the "
             "evidence rule switched off): the finding rests on the localizer's uncertainty at "
-            "L4-L5 and L5-S1 alone"
+            "L4-L5 and L5-S1 alone",
         )
-    return tuple(said)
+    junction, below = (evidence.junction, evidence.below) if evidence else (0.0, 0.0)
+    words = {
+        "extra segment": "one gap of the chain of levels spans two segments: an extra "
+        "lumbar-type segment; a disc the localizer did not see (a collapsed, degenerate one) "
+        "gives the same sign: count the discs on the images",
+        "weak L5-S1 disc": f"L5-S1 disc signal {junction:.2f} of the discs above: a rudimentary "
+        "or absent disc, as in sacralization; a narrowed, dark degenerate disc gives the same "
+        "sign: judge the L5-S1 disc and the shape of L5 on the images",
+        "disc below L5-S1": f"a disc-like signal below L5-S1 ({below:.2f} of the discs above): a "
+        "mobile disc under S1, as in lumbarization; a well-hydrated S1-S2 remnant gives the "
+        "same sign: count the segments from a whole-spine localizer",
+        "short lowest segment": f"lowest lumbar segment {gap_ratio:.2f}x the segments above: "
+        "short, as under a sacral-like L5; a narrowed degenerate L5-S1 disc shortens it too",
+    }
+    return tuple(words[sign] for sign in signs)
 
 
 #: The L4-L5 -> L5-S1 gap of a spine is at most ~1.12x the median gap above it in both phantom

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -110,11 +109,6 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
-
-
-def study_result(data: dict[str, Any]) -> StudyResult:
-    """A :class:`StudyResult` back from its JSON record (the ``jobs`` table keeps it so)."""
-    return StudyResult.from_json(data)
 
 
 def drawn_png(result: StudyResult, source: Path) -> bytes:

@@ -18,6 +18,7 @@ from fastapi import Request
 from scp_node import __version__
 from scp_node.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from scp_node.report.sc import chosen_image
+from scp_node.result import StudyResult
 from scp_node.store.jobs import JobStore
 from scp_node.store.outbox import STATES as OUTBOX_STATES
 from scp_node.store.outbox import Outbox
@@ -28,7 +29,6 @@ from scp_node.web.console.dicom_view import (
     content_tree,
     drawn_png,
     study_header,
-    study_result,
 )
 from scp_node.web.console.dicom_view import overlay_png as sc_png
 from scp_node.web.dicom_json import stored_header
@@ -147,7 +147,7 @@ def _drawable(ctx: ConsoleContext, row: data.StudyRow | None) -> Path | None:
     """The stored slice a result without an SC can be drawn on, or None."""
     if row is None or not row.result.get("levels"):
         return None
-    chosen = chosen_image(study_result(row.result))
+    chosen = chosen_image(StudyResult.from_json(row.result))
     rec = ctx.index.get(chosen[0]) if chosen else None
     return rec.path if rec is not None and rec.path.exists() else None
 
@@ -162,7 +162,7 @@ def overlay_png(ctx: ConsoleContext, study_uid: str) -> bytes | None:
     if row is None or source is None:
         return None
     try:
-        return drawn_png(study_result(row.result), source)
+        return drawn_png(StudyResult.from_json(row.result), source)
     except Exception:  # an undecodable or replaced slice: no picture, not a broken page
         log.warning("console: the chosen slice of a study could not be drawn", exc_info=True)
         return None
