@@ -78,6 +78,10 @@ SCREEN_OUTCOMES = Counter(
 SCREEN_OUTCOME_NAMES = ("suspected", "not_suspected", "not_assessable", "not_applicable")
 for _name in SCREEN_OUTCOME_NAMES:  # exported as 0 from the start, so rates are defined
     SCREEN_OUTCOMES.labels(outcome=_name)
+FINDINGS_HELD_BACK = Counter(
+    "scp_node_lstv_findings_held_back_total",
+    "Scores at or over the threshold not reported as LSTV suspected: no anatomical sign",
+)
 END_TO_END_SECONDS = Histogram(
     "scp_node_end_to_end_seconds",
     "Last instance received to SR acknowledged by the destination",
@@ -200,4 +204,6 @@ def record_screen(result: StudyResult) -> str:
     SCREEN_OUTCOMES.labels(outcome=outcome).inc()
     if outcome in ("suspected", "not_suspected"):
         LSTV_SCORE.observe(float(result.lstv_score))
+    if result.held_back:
+        FINDINGS_HELD_BACK.inc()
     return outcome

@@ -78,6 +78,10 @@ class StudyResult:
     extra_segment: str = ""
     assessable: bool = True
     not_assessable_reason: str = ""
+    #: Why a score at or over the threshold was not reported as "LSTV suspected": no anatomical
+    #: sign behind the localizer's uncertainty (:func:`scp_node.model.uncertainty.uncorroborated`);
+    #: the verdict is then "No LSTV suspected", needs review. "" otherwise.
+    held_back: str = ""
     calibration: str = ""
     model: ModelIdentity | None = None
     device: str = ""

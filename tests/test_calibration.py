@@ -233,9 +233,9 @@ def test_calibrate_on_site_normals_then_screen_with_it(
 
 
 def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site: Path) -> None:
-    """The evidence rule (a score over the threshold with a normal-looking L5-S1 is "not
-    assessable") depends on the threshold, so calibration must not apply it: it would drop
-    exactly the high-scoring normals the new threshold has to stay above."""
+    """The evidence rule (a score over the threshold with a normal-looking L5-S1 is held back:
+    "No LSTV suspected", needs review) depends on the threshold, so calibration must not apply
+    it: it would drop exactly the high-scoring normals the new threshold has to stay above."""
     from scp_node.analysis import analyze_study
     from scp_node.model.calibration import calibrate_site, find_studies
     from scp_node.model.engine import LocalizerEngine
@@ -244,12 +244,14 @@ def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site:
     engine = LocalizerEngine.from_settings(settings.model)
     studies, _ = find_studies([site])
     results = [analyze_study(paths, settings, engine) for paths in studies.values()]
-    held_back = [
-        result.not_assessable_reason
-        for result in results
-        if "no anatomical evidence" in result.not_assessable_reason
-    ]
+    held_back = [result for result in results if result.held_back]
     assert held_back, "no normal here trips the evidence rule: the test would prove nothing"
+    for result in held_back:  # a negative for review, never a finding nor "not assessable"
+        assert "no anatomical evidence" in result.held_back
+        assert result.assessable and not result.not_assessable_reason
+        assert not result.lstv_suspected and result.needs_review
+        assert result.lstv_score >= result.lstv_threshold and result.evidence == ()
+    assert all(not r.held_back for r in results if r.lstv_suspected or not r.assessable)
     # the terms the calibration file records add up to each study's score (to the rounding of
     # the reported per-level figures), and none of them is missing for these 6-channel weights
     from scp_node.model.calibration import score_terms

@@ -415,6 +415,25 @@ def test_a_finding_shows_the_evidence_behind_it(console) -> None:
     assert "Evidence behind the finding" in page and said in page
 
 
+def test_a_held_back_finding_says_why_on_the_study_page(console) -> None:
+    client, node, facts = console
+    why = "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the"
+    row = (
+        node.db.connection()
+        .execute("SELECT result_json FROM jobs WHERE study_uid = ?", (facts["study"],))
+        .fetchone()
+    )
+    held = {**json.loads(row[0]), "lstv_suspected": False, "needs_review": True, "held_back": why}
+    node.db.connection().execute(
+        "UPDATE jobs SET result_json = ? WHERE study_uid = ?",
+        (json.dumps(held), facts["study"]),
+    )
+    sign_in(client)
+    page = client.get(f"/console/studies/{facts['study']}").text
+    assert "Finding held back because" in page and why in page
+    assert "No LSTV suspected, needs review" in page
+
+
 def test_without_a_secondary_capture_the_chosen_slice_is_drawn(console) -> None:
     client, node, facts = console
     node.db.connection().execute(

@@ -129,3 +129,46 @@ def test_overlay_banner_says_not_assessable() -> None:
     assert "LSTV screen NOT ASSESSABLE" in lines and "S1 not covered" in lines
     assert not any("SUSPECTED" in t or "not suspected" in t for t in lines)
     assert "NEEDS REVIEW" in lines
+
+
+HELD_BACK = (
+    "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the discs "
+    "above (disc signal 0.97 of theirs, none below, lowest segment not short): no anatomical "
+    "evidence of a transitional vertebra"
+)
+
+
+def test_a_held_back_finding_is_a_negative_for_review_that_says_why(study, tmp_path: Path) -> None:
+    """A score over the threshold with no anatomical sign behind it (the evidence rule) is
+    answered "No LSTV suspected, needs review" with the reason: assessable, the score reported,
+    never "LSTV suspected" and never "not assessable"; the SR and SC stay valid, the banner says
+    the score is over the threshold, and the held-back counter counts it."""
+    from scp_node import observe
+
+    _paths, truth, sources = study
+    result = result_for(
+        truth, lstv_suspected=False, lstv_score=0.9, needs_review=True, held_back=HELD_BACK
+    )
+    reports = build_reports(result, sources, ReportSettings())
+    screen = groups(reports[0])["LSTV screen"]
+    coded = codes_of(screen)
+    assert (coded["Screen assessable"], coded["LSTV suspected"]) == ("Yes", "No")
+    assert coded["Needs review"] == "Yes"
+    said = comments(screen)
+    assert said[0] == "No LSTV suspected, needs review"
+    assert f"Finding held back: {HELD_BACK}" in said
+    assert not any(t.startswith("Evidence: ") for t in said)
+    assert nums(screen)["LSTV score"] == (pytest.approx(0.9), "1")
+    for n, report in enumerate(reports):
+        path = tmp_path / f"held-back-{n}.dcm"
+        report.save_as(path, enforce_file_format=True)
+        assert dciodvfy_errors(path) == []
+    lines = [text for text, _ in banner_lines(result)]
+    assert "score over the threshold, but no anatomical sign of LSTV" in lines
+    assert "NEEDS REVIEW" in lines and not any("SUSPECTED" in t for t in lines)
+
+    before = observe.FINDINGS_HELD_BACK._value.get()
+    assert observe.record_screen(result) == "not_suspected"
+    assert observe.FINDINGS_HELD_BACK._value.get() == before + 1
+    observe.record_screen(result_for(truth))  # a finding is not held back
+    assert observe.FINDINGS_HELD_BACK._value.get() == before + 1

@@ -403,6 +403,8 @@ def _print_result(result: Any) -> None:
     decision = "LSTV SUSPECTED" if result.lstv_suspected else "no LSTV suspected"
     if not result.assessable:
         decision = f"NOT ASSESSABLE: {result.not_assessable_reason}"
+    elif result.held_back:
+        decision += f" (finding held back: {result.held_back})"
     print(
         f"LSTV score {result.lstv_score:.4f} (threshold {result.lstv_threshold:.4f}): {decision}"
         + ("  [NEEDS REVIEW]" if result.needs_review else "")

@@ -390,13 +390,14 @@ class LocalizerEngine:
         junction = unc.junction_implausible(points_mm)
         if junction:
             warnings.append(f"lumbosacral junction: {junction}")
-        if not reason and score >= self.threshold and self.require_evidence:
-            shortening = unc.junction_shortening(gap_ratio)
-            reason = unc.uncorroborated(evidence, shortening, extra_segment=bool(segment))
         assessable = not reason
+        held_back = ""
+        if assessable and score >= self.threshold and self.require_evidence:
+            shortening = unc.junction_shortening(gap_ratio)
+            held_back = unc.uncorroborated(evidence, shortening, extra_segment=bool(segment))
         if segment and assessable:
             warnings.append(f"extra segment in the chain of levels: {segment}")
-        suspected = assessable and score >= self.threshold
+        suspected = assessable and score >= self.threshold and not held_back
         elapsed = (time.perf_counter() - started) * 1000.0
         decode_s, canonical_s = canonical.decode_s - spent[0], canonical.canonical_s - spent[1]
         self.timings = {
@@ -417,6 +418,7 @@ class LocalizerEngine:
             junction_gap_ratio=round(gap_ratio, 4),
             extra_segment=segment,
             needs_review=not assessable
+            or bool(held_back)
             or bool(junction)
             or bool(repaired)
             or bool(off_centre)
@@ -424,6 +426,7 @@ class LocalizerEngine:
             or abs(score - self.threshold) <= self.review_margin,
             assessable=assessable,
             not_assessable_reason=reason,
+            held_back=held_back,
             calibration=self.calibration_label,
             model=self.identity,
             device=self.device_name,

@@ -444,8 +444,11 @@ def uncorroborated(
     disc is as disc-like as the upper discs, no well-formed disc lies below it and the lowest
     lumbar segment is not short (``shortening``, :func:`junction_shortening`). The localizer
     then hesitates at a junction that looks normal, which is what an unfamiliar scanner or
-    contrast does to it too: the screen says "not assessable", never "LSTV suspected", on
-    uncertainty alone. Empty string when the evidence supports the finding (or there is no
+    contrast does to it too: the finding is held back (the verdict is "No LSTV suspected", needs
+    review, with this reason), never "LSTV suspected" on uncertainty alone. Until 2026-12-04 the
+    answer was "not assessable"; on the third to seventh generators 21 of the 24 studies it held
+    back were normal, a negative more often right than the screen's other negatives (docs/model.md,
+    "A finding held back"). Empty string when the evidence supports the finding (or there is no
     mobile-discs channel to ask). An extra segment in the chain (:func:`extra_segment`) is
     anatomical evidence too."""
     if evidence is None or _anatomical_signs(evidence, shortening, extra_segment):

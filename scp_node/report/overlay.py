@@ -148,6 +148,8 @@ def banner_lines(
                 WHITE,
             )
         )
+        if result.held_back:
+            lines.append(("score over the threshold, but no anatomical sign of LSTV", AMBER))
     if result.needs_review:
         lines.append(("NEEDS REVIEW", RED))
     return lines

@@ -316,6 +316,8 @@ def _study_group(
     texts = [_verdict(result)] if result.applicable else []
     if result.lstv_suspected:
         texts += [f"Evidence: {said}" for said in result.evidence]
+    if result.held_back:
+        texts.append(f"Finding held back: {result.held_back}")
     if result.applicable and result.assessable and not result.lstv_suspected:
         texts.append(LUMBARIZATION_LIMITATION)
     if not result.applicable:
