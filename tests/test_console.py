@@ -397,39 +397,33 @@ def test_pages_show_the_study_without_phi(console, caplog) -> None:
             assert PATIENT_ID not in url and ACCESSION not in url
 
 
+def _study_page_with(client, node, study: str, **changes: object) -> str:
+    """The console's study page after ``changes`` to the study's stored result."""
+    connection = node.db.connection()
+    row = connection.execute(
+        "SELECT result_json FROM jobs WHERE study_uid = ?", (study,)
+    ).fetchone()
+    changed = {**json.loads(row[0]), **changes}
+    connection.execute(
+        "UPDATE jobs SET result_json = ? WHERE study_uid = ?", (json.dumps(changed), study)
+    )
+    sign_in(client)
+    return client.get(f"/console/studies/{study}").text
+
+
 def test_a_finding_shows_the_evidence_behind_it(console) -> None:
     client, node, facts = console
     said = "L5-S1 disc signal 0.58 of the discs above: a rudimentary or absent disc"
-    row = (
-        node.db.connection()
-        .execute("SELECT result_json FROM jobs WHERE study_uid = ?", (facts["study"],))
-        .fetchone()
-    )
-    positive = {**json.loads(row[0]), "lstv_suspected": True, "evidence": [said]}
-    node.db.connection().execute(
-        "UPDATE jobs SET result_json = ? WHERE study_uid = ?",
-        (json.dumps(positive), facts["study"]),
-    )
-    sign_in(client)
-    page = client.get(f"/console/studies/{facts['study']}").text
+    page = _study_page_with(client, node, facts["study"], lstv_suspected=True, evidence=[said])
     assert "Evidence behind the finding" in page and said in page
 
 
 def test_a_held_back_finding_says_why_on_the_study_page(console) -> None:
     client, node, facts = console
     why = "localizer uncertain at the lumbosacral junction, but its L5-S1 disc looks like the"
-    row = (
-        node.db.connection()
-        .execute("SELECT result_json FROM jobs WHERE study_uid = ?", (facts["study"],))
-        .fetchone()
+    page = _study_page_with(
+        client, node, facts["study"], lstv_suspected=False, needs_review=True, held_back=why
     )
-    held = {**json.loads(row[0]), "lstv_suspected": False, "needs_review": True, "held_back": why}
-    node.db.connection().execute(
-        "UPDATE jobs SET result_json = ? WHERE study_uid = ?",
-        (json.dumps(held), facts["study"]),
-    )
-    sign_in(client)
-    page = client.get(f"/console/studies/{facts['study']}").text
     assert "Finding held back because" in page and why in page
     assert "No LSTV suspected, needs review" in page
 
