@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 "lstv_suspected": result.get("lstv_suspected"),
                 "assessable": result.get("assessable"),
                 "not_assessable_reason": result.get("not_assessable_reason"),
+                "held_back": result.get("held_back"),
                 "calibration": result.get("calibration"),
                 "worker": result.get("worker"),  # cluster worker that analysed it
                 "results": _result_files(index, job.study_uid),
