@@ -172,3 +172,19 @@ def test_a_held_back_finding_is_a_negative_for_review_that_says_why(study, tmp_p
     assert observe.FINDINGS_HELD_BACK._value.get() == before + 1
     observe.record_screen(result_for(truth))  # a finding is not held back
     assert observe.FINDINGS_HELD_BACK._value.get() == before + 1
+
+
+def test_infer_prints_why_a_finding_was_held_back(
+    study, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scp_node.commands.model import _print_result
+
+    _paths, truth, _sources = study
+    _print_result(
+        result_for(
+            truth, lstv_suspected=False, lstv_score=0.9, needs_review=True, held_back=HELD_BACK
+        )
+    )
+    out = capsys.readouterr().out
+    assert f"no LSTV suspected (finding held back: {HELD_BACK})  [NEEDS REVIEW]" in out
+    assert "LSTV SUSPECTED" not in out and "NOT ASSESSABLE" not in out

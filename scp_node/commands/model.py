@@ -378,6 +378,11 @@ def run_infer(args: argparse.Namespace) -> int:
     return 0 if result.applicable else 2
 
 
+def _figure(value: float | None, width: int, decimals: int) -> str:
+    """A right-aligned number, or "-" for a figure the result does not hold."""
+    return "-".rjust(width) if value is None else f"{value:{width}.{decimals}f}"
+
+
 def _print_result(result: Any) -> None:
     print(f"study {result.study_instance_uid}")
     if not result.applicable:
@@ -397,8 +402,8 @@ def _print_result(result: Any) -> None:
     for f in result.levels:
         print(
             f"{f.level:<7} {f.pixel_xy[0]:7.1f} {f.pixel_xy[1]:7.1f} {f.peak_confidence:6.3f} "
-            f"{f.entropy:7.3f} {f.spatial_entropy:6.3f} {f.predictive_entropy:7.3f} "
-            f"{f.mutual_information:7.4f}"
+            f"{f.entropy:7.3f} {f.spatial_entropy:6.3f} {_figure(f.predictive_entropy, 7, 3)} "
+            f"{_figure(f.mutual_information, 7, 4)}"
         )
     decision = "LSTV SUSPECTED" if result.lstv_suspected else "no LSTV suspected"
     if not result.assessable:
