@@ -60,9 +60,27 @@ class StudyRecord:
     threshold: float | None = None
     suspected: bool = False
     implausible: bool = False
+    held_back: str = ""  # a score over the threshold answered "No LSTV suspected" (no sign)
+    junction_disc_signal: float | None = None
+    below_disc_signal: float | None = None
+    junction_gap_ratio: float | None = None
+    extra_segment: str = ""
     inference_ms: float | None = None
     wall_ms: float = 0.0
     disc_errors_mm: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """right / false_alarm / miss / not_assessable (not_applicable, failed)."""
+        if not self.ok:
+            return "failed"
+        if not self.applicable:
+            return "not_applicable"
+        if not self.assessable:
+            return "not_assessable"
+        if self.suspected == self.lstv:
+            return "right"
+        return "false_alarm" if self.suspected else "miss"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,6 +124,10 @@ def _rate(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
+#: The verdict counts every figure of docs/model.md quotes (right / false alarm / miss / NA).
+VERDICTS = ("right", "false_alarm", "miss", "not_assessable")
+
+
 def summarize(records: list[StudyRecord]) -> dict[str, Any]:
     """The summary metrics of a group of studies."""
     done = [r for r in records if r.ok]
@@ -141,6 +163,8 @@ def summarize(records: list[StudyRecord]) -> dict[str, Any]:
         "disc_error_p95_mm": float(np.percentile(errors, 95)) if errors else None,
         "inference_ms_median": float(np.median(ms)) if ms else None,
         "score_median": {v: median_score(v) for v in ("normal", "lumbarization", "sacralization")},
+        "verdicts": {k: sum(1 for r in records if r.verdict == k) for k in VERDICTS},
+        "held_back": sum(1 for r in assessable if r.held_back),
     }
 
 
@@ -241,6 +265,11 @@ def _fill(rec: StudyRecord, result: Any, truth: dict, paths: list[Path]) -> None
     rec.threshold = float(result.lstv_threshold)
     rec.suspected = bool(result.lstv_suspected)
     rec.implausible = any("implausible" in w for w in result.warnings)
+    rec.held_back = str(getattr(result, "held_back", ""))
+    rec.junction_disc_signal = result.junction_disc_signal
+    rec.below_disc_signal = result.below_disc_signal
+    rec.junction_gap_ratio = result.junction_gap_ratio
+    rec.extra_segment = result.extra_segment
     rec.inference_ms = float(result.inference_ms)
     normal = series_normal(paths, result.series_instance_uid)
     if normal is None:
@@ -266,9 +295,9 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
         "| set | n | series ok | not applicable | not assessable | implausible "
         "| AUROC (Lumb / Sacr) | sens / spec | disc err median / p95 (mm) | median ms "
         "| median score N / Lumb / Sacr "
-        "| failed |"
+        "| right / FA / miss / NA | held back | failed |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 14]
     for name, s in summaries.items():
         med = s["score_median"]
         by_variant = " / ".join(
@@ -282,7 +311,9 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
             f"| {_fmt(s['implausible_rate'], pct=True)} | {_fmt(s['auroc'])} ({by_variant}) "
             f"| {_fmt(s['sensitivity'])} / {_fmt(s['specificity'])} "
             f"| {_fmt(s['disc_error_median_mm'], 1)} / {_fmt(s['disc_error_p95_mm'], 1)} "
-            f"| {_fmt(s['inference_ms_median'], 0)} | {scores} | {s['failed']} |"
+            f"| {_fmt(s['inference_ms_median'], 0)} | {scores} "
+            f"| {' / '.join(str(s['verdicts'][k]) for k in VERDICTS)} | {s['held_back']} "
+            f"| {s['failed']} |"
         )
     return "\n".join(lines)
 
