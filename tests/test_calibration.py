@@ -164,7 +164,15 @@ def test_calibrate_on_site_normals_then_screen_with_it(
     assert all(t["count"] == 5 and t["min"] <= t["quantiles"]["0.5"] <= t["max"]
                for t in terms.values())  # fmt: skip
     assert terms["disc_missing"]["min"] >= 0.0 and terms["disc_missing"]["max"] <= 1.0
-    assert "score terms, median / 90th percentile: uncertainty excess" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "score terms, median / 90th percentile: uncertainty excess" in printed
+    # what the node would answer at that threshold: one normal of five at or over it, either
+    # held back by the evidence rule or a false alarm
+    point = data["operating_point"]
+    assert point["over_threshold"] == 1
+    assert point["held_back"] + point["false_alarms"] == 1
+    assert point["false_alarm_rate"] == point["false_alarms"] / 5
+    assert f"{point['held_back']} of them held back by the evidence rule" in printed
     # k = ceil(0.8 * 5) = 4 normals below: midpoint of the 4th and 5th smallest
     assert data["threshold"] == pytest.approx((scores[3] + scores[4]) / 2)
     assert data["achieved_specificity"] == 0.8
@@ -262,6 +270,12 @@ def test_site_calibration_scores_normals_the_evidence_rule_would_hold_back(site:
         assert sum(v for v in terms.values() if v is not None) == pytest.approx(
             result.lstv_score, abs=1e-4
         )
+    # the calibration file's operating point counts them as the node answers them
+    from scp_node.model.calibration import operating_point
+
+    point = operating_point([r for r in results if r.applicable], -100.0)
+    assert point["over_threshold"] == 5 and point["held_back"] == len(held_back)
+    assert point["false_alarms"] == 5 - len(held_back)
     data = calibrate_site([site], settings, engine, force=True)
     assert data["studies"]["not_assessable"] == 0 and data["studies"]["used"] == 5
     assert engine.require_evidence, "the engine is handed back as it came"

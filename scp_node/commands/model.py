@@ -300,6 +300,13 @@ def run_site_calibration(args: argparse.Namespace) -> int:
         f"{studies['not_assessable']}, files skipped {studies['files_skipped']}"
         + ("  [FORCED below the minimum count]" if data["forced"] else "")
     )
+    point = data["operating_point"]
+    print(
+        f"at this threshold on these normals: {point['over_threshold']} at or over it, "
+        f"{point['held_back']} of them held back by the evidence rule (no anatomical sign: "
+        f"'No LSTV suspected', needs review), so {point['false_alarms']} false alarms "
+        f"({point['false_alarm_rate']:.3f} of {studies['used']})"
+    )
     terms = data["score_terms"]
     if terms:
         print(

@@ -312,6 +312,38 @@ def score_terms(result: StudyResult) -> dict[str, float | None]:
     return {**first, "disc_missing": evidence.missing, "disc_below": evidence.extra}
 
 
+def held_back_at(result: StudyResult, threshold: float) -> bool:
+    """Whether the running node would hold back this result's finding at ``threshold``: a score
+    at or over it with no anatomical sign behind it (:func:`.uncertainty.uncorroborated`), the
+    answer then "No LSTV suspected", needs review. From the figures the result reports (to their
+    rounding), like :func:`score_terms`."""
+    from scp_node.model import uncertainty as unc
+
+    if result.lstv_score < threshold or result.junction_disc_signal is None:
+        return False
+    evidence = unc.DiscEvidence(
+        junction=result.junction_disc_signal, below=result.below_disc_signal or 0.0
+    )
+    gap = result.junction_gap_ratio
+    shortening = unc.junction_shortening(gap) if gap is not None else 0.0
+    return bool(unc.uncorroborated(evidence, shortening, extra_segment=bool(result.extra_segment)))
+
+
+def operating_point(results: Sequence[StudyResult], threshold: float) -> dict[str, Any]:
+    """What the node would answer on these normals at ``threshold``: how many score at or over
+    it, how many of those it would hold back (no anatomical sign), and so the false alarms it
+    would raise, as a count and a rate. The threshold is chosen on the scores alone; the
+    evidence rule only ever turns a score over it into a negative for review."""
+    over = [r for r in results if r.lstv_score >= threshold]
+    held = sum(held_back_at(r, threshold) for r in over)
+    return {
+        "over_threshold": len(over),
+        "held_back": held,
+        "false_alarms": len(over) - held,
+        "false_alarm_rate": (len(over) - held) / len(results) if results else None,
+    }
+
+
 def describe_terms(rows: Sequence[Mapping[str, float | None]]) -> dict[str, Any]:
     """Per score term: count, min, max, mean and quantiles over the studies that have it."""
     out: dict[str, Any] = {}
@@ -383,6 +415,7 @@ def calibrate_site(
     studies, skipped = find_studies(dirs)
     scores: list[float] = []
     terms: list[dict[str, float | None]] = []
+    used: list[StudyResult] = []
     not_applicable = not_assessable = 0
     for i, (_uid, paths) in enumerate(sorted(studies.items()), start=1):
         result = _screen_without_evidence_rule(paths, settings, engine)
@@ -397,6 +430,7 @@ def calibrate_site(
         else:
             scores.append(float(result.lstv_score))
             terms.append(score_terms(result))
+            used.append(result)
             log.info("normal %d/%d: score %.4f", i, len(studies), result.lstv_score)
     n = len(scores)
     if n == 0:
@@ -424,6 +458,7 @@ def calibrate_site(
         "forced": bool(force and n < minimum),
         "scores": describe_scores(scores),
         "score_terms": describe_terms(terms),
+        "operating_point": operating_point(used, threshold),
         "studies": {
             "found": len(studies),
             "used": n,
