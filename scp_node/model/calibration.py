@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from scp_node.config import ModelSettings, Settings
     from scp_node.model.engine import LocalizerEngine
+    from scp_node.model.uncertainty import DiscEvidence
     from scp_node.result import StudyResult
 
 log = logging.getLogger(__name__)
@@ -304,12 +305,19 @@ def score_terms(result: StudyResult) -> dict[str, float | None]:
     else:
         excess = unc.uncertainty_excess({f.level: f for f in result.levels})
         first = {"uncertainty_excess": excess, "extra_segment": 0.0}
-    if result.junction_disc_signal is None or result.below_disc_signal is None:
+    evidence = _disc_evidence(result)
+    if evidence is None:
         return {**first, "disc_missing": None, "disc_below": None}
-    evidence = unc.DiscEvidence(
-        junction=result.junction_disc_signal, below=result.below_disc_signal
-    )
     return {**first, "disc_missing": evidence.missing, "disc_below": evidence.extra}
+
+
+def _disc_evidence(result: StudyResult) -> DiscEvidence | None:
+    """The mobile-discs channel's evidence as the result reports it (None without that channel)."""
+    from scp_node.model.uncertainty import DiscEvidence
+
+    if result.junction_disc_signal is None or result.below_disc_signal is None:
+        return None
+    return DiscEvidence(junction=result.junction_disc_signal, below=result.below_disc_signal)
 
 
 def held_back_at(result: StudyResult, threshold: float) -> bool:
@@ -319,11 +327,9 @@ def held_back_at(result: StudyResult, threshold: float) -> bool:
     rounding), like :func:`score_terms`."""
     from scp_node.model import uncertainty as unc
 
-    if result.lstv_score < threshold or result.junction_disc_signal is None:
+    evidence = _disc_evidence(result)
+    if result.lstv_score < threshold or evidence is None:
         return False
-    evidence = unc.DiscEvidence(
-        junction=result.junction_disc_signal, below=result.below_disc_signal or 0.0
-    )
     gap = result.junction_gap_ratio
     shortening = unc.junction_shortening(gap) if gap is not None else 0.0
     return bool(unc.uncorroborated(evidence, shortening, extra_segment=bool(result.extra_segment)))
