@@ -72,9 +72,11 @@ class StudyResult:
     #: The L4-L5 -> L5-S1 distance over the median distance between the levels above (~1 in a
     #: normal spine; a short lowest segment is a sign of sacralization). None = not measured.
     junction_gap_ratio: float | None = None
-    #: Which gap of the chain L1-L2 .. L4-L5 spans two segments, when the localizer's levels hold
-    #: one lumbar-type segment more than a normal lumbar spine ("" when they do not; a score term,
-    #: :func:`scp_node.model.uncertainty.extra_segment`).
+    #: Which gap of the levels spans two segments: one of the chain L1-L2 .. L4-L5 (one
+    #: lumbar-type segment more than a normal lumbar spine,
+    #: :func:`scp_node.model.uncertainty.extra_segment`) or L4-L5 to L5-S1 (no mobile disc where
+    #: L5-S1 should be, :func:`scp_node.model.uncertainty.junction_two_segments`); "" when none
+    #: does. A score term.
     extra_segment: str = ""
     assessable: bool = True
     not_assessable_reason: str = ""

@@ -102,8 +102,8 @@ def test_a_chain_with_an_extra_segment_is_a_finding_for_review(engine: Localizer
     assert res.extra_segment.startswith("L3-L4 to L4-L5 spans two segments"), res.extra_segment
     assert res.assessable and res.lstv_suspected and res.needs_review
     assert res.lstv_score >= unc.EXTRA_SEGMENT_TERM
-    assert any(w.startswith("extra segment in the chain of levels") for w in res.warnings)
-    assert res.evidence and res.evidence[0].startswith("one gap of the chain of levels spans")
+    assert any(w.startswith("extra segment: L3-L4 to L4-L5") for w in res.warnings)
+    assert res.evidence and res.evidence[0].startswith("one gap of the levels spans two segments")
     assert res.evidence == unc.finding_evidence(
         unc.DiscEvidence(res.junction_disc_signal, res.below_disc_signal),
         res.junction_gap_ratio,
@@ -484,3 +484,23 @@ def test_training_command_end_to_end_at_tiny_scale(tmp_path: Path) -> None:
     again = calibrate(out, tmp_path / "again.pt", 1, workers=1)
     for key in ("lstv_threshold", "quality", "validation"):
         assert again[key] == saved[key] == meta[key], key
+
+
+def test_l5s1_two_segments_under_l4l5_is_a_finding_for_review(
+    engine: LocalizerEngine, tmp_path: Path
+) -> None:
+    """A sacralization of the third generator (seed 3, study 7, as in docs/model.md): the
+    localizer finds no mobile disc one segment under L4-L5 (the L5-S1 disc is fused) and puts
+    L5-S1 on the next disc-like level down. That used to be "not assessable (a segment too
+    low?)"; it is a sign like an extra segment in the chain, reported and marked for review."""
+    from scp_node.model import phantom_rigid
+
+    phantom_rigid.generate_study(tmp_path, 7, seed=3)
+    folder = tmp_path / "third-007"
+    assert json.loads((folder / "truth.json").read_text())["variant"] == "sacralization"
+    res = analyze_study(sorted(folder.rglob("*.dcm")), Settings(), engine)
+    assert res.extra_segment.startswith("L4-L5 to L5-S1 spans two segments"), res
+    assert res.assessable and res.lstv_suspected and res.needs_review
+    assert res.lstv_score >= unc.EXTRA_SEGMENT_TERM
+    assert any(w.startswith("extra segment: L4-L5 to L5-S1") for w in res.warnings)
+    assert res.evidence[0].startswith("one gap of the levels spans two segments")

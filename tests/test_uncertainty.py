@@ -107,10 +107,13 @@ def test_quality_gate_hand_cases() -> None:
     # a short junction is not a gate: it is what a rudimentary L5-S1 disc can look like
     odd_junction = [*GOOD_POINTS[:4], (0.0, 125.0)]
     assert unc.not_assessable_reason(sharp, odd_junction, full, 15, limits) == ""
-    # L5-S1 a segment too low (1.75x the gaps above: on a sacral remnant) is a counting error
-    too_low = [*GOOD_POINTS[:4], (0.0, 190.0)]
-    reason = unc.not_assessable_reason(sharp, too_low, full, 15, limits)
-    assert "lumbosacral junction" in reason and "70 mm below L4-L5 against 40 mm" in reason
+    # L5-S1 two segments under L4-L5 (1.75x the gaps above) is a sign, not a gate ...
+    two_down = [*GOOD_POINTS[:4], (0.0, 190.0)]
+    assert unc.not_assessable_reason(sharp, two_down, full, 15, limits) == ""
+    # ... but three segments or more is a counting error
+    for y in (230.0, 260.0):
+        reason = unc.not_assessable_reason(sharp, [*GOOD_POINTS[:4], (0.0, y)], full, 15, limits)
+        assert "lumbosacral junction" in reason and f"{y - 120:.0f} mm below L4-L5" in reason
     assert (
         unc.not_assessable_reason(sharp, [*GOOD_POINTS[:4], (0.0, 175.0)], full, 15, limits) == ""
     )
@@ -126,6 +129,22 @@ def test_quality_limits_from_weights_metadata() -> None:
     assert unc.QualityLimits.from_metadata(None) == unc.QualityLimits()
     limits = unc.QualityLimits.from_metadata({"max_reference_uncertainty": 0.42})
     assert limits.max_reference_uncertainty == 0.42 and limits.min_slices == 3
+
+
+def test_junction_two_segments_is_l5s1_two_segments_under_a_consistent_chain() -> None:
+    two_down = [*GOOD_POINTS[:4], (0.0, 190.0)]
+    note = unc.junction_two_segments(two_down)
+    assert note.startswith("L4-L5 to L5-S1 spans two segments (1.75x the median"), note
+    assert unc.junction_miscounted(two_down) == ""
+    assert unc.extra_segment(two_down) == ""  # the chain itself is regular
+    assert unc.junction_two_segments(GOOD_POINTS) == ""
+    assert unc.junction_two_segments([*GOOD_POINTS[:4], (0.0, 174.0)]) == ""  # 1.35x: one
+    assert unc.junction_two_segments([*GOOD_POINTS[:4], (0.0, 230.0)]) == ""  # 2.75x: three
+    assert unc.junction_two_segments([*GOOD_POINTS[:4], (0.0, 100.0)]) == ""  # above L4-L5
+    # a doubled level in the chain above: no reference to measure the junction against
+    doubled = [(0.0, 0.0), (0.0, 40.0), (0.0, 45.0), (0.0, 85.0), (0.0, 160.0)]
+    assert unc.junction_two_segments(doubled) == ""
+    assert unc.junction_two_segments(GOOD_POINTS[:4]) == ""  # no L5-S1
 
 
 def test_implausible_order_and_spacing() -> None:
@@ -360,7 +379,7 @@ def test_a_chain_is_not_repaired_by_a_weak_or_an_ambiguous_second_peak() -> None
     # a plausible chain is left alone even when L5-S1 below it is a segment too low (that is
     # the junction gate's to judge) and another level's second peak would "fit" it
     fine = _chain([20.0, 38.0, 56.0, 74.0], {3: (80.0, 0.4)})
-    assert unc.junction_miscounted([(100.0, 2 * y) for y in (20.0, 38.0, 56.0, 74.0, 104.0)])
+    assert unc.junction_two_segments([(100.0, 2 * y) for y in (20.0, 38.0, 56.0, 74.0, 104.0)])
     assert not unc.junction_miscounted([(100.0, 2 * y) for y in (20.0, 38.0, 56.0, 80.0, 104.0)])
     assert unc.repair_chain(fine, 2.0, junction=unc.Peak(50.0, 104.0, 0.7)) is None
     # L2-L3 too close to L1-L2: moving either L2-L3 down or L1-L2 up makes a plausible chain,

@@ -377,7 +377,7 @@ class LocalizerEngine:
             evidence = unc.disc_evidence(
                 disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
             )
-        segment = unc.extra_segment(points_mm)
+        segment = unc.extra_segment(points_mm) or unc.junction_two_segments(points_mm)
         score = unc.lstv_score(stats, evidence, extra_segment=bool(segment))
         gap_ratio = unc.junction_gap_ratio(points_mm)
         field_mm = (
@@ -396,7 +396,7 @@ class LocalizerEngine:
             shortening = unc.junction_shortening(gap_ratio)
             held_back = unc.uncorroborated(evidence, shortening, extra_segment=bool(segment))
         if segment and assessable:
-            warnings.append(f"extra segment in the chain of levels: {segment}")
+            warnings.append(f"extra segment: {segment}")
         suspected = assessable and score >= self.threshold and not held_back
         elapsed = (time.perf_counter() - started) * 1000.0
         decode_s, canonical_s = canonical.decode_s - spent[0], canonical.canonical_s - spent[1]

@@ -478,9 +478,9 @@ def finding_evidence(
         )
     junction, below = (evidence.junction, evidence.below) if evidence else (0.0, 0.0)
     words = {
-        "extra segment": "one gap of the chain of levels spans two segments: an extra "
-        "lumbar-type segment; a disc the localizer did not see (a collapsed, degenerate one) "
-        "gives the same sign: count the discs on the images",
+        "extra segment": "one gap of the levels spans two segments: an extra lumbar-type "
+        "segment, or under L4-L5 an absent (fused) L5-S1 disc; a disc the localizer did not "
+        "see (a collapsed, degenerate one) gives the same sign: count the discs on the images",
         "weak L5-S1 disc": f"L5-S1 disc signal {junction:.2f} of the discs above: a rudimentary "
         "or absent disc, as in sacralization; a narrowed, dark degenerate disc gives the same "
         "sign: judge the L5-S1 disc and the shape of L5 on the images",
@@ -495,15 +495,23 @@ def finding_evidence(
 
 #: The L4-L5 -> L5-S1 gap of a spine is at most ~1.12x the median gap above it in both phantom
 #: generators (normal and transitional anatomy alike, 0.77-1.06x as localized on held-out
-#: phantoms). Far longer, the localizer has put L5-S1 a segment too low (on a sacral remnant):
-#: the junction it would judge is not the junction.
+#: phantoms). Longer, L5-S1 is not one segment under L4-L5: two segments is a sign
+#: (:func:`junction_two_segments`), more is a counting error (:func:`junction_miscounted`).
 JUNCTION_MAX_RATIO = 1.4
 
 
 def junction_miscounted(points_mm: Sequence[tuple[float, float]]) -> str:
-    """A reason when L5-S1 was placed above L4-L5 or more than :data:`JUNCTION_MAX_RATIO` times
-    the median gap above it further down: a counting error at the junction, which the score would
-    read as transitional anatomy (a confident wrong answer). Empty string = plausible."""
+    """A reason when the junction cannot be judged: L5-S1 placed above L4-L5, or further below
+    it than :data:`JUNCTION_MAX_RATIO` times the median gap above without fitting two segments
+    (:func:`junction_two_segments`, a sign, not a gate): a counting error the score would read
+    as transitional anatomy (a confident wrong answer). Empty string = plausible."""
+    problem = _junction_off(points_mm)
+    return problem if problem and not junction_two_segments(points_mm) else ""
+
+
+def _junction_off(points_mm: Sequence[tuple[float, float]]) -> str:
+    """L5-S1 above L4-L5, or more than :data:`JUNCTION_MAX_RATIO` times the median gap above it
+    further down (not one segment under L4-L5), in words; "" when neither."""
     gaps = _junction_gap(points_mm)
     if gaps is None:
         return ""
@@ -516,6 +524,32 @@ def junction_miscounted(points_mm: Sequence[tuple[float, float]]) -> str:
             "(a segment too low?)"
         )
     return ""
+
+
+def junction_two_segments(points_mm: Sequence[tuple[float, float]]) -> str:
+    """A sign when L5-S1 lies two segments below L4-L5, not one: the junction gap is more than
+    :data:`JUNCTION_MAX_RATIO` and at most the upper :data:`EXTRA_SEGMENT_RATIO` times the median
+    gap of a plausible chain L1-L2 .. L4-L5. The localizer found no mobile-looking disc one
+    segment under L4-L5 and took the next one down: an L5-S1 disc that is absent or fused (as
+    in sacralization), one mobile lumbar-type segment more above the sacrum (lumbarization), or
+    a degenerate L5-S1 disc the localizer did not see. Like an extra segment in the chain
+    (:func:`extra_segment`) it is a sign for review, not a counting error to hide: on the third
+    to eighth generators 9 of the 11 studies it fits were transitional (docs/model.md,
+    "L5-S1 two segments under L4-L5"). Empty string otherwise."""
+    gaps = _junction_gap(points_mm)
+    if gaps is None or len(points_mm) < 5 or _l5s1_above_l4l5(points_mm):
+        return ""
+    if implausible(points_mm[:4]):
+        return ""
+    junction, med = gaps
+    ratio = junction / med if med > 1e-9 else 0.0
+    if not JUNCTION_MAX_RATIO < ratio <= EXTRA_SEGMENT_RATIO[1]:
+        return ""
+    return (
+        f"L4-L5 to L5-S1 spans two segments ({ratio:.2f}x the median distance between the "
+        "levels above): no mobile disc where L5-S1 should be (absent or fused), one "
+        "lumbar-type segment more, or a disc the localizer did not see"
+    )
 
 
 def junction_implausible(points_mm: Sequence[tuple[float, float]]) -> str:
@@ -634,9 +668,9 @@ def repair_chain(
     two discs can have its arg-max on the wrong one (typically L1-L2 on T12-L1, a gap of two
     segments below it). The chain is repaired only when exactly one level has a second peak of
     at least :data:`SECOND_PEAK_MIN_MASS` that makes the whole localization plausible: the chain,
-    and the junction below it (:func:`junction_miscounted`). None or several such repairs leave
-    it as it was (the study is not assessable, as before). The uncertainty figures are not
-    touched: they are the maps', not the points'.
+    and the junction one segment below it (:func:`junction_miscounted`). None or several such
+    repairs leave it as it was (the study is not assessable, as before). The uncertainty
+    figures are not touched: they are the maps', not the points'.
     """
     chain = [c[0] for c in candidates]
     below = [] if junction is None else [junction]
@@ -646,7 +680,7 @@ def repair_chain(
 
     def plausible(pts: Sequence[Peak]) -> bool:
         mm = in_mm([*pts, *below])
-        return not implausible(mm[:4]) and not (below and junction_miscounted(mm))
+        return not implausible(mm[:4]) and not (below and _junction_off(mm))
 
     if not implausible(in_mm(chain)):
         return None  # a plausible chain is never touched, whatever the junction below it
