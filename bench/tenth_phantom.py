@@ -62,13 +62,14 @@ the phase direction, Fourier transformed, cropped to the acquired matrix (phase 
 60-95 %, mild apodisation), given complex Gaussian noise (Rician magnitude, SNR 5-50) and
 zero-filled to the display matrix.
 
-Series: sagittal T2 TSE/FSE target (TE 80-120 ms, TR 2500-6000 ms), sagittal T1 decoy (TE
-8-20, TR 400-800), axial T2 decoy parallel to L4-L5 or L5-S1 (12-30 slices) and, in 40 %, a
-sagittal STIR decoy (TE 40-70, TI set).  Geometry: FOV 240-360 mm, matrices 256-640, pixel
-spacing 0.4-1.2 mm, 9-25 slices of 3-5 mm with 0-1 mm gap, anterior left or right, mostly
+Series: sagittal T2 TSE/FSE target (TE 80-120 ms, TR 2500-6000 ms), sagittal T1 decoy (TE 8-20,
+TR 400-800), axial T2 decoy parallel to L4-L5 or L5-S1 (12-30 slices) and, in 40 %, a sagittal
+STIR decoy (TE 40-70, TI set).  Sagittal geometry: FOV 240-360 mm per axis, matrices 256-640,
+pixel spacing 0.4-1.2 mm, 9-25 slices of 3-5 mm with 0-1 mm gap, anterior left or right, mostly
 head-up (some feet-up or transposed layouts), in-plane rotation and yaw/roll up to 10 deg,
-stack centre up to 8 mm off the midline, slices stored ascending or descending, Siemens, GE,
-Philips and Canon naming conventions.
+stack centre up to 8 mm off the midline (widened so every L1-L2 ... L5-S1 centre lies inside
+the stack), slices stored ascending or descending; axial FOV 190-270 mm; Siemens, GE, Philips
+and Canon naming conventions; three file layouts (series folders, DICOM tree, flat).
 
 CLI
 ---
@@ -224,7 +225,8 @@ class Canvas:
         self.sub_half = float(np.max(np.abs(self.sub_off)))
         self.seqs, self.field_t = seqs, field_t
         self.K = len(seqs)
-        self.S = np.zeros((self.K, len(self.slice_off), len(self.sub_off), self.nr, self.nc), F32)
+        # sub-planes start collapsed (smooth tissues painted first) and are expanded on demand
+        self.S = np.zeros((self.K, len(self.slice_off), 1, self.nr, self.nc), F32)
         self.edge = 0.6 * min(self.dr, self.dc)
         self._cache: dict[str, np.ndarray] = {}
 
@@ -279,6 +281,8 @@ class Win:
         self.cv = cv
         self.sl = (slice(s0, s1), slice(r0, r1), slice(c0, c1))
         sub = np.zeros(1) if smooth else cv.sub_off
+        if not smooth and cv.S.shape[2] != len(cv.sub_off):
+            cv.S = np.repeat(cv.S, len(cv.sub_off), axis=2)
         self.off = (cv.slice_off[s0:s1, None] + sub[None, :]).astype(F32)[:, :, None, None]
         self.rr = (np.arange(r0, r1, dtype=F32) * F32(cv.dr))[:, None]
         self.cc = (np.arange(c0, c1, dtype=F32) * F32(cv.dc))[None, :]
@@ -910,8 +914,9 @@ def _paint_organs(cv: Canvas, pt: Patient) -> None:
         dz = 5 if s > 0 else -12
         c = np.array([xc + s * 72 * sc, yc + 18, l1.o_mid[2] + dz + p["kidney_dz"]])
         rot = _rx(15) @ _ry(-s * 12)
-        ellipsoid(cv, c, rot, (38 * sc, 33, 68 * sc), cv.tissue("fat"), edge=2.0)
-        ellipsoid(cv, c, rot, (27 * sc, 23, 55 * sc), cv.tissue("kidney_c"), edge=1.5)
+        kw = {"smooth": True}
+        ellipsoid(cv, c, rot, (38 * sc, 33, 68 * sc), cv.tissue("fat"), edge=2.0, **kw)
+        ellipsoid(cv, c, rot, (27 * sc, 23, 55 * sc), cv.tissue("kidney_c"), edge=1.5, **kw)
         ellipsoid(
             cv,
             c + s * np.array([-4, 0, 0]),
@@ -919,9 +924,16 @@ def _paint_organs(cv: Canvas, pt: Patient) -> None:
             (18 * sc, 16, 42 * sc),
             cv.tissue("kidney_m"),
             edge=2.0,
+            **kw,
         )
         ellipsoid(
-            cv, c + s * np.array([-14, 0, 0]), rot, (8, 9, 20 * sc), cv.tissue("fat"), edge=1.5
+            cv,
+            c + s * np.array([-14, 0, 0]),
+            rot,
+            (8, 9, 20 * sc),
+            cv.tissue("fat"),
+            edge=1.5,
+            **kw,
         )
     # pelvis: rectum and bladder in front of the lower sacrum / coccyx
     s4, co = by["S4"], by["Co2"]
@@ -934,6 +946,7 @@ def _paint_organs(cv: Canvas, pt: Patient) -> None:
         cv.tissue("bowel"),
         edge=2.0,
         scale=0.9,
+        smooth=True,
     )
     ellipsoid(
         cv,
@@ -1544,7 +1557,7 @@ VENDORS: dict[str, dict] = {
         "STIR": ["STIR SAG", "Sag STIR", "SAG_STIR_FSE"],
         "AX": ["T2 FSE AX", "Ax T2WI", "AX_T2_FSE", "T2W AX L4-S1"],
         "itype": ["ORIGINAL", "PRIMARY", "OTHER"],
-        "coil": ["Spine SPEEDER", "Atlas SPEEDER Spine", "SPINE"],
+        "coil": ["Spine SPEEDER", "Atlas Spine", "SPINE"],
         "sw": ["V6.0", "V7.0*R003", "V4.5SP0001"],
     },
 }
@@ -1690,8 +1703,8 @@ def _sag_geometry(rng: np.random.Generator, pt: Patient) -> Geom:
     opts = [n for n in (256, 288, 320, 384, 448, 512, 576, 640) if 0.42 <= fov_cc / n <= 1.15]
     n_cc = int(rng.choice(opts))
     ps = fov_cc / n_cc
-    fov_ap = max(fov_cc * rng.uniform(0.72, 1.0), span_ap + 40, 256 * ps)
-    n_ap = int(np.clip(_even(fov_ap / ps), 256, 640))
+    fov_ap = max(fov_cc * rng.uniform(0.75, 1.0), span_ap + 40, 256 * ps, 240.0)
+    n_ap = int(np.clip(2 * math.ceil(fov_ap / ps / 2), 256, min(640, 2 * int(180 / ps))))
     fov_ap = n_ap * ps
     if cc_is_row:
         disp, fov = (n_cc, n_ap), (fov_cc, fov_ap)
@@ -1870,7 +1883,10 @@ def acquire(
     wr = 1 - alpha * np.linspace(-1, 1, m[0]) ** 2
     wc = 1 - alpha * np.linspace(-1, 1, m[1]) ** 2
     k *= (wr[:, None] * wc[None, :]).astype(F32)
-    ref = float(np.percentile(obj[:, nr // 4 : 3 * nr // 4, nc // 4 : 3 * nc // 4], 90)) + 1e-6
+    ref = (
+        float(np.percentile(obj[:, nr // 4 : 3 * nr // 4 : 2, nc // 4 : 3 * nc // 4 : 2], 90))
+        + 1e-6
+    )
     snr = float(np.exp(rng.uniform(math.log(5), math.log(50))))
     sigma = ref / snr * math.sqrt(nr * nc / (m[0] * m[1]))
     k += (rng.normal(0, sigma, k.shape) + 1j * rng.normal(0, sigma, k.shape)).astype(np.complex64)
@@ -1884,9 +1900,9 @@ def acquire(
 def _quantise(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int, tuple[int, int]]:
     bits = 12 if rng.random() < 0.7 else 16
     top = rng.uniform(1200, 3600) if bits == 12 else rng.uniform(2500, 30000)
-    p = float(np.percentile(img, 99.7)) + 1e-9
+    p = float(np.percentile(img[:, ::3, ::3], 99.7)) + 1e-9
     arr = np.clip(np.round(img * (top / p)), 0, 2**bits - 1).astype(np.uint16)
-    lo, hi = np.percentile(arr, [1, 99.5])
+    lo, hi = np.percentile(arr[:, ::3, ::3], [1, 99.5])
     wc, ww = int(round((lo + hi) / 2)), max(int(round((hi - lo) * 1.1)), 1)
     return arr, bits, (wc, ww)
 
