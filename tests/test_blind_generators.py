@@ -1,9 +1,8 @@
 """bench/sixth_phantom.py to bench/tenth_phantom.py (the blind generators written without sight
 of the project's own; the tenth is held in reserve, never yet run through the screen) keep the
 ``truth.json`` contract of ``bench/bench_screen.py``: one study, three series (the tenth: three
-or four), the sagittal T2
-named in the truth, each disc centre inside that series' field, deterministic and distinct
-UIDs."""
+or four), the sagittal T2 named in the truth, each disc centre inside that series' field,
+deterministic and distinct UIDs."""
 
 from __future__ import annotations
 
