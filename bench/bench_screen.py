@@ -68,6 +68,8 @@ class StudyRecord:
     inference_ms: float | None = None
     wall_ms: float = 0.0
     disc_errors_mm: dict[str, float] = field(default_factory=dict)
+    #: per level: peak confidence, mutual information (bits), entropy (bits)
+    level_figures: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -271,6 +273,10 @@ def _fill(rec: StudyRecord, result: Any, truth: dict, paths: list[Path]) -> None
     rec.junction_gap_ratio = result.junction_gap_ratio
     rec.extra_segment = result.extra_segment
     rec.inference_ms = float(result.inference_ms)
+    rec.level_figures = {
+        lv.level: {"peak": lv.peak_confidence, "mi": lv.mutual_information, "entropy": lv.entropy}
+        for lv in result.levels
+    }
     normal = series_normal(paths, result.series_instance_uid)
     if normal is None:
         normal = np.asarray(truth.get("slice_normal", (1.0, 0.0, 0.0)), float)
