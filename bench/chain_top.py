@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_screen import auroc  # noqa: E402
 
 Levels = dict[str, dict[str, Any]]
 
@@ -42,14 +47,6 @@ FIGURES: dict[str, Callable[[Levels], float]] = {
     "L1-L2 entropy - L2-L3/L3-L4": _against_below(lambda f: float(f["entropy"])),
     "1 - L1-L2 peak confidence": lambda lv: 1.0 - float(lv["L1-L2"]["peak"]),
 }
-
-
-def auroc(positive: list[float], negative: list[float]) -> float | None:
-    """P(a positive scores above a negative), ties half; None without both classes."""
-    if not positive or not negative:
-        return None
-    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
-    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
 
 
 def groups(studies: list[dict[str, Any]], shift_mm: float) -> dict[str, dict[str, list[Levels]]]:
@@ -80,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for name in names:
             low, normal = by_set[name]["counted low"], by_set[name]["normal"]
-            value = auroc([figure(lv) for lv in low], [figure(lv) for lv in normal])
+            scores = [figure(lv) for lv in low + normal]
+            value = auroc(scores, [True] * len(low) + [False] * len(normal))
             cells.append("-" if value is None else f"{value:.2f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     return 0

@@ -182,3 +182,33 @@ def test_artefact_probe_darkens_the_t2_in_front_of_the_spine_only(tmp_path: Path
     assert [probe.outcome({"assessable": a, "suspected": s}, lstv) for a, s, lstv in
             [(False, True, True), (True, True, True), (True, True, False), (True, False, True)]
             ] == ["na", "right", "fa", "miss"]  # fmt: skip
+
+
+def test_chain_top_compares_spines_counted_low_with_normals_localized_right(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chain_top = _load("chain_top")
+
+    def study(variant: str, l1l2_error: float, l1l2_peak: float, assessable: bool = True) -> dict:
+        figures = {lv: {"peak": 0.9, "mi": 0.05, "entropy": 5.0} for lv in ("L2-L3", "L3-L4")}
+        figures["L1-L2"] = {"peak": l1l2_peak, "mi": 0.05, "entropy": 5.0}
+        return {"set": "x", "variant": variant, "assessable": assessable,
+                "disc_errors_mm": {"L1-L2": l1l2_error}, "level_figures": figures}  # fmt: skip
+
+    studies = [
+        study("lumbarization", 33.0, 0.5),  # counted from the sacrum: L1-L2 a segment low
+        study("lumbarization", 34.0, 0.6),
+        study("lumbarization", 1.0, 0.1),  # counted right: not in either group
+        study("normal", 1.0, 0.9),
+        study("normal", 2.0, 0.8),
+        study("normal", 31.0, 0.1),  # a normal localized a segment off: left out
+        study("normal", 1.0, 0.1, assessable=False),
+    ]
+    groups = chain_top.groups(studies, 15.0)["x"]
+    assert len(groups["counted low"]) == 2 and len(groups["normal"]) == 2
+    path = tmp_path / "screen.json"
+    path.write_text(json.dumps({"studies": studies}))
+    assert chain_top.main([str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "| figure | x (2) |" in table
+    assert "| 1 - L1-L2 peak confidence | 1.00 |" in table  # lower peaks, all of them
