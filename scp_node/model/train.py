@@ -40,7 +40,8 @@ SCORE_FORMULA = (
     "mean over L4-L5, L5-S1 minus mean over L1-L2, L2-L3, L3-L4 of 4 * MI + (1 - peak_confidence)"
     "; plus, with the mobile-discs channel, clip(1 - L5-S1 disc signal, 0, 1) + clip(disc signal"
     " 15-65 mm below L5-S1, 0, 2), both relative to the L1-L2 .. L3-L4 discs; when one gap of"
-    " L1-L2 .. L4-L5 spans two segments (1.6-2.5x the median), 1 in place of the first term"
+    " L1-L2 .. L4-L5 spans two segments (1.6-2.5x the median), or L4-L5 to L5-S1 does (1.4-2.5x"
+    " the median above), 1 in place of the first term"
 )
 
 
