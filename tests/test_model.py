@@ -13,6 +13,7 @@ from scp_node.analysis import analyze_study
 from scp_node.cli import main
 from scp_node.config import ModelSettings, Settings
 from scp_node.model import datasets, variations
+from scp_node.model import train as train_module
 from scp_node.model import uncertainty as unc
 from scp_node.model.engine import LocalizerEngine
 from scp_node.model.evaluate import in_plane_errors
@@ -504,3 +505,29 @@ def test_l5s1_two_segments_under_l4l5_is_a_finding_for_review(
     assert res.lstv_score >= unc.EXTRA_SEGMENT_TERM
     assert any(w.startswith("extra segment: L4-L5 to L5-S1") for w in res.warnings)
     assert res.evidence[0].startswith("one gap of the levels spans two segments")
+
+
+def test_batches_made_ahead_on_a_second_thread_are_the_batches_made_inline() -> None:
+    """The training batches come from a second thread (augmentation beside the network's
+    steps); bit for bit and in order they are the ones one generator draws inline, so the
+    trained weights do not change. An error while making them reaches the training loop."""
+    gen = torch.Generator().manual_seed(7)
+    size = 32
+    x = torch.rand(6, 1, size, size, generator=gen)
+    m = torch.ones(6, 2, size, size, dtype=torch.float16)
+    y = 8.0 + 16.0 * torch.rand(6, len(DISC_LEVELS), 2, generator=gen)
+    data = (x, m, y)
+    inline_gen = torch.Generator().manual_seed(3)
+    inline = [train_module.training_batch(data, 4, size, inline_gen) for _ in range(5)]
+    ahead = list(train_module.AugmentedBatches(data, 5, 4, 3, size, ahead=2))
+    assert len(ahead) == 5
+    for (xa, ta), (xb, tb) in zip(inline, ahead, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ta, tb)
+    assert not torch.equal(inline[0][0], inline[1][0])  # the draws do move on
+    broken = (x[:, 0], m, y)  # inputs without their channel axis
+    with pytest.raises(ValueError):
+        list(train_module.AugmentedBatches(broken, 5, 4, 3, size))
+    # a loop that stops early lets the second thread go
+    batches = train_module.AugmentedBatches(data, 1000, 4, 3, size, ahead=2)
+    for _ in zip(range(2), batches, strict=False):
+        pass

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,6 +268,80 @@ def _metadata(cfg: TrainConfig, losses: list[float], seconds: float) -> dict[str
     }
 
 
+def training_batch(
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    batch: int,
+    size: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One augmented batch drawn with ``gen``: inputs ``[B, 1, S, S]`` and the targets (a
+    Gaussian per level, then the normalised mobile-discs map) ``[B, L + 1, S, S]``."""
+    x_all, m_all, y_all = data
+    idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+    xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
+    return xb, torch.cat([gaussian_targets(yb, size), _normalised(mb[:, 1:])], 1)
+
+
+class AugmentedBatches:
+    """The ``steps`` training batches, made ahead on a second thread while the training thread
+    runs the network (torch releases the GIL inside its kernels, so the augmentation runs on
+    the core the training thread leaves free). One generator, seeded with ``seed``, draws
+    them in order, and the model's own random draws (dropout) never touch it, so the batches
+    and the trained weights are bit-identical to making each batch inside the loop. An error
+    on the second thread is raised on the training thread."""
+
+    _END = object()
+
+    def __init__(
+        self,
+        data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        steps: int,
+        batch: int,
+        seed: int,
+        size: int,
+        ahead: int = 4,
+    ):
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._make, args=(data, steps, batch, seed, size), daemon=True
+        )
+        self._thread.start()
+
+    def _make(self, data: Any, steps: int, batch: int, seed: int, size: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        try:
+            for _ in range(steps):
+                if self._stop.is_set():
+                    return
+                self._put(training_batch(data, batch, size, gen))
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._thread.join()
+
+
 def _fit(
     model: HeatmapUNet,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -273,20 +350,14 @@ def _fit(
 ) -> list[float]:
     """``cfg.steps`` AdamW steps (one-cycle lr) on augmented batches of (inputs, maps, level
     targets): cross-entropy of each output's spatial softmax against its normalised target."""
-    x_all, m_all, y_all = data
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15
     )
-    gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     losses: list[float] = []
-    for step in range(cfg.steps):
-        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
-        xb, mb, yb = augment(x_all[idx], m_all[idx].float(), y_all[idx], gen)
-        target = torch.cat(
-            [gaussian_targets(yb, model.config.input_size), _normalised(mb[:, 1:])], 1
-        )
+    batches = AugmentedBatches(data, cfg.steps, cfg.batch, cfg.seed, model.config.input_size)
+    for step, (xb, target) in enumerate(batches):
         logits = model(xb)
         logp = torch.log_softmax(logits.flatten(2), dim=-1)
         loss = -(target.flatten(2) * logp).sum(-1).mean()
