@@ -536,13 +536,9 @@ def junction_two_segments(points_mm: Sequence[tuple[float, float]]) -> str:
     (:func:`extra_segment`) it is a sign for review, not a counting error to hide: on the third
     to eighth generators 9 of the 11 studies it fits were transitional (docs/model.md,
     "L5-S1 two segments under L4-L5"). Empty string otherwise."""
-    gaps = _junction_gap(points_mm)
-    if gaps is None or len(points_mm) < 5 or _l5s1_above_l4l5(points_mm):
+    if len(points_mm) < 5 or _l5s1_above_l4l5(points_mm) or implausible(points_mm[:4]):
         return ""
-    if implausible(points_mm[:4]):
-        return ""
-    junction, med = gaps
-    ratio = junction / med if med > 1e-9 else 0.0
+    ratio = junction_gap_ratio(points_mm)
     if not JUNCTION_MAX_RATIO < ratio <= EXTRA_SEGMENT_RATIO[1]:
         return ""
     return (
