@@ -1,6 +1,7 @@
 """List the stress-table studies whose disc chain was repaired (one level read on the second
-peak of its map, :func:`scp_node.model.uncertainty.repair_chain`), with their verdict and the
-distance of every level from the truth, so a repair can be checked against the anatomy.
+peak of its map, :func:`scp_node.model.uncertainty.repair_chain`, or the levels counted up from
+L5-S1 disc by disc, :func:`scp_node.model.uncertainty.count_up_chain`), with their verdict and
+the distance of every level from the truth, so a repair can be checked against the anatomy.
 
     python bench/chain_repairs.py [--normals 20] [--lstv 10] [--rows baseline "11 slices"]
 """
@@ -33,7 +34,7 @@ def main() -> None:
                 ph = make(variant, datasets.EVALUATION_SEED0 + i)
                 volume = datasets.phantom_series(ph)
                 res = engine.analyze(volume)
-                notes = [w for w in res.warnings if "second peak" in w]
+                notes = [w for w in res.warnings if "second peak" in w or "counted up" in w]
                 if not notes:
                     continue
                 repaired += 1

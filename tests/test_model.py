@@ -507,6 +507,41 @@ def test_l5s1_two_segments_under_l4l5_is_a_finding_for_review(
     assert res.evidence[0].startswith("one gap of the levels spans two segments")
 
 
+def test_two_levels_on_one_disc_are_counted_up_from_l5s1(
+    engine: LocalizerEngine, tmp_path: Path
+) -> None:
+    """A normal spine of the fourth generator (seed 4, study 30, as in docs/model.md): L2-L3's
+    map is split and both L2-L3 and L3-L4 peak on the L3-L4 disc, L1-L2 on L2-L3's. That was
+    "not assessable (a level skipped or doubled)"; counted up from L5-S1 along the discs the
+    disc channel finds, every level lands on its own disc, and the study is screened (negative)
+    and marked for review with a warning that says so."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "fourth_phantom.py"
+    spec = importlib.util.spec_from_file_location("fourth_phantom", bench)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fourth_phantom"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    module.make_study(tmp_path, 4, 30)
+    folder = tmp_path / "fourth-030"
+    truth = json.loads((folder / "truth.json").read_text())
+    assert truth["variant"] == "normal"
+    res = analyze_study(
+        sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".json"),
+        Settings(),
+        engine,
+    )
+    assert res.assessable and not res.lstv_suspected and res.needs_review, res
+    assert any("counted up from L5-S1 disc by disc" in w for w in res.warnings), res.warnings
+    where = {d["level"]: np.asarray(d["patient_xyz"]) for d in truth["discs"]}
+    normal = np.asarray(truth["slice_normal"], dtype=float)
+    for finding in res.levels:  # each on its own disc: within 6 mm in the sagittal plane
+        d = np.asarray(finding.patient_xyz) - where[finding.level]
+        assert np.linalg.norm(d - (d @ normal) * normal) < 6.0, finding.level
+
+
 def test_batches_made_ahead_on_a_second_thread_are_the_batches_made_inline() -> None:
     """The training batches come from a second thread (augmentation beside the network's
     steps); bit for bit and in order they are the ones one generator draws inline, so the

@@ -389,3 +389,60 @@ def test_a_chain_is_not_repaired_by_a_weak_or_an_ambiguous_second_peak() -> None
     assert unc.repair_chain(_chain(close, {1: (38.0, 0.4)}), 2.0) is not None
     assert unc.repair_chain(_chain(close, {0: (8.0, 0.4)}), 2.0) is not None
     assert unc.repair_chain(_chain(close, {0: (8.0, 0.4), 1: (38.0, 0.4)}), 2.0) is None
+
+
+def _map_on(points: dict[tuple[int, int], float], size: int = 128) -> np.ndarray:
+    """A ``size``² map with the given mass on each (x, y) pixel, normalised."""
+    p = np.zeros((size, size))
+    for (x, y), mass in points.items():
+        p[y, x] = mass
+    return p / p.sum()
+
+
+#: A vertical spine at x = 50 on 2 mm pixels: mobile discs 18 px (36 mm) apart, L5-S1 at y = 110.
+DISCS_Y = [2, 20, 38, 56, 74, 92]  # T11-T12 .. L4-L5
+L5S1 = unc.Peak(50.0, 110.0, 0.8)
+
+
+def _disc_channel(ys: list[int] = DISCS_Y) -> np.ndarray:
+    return _map_on({(50, y): 1.0 for y in [*ys, 110]})
+
+
+def test_two_levels_on_one_disc_are_counted_up_from_l5s1_disc_by_disc() -> None:
+    # seen on blind normals: L2-L3 and L3-L4 both on the L3-L4 disc, L1-L2 on L2-L3's
+    maps = [
+        _map_on({(50, 56): 0.7, (50, 38): 0.2, (50, 20): 0.1}),  # L1-L2 (its disc: y 38)
+        _map_on({(50, 74): 0.45, (50, 56): 0.35, (50, 38): 0.2}),  # L2-L3 (56)
+        _map_on({(50, 74): 0.8, (50, 92): 0.2}),  # L3-L4 (74)
+        _map_on({(50, 92): 0.9, (50, 110): 0.1}),  # L4-L5 (92)
+    ]
+    points = unc.chain_mm([unc.peaks(m)[0] for m in maps], 2.0)
+    assert unc.implausible(points)
+    assert unc.repair_chain([unc.peaks(m) for m in maps], 2.0, junction=L5S1) is None
+    recount = unc.count_up_chain(maps, _disc_channel(), L5S1, 2.0)
+    assert recount is not None
+    assert [q.y for q in recount.points] == [38.0, 56.0, 74.0, 92.0]
+    assert recount.support == pytest.approx((0.2 + 0.35 + 0.8 + 0.9) / 4)
+    assert recount.runner_up < recount.support / unc.COUNT_UP_MARGIN
+    assert not unc.implausible(unc.chain_mm([*recount.points, L5S1], 2.0)[:4])
+    # the same maps with their mass off the discs (between them): no support, no recount
+    off = [_map_on({(50, int(q.y) + 9): 1.0}) for q in recount.points]
+    assert unc.count_up_chain(off, _disc_channel(), L5S1, 2.0) is None
+
+
+def test_counting_up_needs_consecutive_discs_and_a_clear_winner() -> None:
+    maps = [
+        _map_on({(50, 56): 0.7, (50, 38): 0.3}),
+        _map_on({(50, 74): 0.5, (50, 56): 0.5}),
+        _map_on({(50, 74): 1.0}),
+        _map_on({(50, 92): 1.0}),
+    ]
+    assert unc.count_up_chain(maps, _disc_channel(), L5S1, 2.0) is not None
+    # a disc the disc channel does not see (L3-L4, y 56): the run skips it -> a gap of two
+    # segments -> not plausible; no other run has support
+    assert unc.count_up_chain(maps, _disc_channel([2, 20, 38, 74, 92]), L5S1, 2.0) is None
+    # too few discs in view for a run of four
+    assert unc.count_up_chain(maps, _disc_channel([74, 92]), L5S1, 2.0) is None
+    # two runs the maps support about equally (each level split over two discs): ambiguous
+    split = [_map_on({(50, y): 0.5, (50, y + 18): 0.5}) for y in (20, 38, 56, 74)]
+    assert unc.count_up_chain(split, _disc_channel(), L5S1, 2.0) is None

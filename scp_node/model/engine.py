@@ -273,17 +273,25 @@ class LocalizerEngine:
         before = min(below, max(count // 2, count - 1 - above))
         return [centre + step * (k - before) for k in range(count)]
 
-    def _repair_chain(self, stats: dict[str, unc.LevelStats], means: list[np.ndarray]) -> str:
+    def _repair_chain(
+        self,
+        stats: dict[str, unc.LevelStats],
+        means: list[np.ndarray],
+        disc_map: np.ndarray | None,
+    ) -> str:
         """Move the one level of L1-L2 .. L4-L5 whose second peak makes an implausible chain
         plausible (:func:`.uncertainty.repair_chain`; ``means``: every level's mean map) in
-        ``stats``; a warning saying so, or ""."""
+        ``stats``, else count them up from L5-S1 along the discs of ``disc_map``
+        (:func:`.uncertainty.count_up_chain`); a warning saying so, or ""."""
         candidates = [unc.peaks(mean) for mean in means[:-1]]
         last = stats[self.levels[-1]]
-        fix = unc.repair_chain(
-            candidates, self.grid.spacing_mm, unc.Peak(last.x, last.y, last.peak_confidence)
-        )
+        junction = unc.Peak(last.x, last.y, last.peak_confidence)
+        fix = unc.repair_chain(candidates, self.grid.spacing_mm, junction)
         if fix is None:
-            return ""
+            points = unc.chain_mm([*(c[0] for c in candidates), junction], self.grid.spacing_mm)
+            if disc_map is None or not unc.implausible(points[:4]) or unc.extra_segment(points):
+                return ""  # plausible, or a sign: an extra segment in the chain
+            return self._count_up(stats, means, disc_map, junction)
         level = self.levels[fix.level]
         stats[level] = replace(stats[level], x=fix.peak.x, y=fix.peak.y)
         shift = self.grid.spacing_mm * float(
@@ -293,6 +301,29 @@ class LocalizerEngine:
             f"{level} placed on the second peak of its map ({fix.peak.mass:.2f} of its "
             f"probability against {fix.replaced.mass:.2f}, {shift:.0f} mm away): the first made "
             "the distances between the levels inconsistent"
+        )
+
+    def _count_up(
+        self,
+        stats: dict[str, unc.LevelStats],
+        means: list[np.ndarray],
+        disc_map: np.ndarray,
+        junction: unc.Peak,
+    ) -> str:
+        """L1-L2 .. L4-L5 counted up from L5-S1 along the discs (in ``stats``); a warning, or ""."""
+        recount = unc.count_up_chain(means[:-1], disc_map, junction, self.grid.spacing_mm)
+        if recount is None:
+            return ""
+        moved = []
+        for level, point in zip(self.levels, recount.points, strict=False):
+            st = stats[level]
+            if np.hypot(point.x - st.x, point.y - st.y) * self.grid.spacing_mm > 5.0:
+                moved.append(level)
+            stats[level] = replace(st, x=point.x, y=point.y)
+        return (
+            f"{', '.join(moved)} counted up from L5-S1 disc by disc (support of the levels' maps "
+            f"{recount.support:.2f} against {recount.runner_up:.2f} one disc off): their own "
+            "peaks made the distances between the levels inconsistent"
         )
 
     def _field_mm(self, mask: np.ndarray, st: unc.LevelStats, direction: int) -> float:
@@ -346,7 +377,10 @@ class LocalizerEngine:
             means.append(samples.mean(axis=0))
             coverage[level] = float((means[-1] * (mask > 0.5)).sum())
         warnings = list(volume.warnings) + ([off_centre] if off_centre else [])
-        repaired = self._repair_chain(stats, means)
+        disc_map = None
+        if maps.shape[2] > len(self.levels):  # the auxiliary mobile-discs channel
+            disc_map = maps[:, :, len(self.levels)].reshape(-1, *maps.shape[-2:]).mean(axis=0)
+        repaired = self._repair_chain(stats, means, disc_map)
         if repaired:
             warnings.append(repaired)
         for level in self.levels:
@@ -372,8 +406,7 @@ class LocalizerEngine:
                 )
             )
         evidence = None
-        if maps.shape[2] > len(self.levels):  # the auxiliary mobile-discs channel
-            disc_map = maps[:, :, len(self.levels)].reshape(-1, *maps.shape[-2:]).mean(axis=0)
+        if disc_map is not None:
             evidence = unc.disc_evidence(
                 disc_map, [(stats[lv].x, stats[lv].y) for lv in self.levels], self.grid.spacing_mm
             )

@@ -669,21 +669,95 @@ def repair_chain(
     figures are not touched: they are the maps', not the points'.
     """
     chain = [c[0] for c in candidates]
-    below = [] if junction is None else [junction]
-
-    def in_mm(pts: Sequence[Peak]) -> list[tuple[float, float]]:
-        return [(q.x * mm_per_px, q.y * mm_per_px) for q in pts]
-
-    def plausible(pts: Sequence[Peak]) -> bool:
-        mm = in_mm([*pts, *below])
-        return not implausible(mm[:4]) and not (below and _junction_off(mm))
-
-    if not implausible(in_mm(chain)):
+    if not implausible(chain_mm(chain, mm_per_px)):
         return None  # a plausible chain is never touched, whatever the junction below it
     repairs = [
         ChainRepair(i, alt, chain[i])
         for i, options in enumerate(candidates)
         for alt in options[1:]
-        if alt.mass >= SECOND_PEAK_MIN_MASS and plausible([*chain[:i], alt, *chain[i + 1 :]])
+        if alt.mass >= SECOND_PEAK_MIN_MASS
+        and _plausible_with([*chain[:i], alt, *chain[i + 1 :]], junction, mm_per_px)
     ]
     return repairs[0] if len(repairs) == 1 else None
+
+
+def chain_mm(points: Sequence[Peak], mm_per_px: float) -> list[tuple[float, float]]:
+    """The points (canonical px) in mm, as :func:`implausible` takes them."""
+    return [(q.x * mm_per_px, q.y * mm_per_px) for q in points]
+
+
+def _plausible_with(chain: Sequence[Peak], junction: Peak | None, mm_per_px: float) -> bool:
+    """The chain L1-L2 .. L4-L5 is plausible and, given, L5-S1 lies one segment under it."""
+    mm = chain_mm([*chain, *([] if junction is None else [junction])], mm_per_px)
+    return not implausible(mm[:4]) and not (junction is not None and _junction_off(mm))
+
+
+#: Counting up along the discs (:func:`count_up_chain`): a disc candidate needs at least this
+#: share of the median mass of the five strongest disc-map peaks; the chosen run needs this mean
+#: support from the level maps and this margin over every other run.
+COUNT_UP_MIN_DISC = 0.25
+COUNT_UP_MIN_SUPPORT = 0.25
+COUNT_UP_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class ChainRecount:
+    """L1-L2 .. L4-L5 counted up from L5-S1 along the discs: their new points (level order),
+    the run's mean support from the level maps and the best other run's."""
+
+    points: tuple[Peak, ...]
+    support: float
+    runner_up: float
+
+
+def count_up_chain(
+    level_maps: Sequence[np.ndarray],
+    disc_map: np.ndarray,
+    junction: Peak,
+    mm_per_px: float,
+    radius_px: int = 3,
+) -> ChainRecount | None:
+    """L1-L2 .. L4-L5 placed on the four consecutive discs above L5-S1 that their maps support
+    best, or None: how a reader counts, disc by disc up from the sacrum.
+
+    For an implausible chain that :func:`repair_chain` cannot mend (two levels on one disc, or
+    two levels one disc off): the discs are the peaks of the mobile-disc map ``disc_map``
+    (:func:`peaks`, at least :data:`COUNT_UP_MIN_DISC` of the median of the five strongest) more
+    than 10 mm above ``junction``, nearest first; a run of four consecutive ones gets L4-L5,
+    L3-L4, L2-L3, L1-L2 in that order, and its support is the mean mass the four ``level_maps``
+    (L1-L2 .. L4-L5, normalised) put within ``radius_px`` of their discs. The best run is taken
+    only when the chain is then plausible with L5-S1 one segment under L4-L5, its support is at
+    least :data:`COUNT_UP_MIN_SUPPORT` and at least :data:`COUNT_UP_MARGIN` times every other
+    run's. L5-S1, the point the screen judges, is never moved.
+    """
+    found = peaks(disc_map, count=12, radius=radius_px)
+    if len(found) < 5:
+        return None
+    floor = COUNT_UP_MIN_DISC * float(np.median(sorted(q.mass for q in found)[-5:]))
+    above = sorted(
+        (q for q in found if q.mass >= floor and (junction.y - q.y) * mm_per_px > 10.0),
+        key=lambda q: junction.y - q.y,
+    )
+    runs: list[tuple[float, tuple[Peak, ...]]] = []
+    for k in range(len(above) - 3):
+        discs = tuple(reversed(above[k : k + 4]))  # L1-L2 .. L4-L5
+        support = float(
+            np.mean(
+                [
+                    _mass_near(np.asarray(m, dtype=np.float64), q.x, q.y, radius_px)
+                    / max(float(np.sum(m)), _EPS)
+                    for m, q in zip(level_maps, discs, strict=True)
+                ]
+            )
+        )
+        runs.append((support, discs))
+    if not runs:
+        return None
+    runs.sort(key=lambda r: -r[0])
+    support, discs = runs[0]
+    runner_up = runs[1][0] if len(runs) > 1 else 0.0
+    if support < COUNT_UP_MIN_SUPPORT or support < COUNT_UP_MARGIN * runner_up:
+        return None
+    if not _plausible_with(discs, junction, mm_per_px):
+        return None
+    return ChainRecount(discs, support, runner_up)
