@@ -451,7 +451,8 @@ def test_negative_screen_states_that_it_does_not_exclude_lumbarization(study) ->
     _paths, truth, sources = study
     negative = build_sr(result_for(truth, lstv_suspected=False), sources, ReportSettings())
     assert any(
-        "does not exclude lumbarization" in t for t in texts_of(groups(negative)["LSTV screen"])
+        "does not exclude lumbarization or sacralization" in t
+        for t in texts_of(groups(negative)["LSTV screen"])
     )
     positive = build_sr(result_for(truth), sources, ReportSettings())
     assert not any("lumbarization" in t for t in texts_of(groups(positive)["LSTV screen"]))

@@ -5,7 +5,9 @@ Seeds start at :data:`datasets.EVALUATION_SEED0`, disjoint from training and val
 is the distance (mm) between the predicted and the true disc centre within the sagittal plane (the
 component along the slice normal is left out: the prediction lies on the mid-sagittal slice the
 engine chose). Sensitivity, specificity and AUROC are over assessable studies; the not-assessable
-rate is reported beside them.
+rate is reported beside them. AUROC ranks the scores; sensitivity and specificity count the
+verdicts the node reports ("LSTV suspected"), so a score over the threshold that was held back
+for want of an anatomical sign (:func:`scp_node.model.uncertainty.uncorroborated`) is a negative.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def evaluate_row(
     errors: list[float] = []
     per_level: dict[str, list[float]] = {lv: [] for lv in DISC_LEVELS}
     scores, labels, variants, ms = [], [], [], []
-    review = not_assessable = 0
+    suspected: list[float] = []
+    review = not_assessable = held_back = 0
     reasons: dict[str, int] = {}
     plan = [("normal", normals), ("lumbarization", per_lstv_variant)]
     plan.append(("sacralization", per_lstv_variant))
@@ -137,6 +140,8 @@ def evaluate_row(
                 reasons[key] = reasons.get(key, 0) + 1
                 continue
             scores.append(res.lstv_score)
+            suspected.append(float(res.lstv_suspected))
+            held_back += int(bool(res.held_back))
             labels.append(0 if variant == "normal" else 1)
             variants.append(variant)
             if variant == "normal":
@@ -144,7 +149,7 @@ def evaluate_row(
                     errors.append(err)
                     per_level[lv].append(err)
     s, y = np.array(scores), np.array(labels)
-    sens, spec = sens_spec(s, y, engine.threshold)
+    sens, spec = sens_spec(np.array(suspected), y, 0.5)  # the verdicts, not the scores
     fpr, tpr = roc_points(s, y) if len(s) else (np.array([]), np.array([]))
     total = sum(c for _, c in plan)
     by_variant = {
@@ -172,6 +177,7 @@ def evaluate_row(
         "specificity": spec,
         "not_assessable": not_assessable / total,
         "not_assessable_reasons": reasons,
+        "held_back": held_back,
         "needs_review_fraction": review / total,
         "score_median_by_variant": {
             v: float(np.median(x)) if x else float("nan") for v, x in by_variant.items()

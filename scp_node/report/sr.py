@@ -194,11 +194,13 @@ def _comment(text: str) -> hd.sr.TextContentItem:
     )
 
 
-#: What a negative screen cannot say (docs/model.md, "Third generator"): without a counting anchor
-#: in a lumbar field, a lumbarized S1 is usually counted as a normal spine one level lower.
-LUMBARIZATION_LIMITATION = (
-    "Limitation: a negative screen does not exclude lumbarization (an S1 with a mobile disc below "
-    "it can be counted as a normal spine one level lower on a lumbar-only field)"
+#: What a negative screen cannot say (docs/model.md, "Third generator", "Two levels on one disc"):
+#: without a counting anchor in a lumbar field, a lumbarized S1 is usually counted as a normal
+#: spine one level lower, and a sacralized L5 fused to the sacrum can be taken for S1.
+NEGATIVE_SCREEN_LIMITATION = (
+    "Limitation: a negative screen does not exclude lumbarization or sacralization (on a "
+    "lumbar-only field an S1 with a mobile disc below it can be counted as a normal spine one "
+    "level lower, and an L5 fused to the sacrum taken for S1, one level higher)"
 )
 
 
@@ -319,7 +321,7 @@ def _study_group(
     if result.held_back:
         texts.append(f"Finding held back: {result.held_back}")
     if result.applicable and result.assessable and not result.lstv_suspected:
-        texts.append(LUMBARIZATION_LIMITATION)
+        texts.append(NEGATIVE_SCREEN_LIMITATION)
     if not result.applicable:
         texts.append(f"Not applicable: {result.reason or 'no reason given'}")
     texts += [f"Warning: {w}" for w in result.warnings]
