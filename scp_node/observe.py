@@ -82,6 +82,13 @@ FINDINGS_HELD_BACK = Counter(
     "scp_node_lstv_findings_held_back_total",
     "Scores at or over the threshold not reported as LSTV suspected: no anatomical sign",
 )
+LEVELS_REPAIRED = Counter(
+    "scp_node_levels_repaired_total",
+    "Studies whose disc levels were mended before the quality gate (second_peak, counted_up)",
+    ["how"],
+)
+for _how in ("second_peak", "counted_up"):
+    LEVELS_REPAIRED.labels(how=_how)
 END_TO_END_SECONDS = Histogram(
     "scp_node_end_to_end_seconds",
     "Last instance received to SR acknowledged by the destination",
@@ -206,4 +213,6 @@ def record_screen(result: StudyResult) -> str:
         LSTV_SCORE.observe(float(result.lstv_score))
     if result.held_back:
         FINDINGS_HELD_BACK.inc()
+    if result.levels_repaired:
+        LEVELS_REPAIRED.labels(how=result.levels_repaired).inc()
     return outcome

@@ -78,6 +78,11 @@ class StudyResult:
     #: L5-S1 should be, :func:`scp_node.model.uncertainty.junction_two_segments`); "" when none
     #: does. A score term.
     extra_segment: str = ""
+    #: How the localizer's own points of L1-L2 .. L4-L5 were mended before the quality gate:
+    #: ``second_peak`` (one level read on the second peak of its map,
+    #: :func:`scp_node.model.uncertainty.repair_chain`), ``counted_up`` (counted up from L5-S1
+    #: disc by disc, :func:`scp_node.model.uncertainty.count_up_chain`), or "" (not mended).
+    levels_repaired: str = ""
     assessable: bool = True
     not_assessable_reason: str = ""
     #: Why a score at or over the threshold was not reported as "LSTV suspected": no anatomical

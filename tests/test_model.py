@@ -126,7 +126,7 @@ def test_a_level_map_split_between_two_discs_is_read_on_the_one_that_fits_the_ch
     assert max(in_plane_errors(res, ph, volume).values()) < 10.0
     (note,) = [w for w in res.warnings if "second peak" in w]
     assert note.startswith("L1-L2 placed on the second peak") and "36 mm away" in note
-    assert res.needs_review and res.lstv_suspected
+    assert res.needs_review and res.lstv_suspected and res.levels_repaired == "second_peak"
 
 
 def test_flipped_series_gives_the_same_discs_mirrored_back(engine: LocalizerEngine) -> None:
@@ -535,6 +535,7 @@ def test_two_levels_on_one_disc_are_counted_up_from_l5s1(
     )
     assert res.assessable and not res.lstv_suspected and res.needs_review, res
     assert any("counted up from L5-S1 disc by disc" in w for w in res.warnings), res.warnings
+    assert res.levels_repaired == "counted_up"
     where = {d["level"]: np.asarray(d["patient_xyz"]) for d in truth["discs"]}
     normal = np.asarray(truth["slice_normal"], dtype=float)
     for finding in res.levels:  # each on its own disc: within 6 mm in the sagittal plane

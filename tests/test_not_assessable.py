@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -172,6 +173,13 @@ def test_a_held_back_finding_is_a_negative_for_review_that_says_why(study, tmp_p
     assert observe.FINDINGS_HELD_BACK._value.get() == before + 1
     observe.record_screen(result_for(truth))  # a finding is not held back
     assert observe.FINDINGS_HELD_BACK._value.get() == before + 1
+
+    counted = observe.LEVELS_REPAIRED.labels(how="counted_up")
+    repaired_before = counted._value.get()
+    observe.record_screen(result)  # levels as the localizer found them
+    assert counted._value.get() == repaired_before
+    observe.record_screen(dataclasses.replace(result, levels_repaired="counted_up"))
+    assert counted._value.get() == repaired_before + 1
 
 
 def test_infer_prints_why_a_finding_was_held_back(

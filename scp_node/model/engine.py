@@ -278,11 +278,12 @@ class LocalizerEngine:
         stats: dict[str, unc.LevelStats],
         means: list[np.ndarray],
         disc_map: np.ndarray | None,
-    ) -> str:
+    ) -> tuple[str, str]:
         """Move the one level of L1-L2 .. L4-L5 whose second peak makes an implausible chain
         plausible (:func:`.uncertainty.repair_chain`; ``means``: every level's mean map) in
         ``stats``, else count them up from L5-S1 along the discs of ``disc_map``
-        (:func:`.uncertainty.count_up_chain`); a warning saying so, or ""."""
+        (:func:`.uncertainty.count_up_chain`). Returns how (``second_peak`` / ``counted_up``)
+        and a warning saying so, or ("", "")."""
         candidates = [unc.peaks(mean) for mean in means[:-1]]
         last = stats[self.levels[-1]]
         junction = unc.Peak(last.x, last.y, last.peak_confidence)
@@ -290,14 +291,15 @@ class LocalizerEngine:
         if fix is None:
             points = unc.chain_mm([*(c[0] for c in candidates), junction], self.grid.spacing_mm)
             if disc_map is None or not unc.implausible(points[:4]) or unc.extra_segment(points):
-                return ""  # plausible, or a sign: an extra segment in the chain
-            return self._count_up(stats, means, disc_map, junction)
+                return "", ""  # plausible, or a sign: an extra segment in the chain
+            warning = self._count_up(stats, means, disc_map, junction)
+            return ("counted_up" if warning else ""), warning
         level = self.levels[fix.level]
         stats[level] = replace(stats[level], x=fix.peak.x, y=fix.peak.y)
         shift = self.grid.spacing_mm * float(
             np.hypot(fix.peak.x - fix.replaced.x, fix.peak.y - fix.replaced.y)
         )
-        return (
+        return "second_peak", (
             f"{level} placed on the second peak of its map ({fix.peak.mass:.2f} of its "
             f"probability against {fix.replaced.mass:.2f}, {shift:.0f} mm away): the first made "
             "the distances between the levels inconsistent"
@@ -380,7 +382,7 @@ class LocalizerEngine:
         disc_map = None
         if maps.shape[2] > len(self.levels):  # the auxiliary mobile-discs channel
             disc_map = maps[:, :, len(self.levels)].reshape(-1, *maps.shape[-2:]).mean(axis=0)
-        repaired = self._repair_chain(stats, means, disc_map)
+        repair, repaired = self._repair_chain(stats, means, disc_map)
         if repaired:
             warnings.append(repaired)
         for level in self.levels:
@@ -450,6 +452,7 @@ class LocalizerEngine:
             below_disc_signal=None if evidence is None else round(evidence.below, 4),
             junction_gap_ratio=round(gap_ratio, 4),
             extra_segment=segment,
+            levels_repaired=repair,
             needs_review=not assessable
             or bool(held_back)
             or bool(junction)
