@@ -18,6 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+GENERATORS = [
+    "sixth_phantom",
+    "seventh_phantom",
+    "eighth_phantom",
+    "ninth_phantom",
+    "tenth_phantom",
+    "eleventh_phantom",
+]
 
 
 def _load(name: str) -> ModuleType:
@@ -59,17 +67,7 @@ def _pixel_of(ds: pydicom.Dataset, xyz: np.ndarray) -> tuple[float, float, float
     )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "sixth_phantom",
-        "seventh_phantom",
-        "eighth_phantom",
-        "ninth_phantom",
-        "tenth_phantom",
-        "eleventh_phantom",
-    ],
-)
+@pytest.mark.parametrize("name", GENERATORS)
 def test_a_study_keeps_the_truth_contract(name: str, tmp_path: Path) -> None:
     folder = _write(name, tmp_path, seed=5, index=1)  # index 1: a lumbarization in both
     truth = json.loads((folder / "truth.json").read_text())
@@ -100,17 +98,7 @@ def test_a_study_keeps_the_truth_contract(name: str, tmp_path: Path) -> None:
         assert 0 <= col < nearest.Columns and 0 <= row < nearest.Rows, disc["level"]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "sixth_phantom",
-        "seventh_phantom",
-        "eighth_phantom",
-        "ninth_phantom",
-        "tenth_phantom",
-        "eleventh_phantom",
-    ],
-)
+@pytest.mark.parametrize("name", GENERATORS)
 def test_uids_are_deterministic(name: str, tmp_path: Path) -> None:
     first = _write(name, tmp_path / "a", seed=5, index=0)
     again = _write(name, tmp_path / "b", seed=5, index=0)
