@@ -371,6 +371,31 @@ def test_analyze_study_from_dicom_and_cli(tmp_path: Path, capsys: pytest.Capture
     assert out["evidence"] == list(res.evidence)
 
 
+def test_evaluate_counts_verdicts_and_says_how_many_were_held_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`model evaluate` reports the verdicts' sensitivity and specificity (a finding held back
+    for want of an anatomical sign is a negative) and how many were held back. On the stress
+    table's baseline row two lumbarizations (seeds 300004 and 300006, scores 0.55 and 1.6) are
+    over the threshold and held back (docs/model.md, "Stress test"): the sensitivity is the
+    scores' less them (at least the one far over the threshold, whatever the CPU)."""
+    from scp_node.model.evaluate import STRESS_ROWS, evaluate_row
+
+    shipped = LocalizerEngine.from_settings(ModelSettings(device="cpu"))  # the passes of the table
+    row = evaluate_row(shipped, STRESS_ROWS["baseline (256 px, 15 slices)"], 1, 7)
+    lstv = row["scores"]["lumbarization"] + row["scores"]["sacralization"]
+    over = sum(score >= row["threshold"] for score in lstv)
+    assert row["held_back"] >= 1
+    assert row["sensitivity"] == pytest.approx((over - row["held_back"]) / len(lstv))
+    assert main(["model", "evaluate", "--normals", "1", "--lstv", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert isinstance(report["held_back"], int) and report["held_back"] >= 0
+    assert main(["model", "evaluate", "--normals", "1", "--lstv", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "verdicts at threshold" in text
+    assert f"({report['held_back']} findings held back" in text
+
+
 def test_multiframe_study_findings_name_their_frame(
     engine: LocalizerEngine, tmp_path: Path
 ) -> None:

@@ -360,8 +360,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"sacralization {report['auroc_by_variant']['sacralization']:.3f})"
     )
     print(
-        f"threshold {report['threshold']:.4f}: sensitivity {report['sensitivity']:.3f}, "
-        f"specificity {report['specificity']:.3f}"
+        f"verdicts at threshold {report['threshold']:.4f}: sensitivity "
+        f"{report['sensitivity']:.3f}, specificity {report['specificity']:.3f} "
+        f"({report['held_back']} findings held back for want of an anatomical sign)"
     )
     print(f"not assessable       {report['not_assessable']:.3f} {report['not_assessable_reasons']}")
     print(f"median score by variant {report['score_median_by_variant']}")
