@@ -34,9 +34,9 @@ def main() -> None:
                 ph = make(variant, datasets.EVALUATION_SEED0 + i)
                 volume = datasets.phantom_series(ph)
                 res = engine.analyze(volume)
-                notes = [w for w in res.warnings if "second peak" in w or "counted up" in w]
-                if not notes:
+                if not res.levels_repaired:
                     continue
+                notes = [w for w in res.warnings if "second peak" in w or "counted up" in w]
                 repaired += 1
                 verdict = (
                     f"not assessable ({res.not_assessable_reason[:48]})"

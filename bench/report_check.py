@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             if head.SeriesInstanceUID == result.series_instance_uid:
                 sources.append(head if head.SOPInstanceUID != drawn else pydicom.dcmread(path))
         kind = " not assessable" if result.applicable and not result.assessable else ""
-        if any("second peak" in w or "counted up" in w for w in result.warnings):
+        if result.levels_repaired:
             kind += " repaired"
         for i, ds in enumerate(build_reports(result, sources, settings.report)):
             path = args.out / f"{folder.parent.name}-{folder.name}-{i}.dcm"

@@ -738,19 +738,12 @@ def count_up_chain(
         (q for q in found if q.mass >= floor and (junction.y - q.y) * mm_per_px > 10.0),
         key=lambda q: junction.y - q.y,
     )
+    maps = [normalise(np.asarray(m, dtype=np.float64)) for m in level_maps]
     runs: list[tuple[float, tuple[Peak, ...]]] = []
     for k in range(len(above) - 3):
         discs = tuple(reversed(above[k : k + 4]))  # L1-L2 .. L4-L5
-        support = float(
-            np.mean(
-                [
-                    _mass_near(np.asarray(m, dtype=np.float64), q.x, q.y, radius_px)
-                    / max(float(np.sum(m)), _EPS)
-                    for m, q in zip(level_maps, discs, strict=True)
-                ]
-            )
-        )
-        runs.append((support, discs))
+        masses = [_mass_near(m, q.x, q.y, radius_px) for m, q in zip(maps, discs, strict=True)]
+        runs.append((float(np.mean(masses)), discs))
     if not runs:
         return None
     runs.sort(key=lambda r: -r[0])
